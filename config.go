@@ -1,0 +1,79 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+	"strconv"
+	"strings"
+)
+
+// Config is everything Boxoffice reads from its environment, read once at start-up. Packages
+// receive what they need from it; none of them reads the environment itself.
+type Config struct {
+	HTTPAddr          string     // HTTP_ADDR: where the web (User Service) listens
+	DatabaseURL       string     // DATABASE_URL: PostgreSQL
+	KafkaBrokers      []string   // KAFKA_BROKERS: comma-separated; empty starts the embedded broker
+	KafkaDataDir      string     // KAFKA_DATA_DIR: where the embedded broker keeps its log
+	KafkaEmbeddedPort int        // KAFKA_EMBEDDED_PORT: the embedded broker's port; 0 picks one
+	KafkaPartitions   int        // KAFKA_PARTITIONS: partitions per topic when creating topics
+	WebInstance       string     // WEB_INSTANCE: names this web replica's consumer group
+	LogLevel          slog.Level // LOG_LEVEL: debug, info, warn or error
+}
+
+// DefaultDatabaseURL is the private cluster that scripts/postgres.sh starts.
+const DefaultDatabaseURL = "postgres://boxoffice:boxoffice@127.0.0.1:55432/boxoffice?sslmode=disable"
+
+// LoadConfig reads the configuration through getenv (os.Getenv in main, a map in tests),
+// applying defaults, and validates it. Every error names the variable at fault.
+func LoadConfig(getenv func(string) string) (Config, error) {
+	get := func(key, def string) string {
+		if v := strings.TrimSpace(getenv(key)); v != "" {
+			return v
+		}
+		return def
+	}
+	var errs []error
+	cfg := Config{
+		HTTPAddr:     get("HTTP_ADDR", "127.0.0.1:8080"),
+		DatabaseURL:  get("DATABASE_URL", DefaultDatabaseURL),
+		KafkaDataDir: get("KAFKA_DATA_DIR", ".data/kafka"),
+		WebInstance:  get("WEB_INSTANCE", "web"),
+	}
+	for _, b := range strings.Split(getenv("KAFKA_BROKERS"), ",") {
+		if b = strings.TrimSpace(b); b != "" {
+			cfg.KafkaBrokers = append(cfg.KafkaBrokers, b)
+		}
+	}
+	intVar := func(key, def string, lo, hi int) int {
+		raw := get(key, def)
+		n, err := strconv.Atoi(raw)
+		if err != nil || n < lo || n > hi {
+			errs = append(errs, fmt.Errorf("%s=%q: want a whole number from %d to %d", key, raw, lo, hi))
+		}
+		return n
+	}
+	cfg.KafkaPartitions = intVar("KAFKA_PARTITIONS", "6", 1, 1000)
+	cfg.KafkaEmbeddedPort = intVar("KAFKA_EMBEDDED_PORT", "0", 0, 65535)
+
+	if _, _, err := net.SplitHostPort(cfg.HTTPAddr); err != nil {
+		errs = append(errs, fmt.Errorf("HTTP_ADDR=%q: want host:port, like 127.0.0.1:8080", cfg.HTTPAddr))
+	}
+	if u, err := url.Parse(cfg.DatabaseURL); err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") || u.Host == "" {
+		errs = append(errs, fmt.Errorf("DATABASE_URL: want postgres://user:password@host:port/db?sslmode=disable"))
+	}
+	for _, b := range cfg.KafkaBrokers {
+		if _, port, err := net.SplitHostPort(b); err != nil || port == "" {
+			errs = append(errs, fmt.Errorf("KAFKA_BROKERS: %q is not host:port", b))
+		}
+	}
+	if err := cfg.LogLevel.UnmarshalText([]byte(get("LOG_LEVEL", "info"))); err != nil {
+		errs = append(errs, fmt.Errorf("LOG_LEVEL=%q: want debug, info, warn or error", getenv("LOG_LEVEL")))
+	}
+	if strings.ContainsAny(cfg.WebInstance, " /\t") {
+		errs = append(errs, fmt.Errorf("WEB_INSTANCE=%q: no spaces or slashes", cfg.WebInstance))
+	}
+	return cfg, errors.Join(errs...)
+}

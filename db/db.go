@@ -1,0 +1,78 @@
+// Package db opens Boxoffice's PostgreSQL database and applies its migrations. Each service owns
+// one schema (booking, payment, notification, ticket, web) and reads and writes only that one;
+// the catalog schema is reference data every part may read.
+package db
+
+import (
+	"context"
+	"embed"
+	"fmt"
+	"io/fs"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+	_ "github.com/lib/pq" // registers the "postgres" driver
+	"github.com/pressly/goose/v3"
+)
+
+// DriverName is the database/sql driver every part uses.
+const DriverName = "postgres"
+
+//go:embed migrations/*.sql
+var migrations embed.FS
+
+// migrateLockID serialises migrations when several processes start at once.
+const migrateLockID = 7_243_001
+
+// Open connects to PostgreSQL and checks that it answers. The pool is sized for a 2-core
+// machine running every part in one process.
+func Open(ctx context.Context, url string) (*sqlx.DB, error) {
+	conn, err := sqlx.Open(DriverName, url)
+	if err != nil {
+		return nil, fmt.Errorf("open database: %w", err)
+	}
+	conn.SetMaxOpenConns(20)
+	conn.SetMaxIdleConns(20)
+	conn.SetConnMaxIdleTime(5 * time.Minute)
+	pingCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := conn.PingContext(pingCtx); err != nil {
+		_ = conn.Close()
+		return nil, fmt.Errorf("connect to database: %w", err)
+	}
+	return conn, nil
+}
+
+// Migrate applies every pending migration, then runs after (the catalog seeder) while still
+// holding the lock, so concurrent starts neither race nor seed twice.
+func Migrate(ctx context.Context, conn *sqlx.DB, after func(context.Context, *sqlx.DB) error) error {
+	lock, err := conn.Conn(ctx)
+	if err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	defer lock.Close()
+	if _, err := lock.ExecContext(ctx, `SELECT pg_advisory_lock($1)`, migrateLockID); err != nil {
+		return fmt.Errorf("migrate: take lock: %w", err)
+	}
+	defer func() {
+		_, _ = lock.ExecContext(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock($1)`, migrateLockID)
+	}()
+
+	sub, err := fs.Sub(migrations, "migrations")
+	if err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	provider, err := goose.NewProvider(goose.DialectPostgres, conn.DB, sub)
+	if err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	if _, err := provider.Up(ctx); err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	if after != nil {
+		if err := after(ctx, conn); err != nil {
+			return fmt.Errorf("migrate: %w", err)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,220 @@
+// Package booking is the booking service: it turns a request for seats into a booking, or a
+// rejection a person can read, and frees the seats of bookings whose payment failed.
+//
+// It consumes booking-movie (requests, keyed by show so one show's seat decisions happen in
+// order) and payment-topic (outcomes), and publishes movie-found.
+package booking
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+
+	"github.com/boxoffice/boxoffice/services/catalog"
+	"github.com/boxoffice/boxoffice/services/event"
+	"github.com/boxoffice/boxoffice/services/kafka"
+)
+
+// GroupID is the booking service's consumer group: replicas share it and split the partitions.
+const GroupID = "booking"
+
+// MaxSeatsPerBooking bounds one booking, as box offices do.
+const MaxSeatsPerBooking = 10
+
+// Publisher is the part of the Kafka publisher the service needs.
+type Publisher interface {
+	Publish(ctx context.Context, msgs ...kafka.Message) error
+}
+
+// Service decides bookings.
+type Service struct {
+	store   *Store
+	catalog *catalog.Store
+	pub     Publisher
+	now     func() time.Time
+	log     *slog.Logger
+}
+
+// NewService wires the booking service. now is injectable so tests can stand at any moment.
+func NewService(db *sqlx.DB, pub Publisher, now func() time.Time, log *slog.Logger) *Service {
+	return &Service{store: NewStore(db), catalog: catalog.NewStore(db), pub: pub, now: now, log: log.With("service", "booking")}
+}
+
+// Consumer reads what the booking service reacts to.
+func (s *Service) Consumer(brokers []string, pub *kafka.Publisher) *kafka.Consumer {
+	return kafka.NewConsumer(kafka.ConsumerConfig{
+		Brokers: brokers,
+		GroupID: GroupID,
+		Topics:  []string{event.TopicBookingMovie, event.TopicPayment},
+	}, kafka.Handlers{
+		event.TypeBookingRequested: kafka.On(s.HandleRequested),
+		event.TypePaymentSucceeded: kafka.On(s.HandlePaymentSucceeded),
+		event.TypePaymentFailed:    kafka.On(s.HandlePaymentFailed),
+	}, pub, s.log)
+}
+
+var seatLabelPattern = regexp.MustCompile(`^[A-Z][1-9][0-9]?$`)
+
+// rejection is a decision not to book, with a stable code and a sentence for people.
+type rejection struct{ code, reason string }
+
+// HandleRequested decides a booking request: check the show and the seats, hold them, publish
+// the outcome. A redelivered request republishes the outcome recorded the first time.
+func (s *Service) HandleRequested(ctx context.Context, env event.Envelope, req event.BookingRequested) error {
+	if previous, err := s.store.Outcome(ctx, env.BookingID); err != nil {
+		return err
+	} else if previous != nil {
+		return s.publishOutcome(ctx, *previous)
+	}
+
+	show, rej, err := s.check(ctx, req)
+	if err != nil {
+		return err
+	}
+	var outcome event.Envelope
+	if rej != nil {
+		outcome, err = s.reject(ctx, env, req, *rej)
+	} else {
+		outcome, err = s.hold(ctx, env, req, show)
+	}
+	if err != nil {
+		return err
+	}
+	return s.publishOutcome(ctx, outcome)
+}
+
+// check validates the request against the catalog. It returns a rejection for anything a person
+// got wrong, and an error only for failures worth retrying.
+func (s *Service) check(ctx context.Context, req event.BookingRequested) (catalog.Show, *rejection, error) {
+	if len(req.Seats) == 0 || len(req.Seats) > MaxSeatsPerBooking {
+		return catalog.Show{}, &rejection{event.RejectInvalid, fmt.Sprintf("Choose between 1 and %d seats.", MaxSeatsPerBooking)}, nil
+	}
+	for i, seat := range req.Seats {
+		if !seatLabelPattern.MatchString(seat) {
+			return catalog.Show{}, &rejection{event.RejectUnknownSeat, fmt.Sprintf("Seat %q does not exist.", seat)}, nil
+		}
+		if slices.Contains(req.Seats[:i], seat) {
+			return catalog.Show{}, &rejection{event.RejectInvalid, fmt.Sprintf("Seat %s is listed twice.", seat)}, nil
+		}
+	}
+	show, err := s.catalog.Show(ctx, req.ShowID)
+	if errors.Is(err, catalog.ErrNotFound) {
+		return catalog.Show{}, &rejection{event.RejectUnknownShow, "This show does not exist. Pick a show from the programme."}, nil
+	}
+	if err != nil {
+		return catalog.Show{}, nil, err
+	}
+	if !show.StartsAt.After(s.now()) {
+		return show, &rejection{event.RejectShowStarted, fmt.Sprintf("%s started at %s: it can no longer be booked. Pick a later show.",
+			show.MovieTitle, show.LocalStart().Format("Mon 2 Jan 15:04"))}, nil
+	}
+	missing, err := s.store.MissingSeats(ctx, show.ScreenID, req.Seats)
+	if err != nil {
+		return show, nil, err
+	}
+	if len(missing) > 0 {
+		return show, &rejection{event.RejectUnknownSeat, fmt.Sprintf("%s does not exist in screen %d.",
+			seatList(missing), show.ScreenNumber)}, nil
+	}
+	return show, nil, nil
+}
+
+// hold records the booking and holds its seats in one transaction. If another booking holds any
+// of them, the request is rejected as "seat taken" instead.
+func (s *Service) hold(ctx context.Context, env event.Envelope, req event.BookingRequested, show catalog.Show) (event.Envelope, error) {
+	details := event.BookingDetails{
+		ShowID:          show.ID,
+		MovieID:         show.MovieID,
+		MovieTitle:      show.MovieTitle,
+		TheatreName:     show.TheatreName,
+		TheatreLocation: show.TheatreLocation(),
+		ScreenNumber:    show.ScreenNumber,
+		StartsAt:        show.StartsAt,
+		Timezone:        show.TheatreTimezone,
+		Seats:           req.Seats,
+		AmountCents:     show.PriceCents * int64(len(req.Seats)),
+		Currency:        show.Currency,
+		CustomerName:    req.CustomerName,
+		PhoneMasked:     event.MaskPhone(req.Phone),
+	}
+	outcome, err := s.newEvent(env, event.TypeSeatsConfirmed, event.SeatsConfirmed{Booking: details, Card: req.Card})
+	if err != nil {
+		return event.Envelope{}, err
+	}
+	taken, err := s.store.Hold(ctx, env.BookingID, details, outcome)
+	if err != nil {
+		return event.Envelope{}, err
+	}
+	if len(taken) > 0 {
+		verb := "is"
+		if len(taken) > 1 {
+			verb = "are"
+		}
+		return s.reject(ctx, env, req, rejection{event.RejectSeatTaken,
+			fmt.Sprintf("%s %s already taken. Pick other seats.", seatList(taken), verb)})
+	}
+	s.log.Info("seats held", "booking_id", env.BookingID, "show_id", show.ID, "seats", req.Seats)
+	return outcome, nil
+}
+
+func (s *Service) reject(ctx context.Context, env event.Envelope, req event.BookingRequested, rej rejection) (event.Envelope, error) {
+	outcome, err := s.newEvent(env, event.TypeBookingRejected, event.BookingRejected{
+		ShowID: req.ShowID, Seats: req.Seats, Code: rej.code, Reason: rej.reason,
+	})
+	if err != nil {
+		return event.Envelope{}, err
+	}
+	if err := s.store.Reject(ctx, env.BookingID, req, event.MaskPhone(req.Phone), rej.code, rej.reason, outcome); err != nil {
+		return event.Envelope{}, err
+	}
+	s.log.Info("booking rejected", "booking_id", env.BookingID, "show_id", req.ShowID, "code", rej.code, "reason", rej.reason)
+	return outcome, nil
+}
+
+// HandlePaymentSucceeded marks the booking paid; its seats stay held for good.
+func (s *Service) HandlePaymentSucceeded(ctx context.Context, env event.Envelope, _ event.PaymentSucceeded) error {
+	return s.store.MarkPaid(ctx, env.BookingID)
+}
+
+// HandlePaymentFailed fails the booking and frees its seats for other buyers.
+func (s *Service) HandlePaymentFailed(ctx context.Context, env event.Envelope, p event.PaymentFailed) error {
+	released, err := s.store.Fail(ctx, env.BookingID, p.Code, p.Reason)
+	if err != nil {
+		return err
+	}
+	if released > 0 {
+		s.log.Info("seats released after failed payment", "booking_id", env.BookingID, "seats", released)
+	}
+	return nil
+}
+
+func (s *Service) newEvent(cause event.Envelope, eventType string, payload any) (event.Envelope, error) {
+	return event.New(eventType, cause.BookingID, payload, s.now())
+}
+
+func (s *Service) publishOutcome(ctx context.Context, outcome event.Envelope) error {
+	return s.pub.Publish(ctx, kafka.Message{Topic: event.TopicMovieFound, Key: outcome.BookingID, Envelope: outcome})
+}
+
+func seatList(seats []string) string {
+	if len(seats) == 1 {
+		return "Seat " + seats[0]
+	}
+	return "Seats " + strings.Join(seats[:len(seats)-1], ", ") + " and " + seats[len(seats)-1]
+}
+
+func encodeEnvelope(env event.Envelope) ([]byte, error) {
+	b, err := json.Marshal(env)
+	if err != nil {
+		return nil, fmt.Errorf("encode outcome: %w", err)
+	}
+	return b, nil
+}

@@ -1,0 +1,172 @@
+package booking
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"sort"
+
+	"github.com/jmoiron/sqlx"
+	"github.com/lib/pq"
+
+	"github.com/boxoffice/boxoffice/services/event"
+)
+
+// Store is the booking service's own schema: bookings and the seats they hold.
+type Store struct {
+	db *sqlx.DB
+}
+
+// NewStore returns the booking store over db.
+func NewStore(db *sqlx.DB) *Store { return &Store{db: db} }
+
+// Outcome returns the movie-found event already decided for a booking, or nil if it is new.
+func (s *Store) Outcome(ctx context.Context, bookingID string) (*event.Envelope, error) {
+	var raw []byte
+	err := s.db.GetContext(ctx, &raw, `SELECT outcome_event FROM booking.bookings WHERE id = $1`, bookingID)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("look up booking %s: %w", bookingID, err)
+	}
+	env, err := event.Decode(raw)
+	if err != nil {
+		return nil, fmt.Errorf("decode stored outcome of %s: %w", bookingID, err)
+	}
+	return &env, nil
+}
+
+// MissingSeats returns the labels that are not seats of the screen, sorted.
+func (s *Store) MissingSeats(ctx context.Context, screenID string, labels []string) ([]string, error) {
+	var existing []string
+	err := s.db.SelectContext(ctx, &existing, `SELECT label FROM catalog.seats
+		WHERE screen_id = $1 AND label = ANY($2)`, screenID, pq.Array(labels))
+	if err != nil {
+		return nil, fmt.Errorf("check seats of %s: %w", screenID, err)
+	}
+	found := make(map[string]bool, len(existing))
+	for _, l := range existing {
+		found[l] = true
+	}
+	var missing []string
+	for _, l := range labels {
+		if !found[l] {
+			missing = append(missing, l)
+		}
+	}
+	sort.Strings(missing)
+	return missing, nil
+}
+
+// Hold records a confirmed booking and holds its seats, all or nothing. If any seat is already
+// held it records nothing and returns the taken seats. The check is made first, so the primary
+// key on held_seats is the last line of defence, not the only one.
+func (s *Store) Hold(ctx context.Context, bookingID string, d event.BookingDetails, outcome event.Envelope) (taken []string, err error) {
+	raw, err := encodeEnvelope(outcome)
+	if err != nil {
+		return nil, err
+	}
+	tx, err := s.db.BeginTxx(ctx, nil)
+	if err != nil {
+		return nil, fmt.Errorf("hold seats: %w", err)
+	}
+	defer func() { _ = tx.Rollback() }()
+
+	if taken, err = heldSeats(ctx, tx, d.ShowID, d.Seats); err != nil || len(taken) > 0 {
+		return taken, err
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO booking.bookings
+		(id, show_id, seats, customer_name, phone_masked, amount_cents, currency, status, outcome_event)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, 'confirmed', $8)`,
+		bookingID, d.ShowID, pq.Array(d.Seats), d.CustomerName, d.PhoneMasked, d.AmountCents, d.Currency, raw); err != nil {
+		return nil, fmt.Errorf("record booking %s: %w", bookingID, err)
+	}
+	var inserted []string
+	if err := tx.SelectContext(ctx, &inserted, `INSERT INTO booking.held_seats (show_id, seat_label, booking_id)
+		SELECT $1, unnest($2::text[]), $3
+		ON CONFLICT (show_id, seat_label) DO NOTHING
+		RETURNING seat_label`, d.ShowID, pq.Array(d.Seats), bookingID); err != nil {
+		return nil, fmt.Errorf("hold seats of %s: %w", bookingID, err)
+	}
+	if len(inserted) != len(d.Seats) {
+		// Another transaction took a seat between our check and our insert.
+		_ = tx.Rollback()
+		taken, err = heldSeats(ctx, s.db, d.ShowID, d.Seats)
+		if err == nil && len(taken) == 0 {
+			err = errors.New("seats were taken and released while holding them; retrying")
+		}
+		return taken, err
+	}
+	if err := tx.Commit(); err != nil {
+		return nil, fmt.Errorf("hold seats of %s: %w", bookingID, err)
+	}
+	return nil, nil
+}
+
+func heldSeats(ctx context.Context, q sqlx.QueryerContext, showID string, seats []string) ([]string, error) {
+	var taken []string
+	err := sqlx.SelectContext(ctx, q, &taken, `SELECT seat_label FROM booking.held_seats
+		WHERE show_id = $1 AND seat_label = ANY($2) ORDER BY seat_label`, showID, pq.Array(seats))
+	if err != nil {
+		return nil, fmt.Errorf("check held seats of %s: %w", showID, err)
+	}
+	return taken, nil
+}
+
+// Reject records a rejected booking, so a redelivered request gets the same answer.
+func (s *Store) Reject(ctx context.Context, bookingID string, req event.BookingRequested, phoneMasked, code, reason string, outcome event.Envelope) error {
+	raw, err := encodeEnvelope(outcome)
+	if err != nil {
+		return err
+	}
+	seats := req.Seats
+	if seats == nil {
+		seats = []string{}
+	}
+	_, err = s.db.ExecContext(ctx, `INSERT INTO booking.bookings
+		(id, show_id, seats, customer_name, phone_masked, amount_cents, currency, status, reason_code, reason, outcome_event)
+		VALUES ($1, $2, $3, $4, $5, 0, '', 'rejected', $6, $7, $8)
+		ON CONFLICT (id) DO NOTHING`,
+		bookingID, req.ShowID, pq.Array(seats), req.CustomerName, phoneMasked, code, reason, raw)
+	if err != nil {
+		return fmt.Errorf("record rejection of %s: %w", bookingID, err)
+	}
+	return nil
+}
+
+// MarkPaid moves a confirmed booking to paid. Replays change nothing.
+func (s *Store) MarkPaid(ctx context.Context, bookingID string) error {
+	_, err := s.db.ExecContext(ctx, `UPDATE booking.bookings SET status = 'paid', updated_at = now()
+		WHERE id = $1 AND status = 'confirmed'`, bookingID)
+	if err != nil {
+		return fmt.Errorf("mark %s paid: %w", bookingID, err)
+	}
+	return nil
+}
+
+// Fail moves a confirmed booking to failed and releases its seats, in one transaction. It
+// returns how many seats were released (0 on a replay).
+func (s *Store) Fail(ctx context.Context, bookingID, code, reason string) (int64, error) {
+	tx, err := s.db.BeginTxx(ctx, nil)
+	if err != nil {
+		return 0, fmt.Errorf("fail booking %s: %w", bookingID, err)
+	}
+	defer func() { _ = tx.Rollback() }()
+	if _, err := tx.ExecContext(ctx, `UPDATE booking.bookings
+		SET status = 'failed', reason_code = $2, reason = $3, updated_at = now()
+		WHERE id = $1 AND status = 'confirmed'`, bookingID, code, reason); err != nil {
+		return 0, fmt.Errorf("fail booking %s: %w", bookingID, err)
+	}
+	res, err := tx.ExecContext(ctx, `DELETE FROM booking.held_seats WHERE booking_id = $1
+		AND EXISTS (SELECT 1 FROM booking.bookings WHERE id = $1 AND status = 'failed')`, bookingID)
+	if err != nil {
+		return 0, fmt.Errorf("release seats of %s: %w", bookingID, err)
+	}
+	released, _ := res.RowsAffected()
+	if err := tx.Commit(); err != nil {
+		return 0, fmt.Errorf("fail booking %s: %w", bookingID, err)
+	}
+	return released, nil
+}

@@ -1,0 +1,188 @@
+package kafka
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	kafkago "github.com/segmentio/kafka-go"
+
+	"github.com/boxoffice/boxoffice/services/event"
+)
+
+// Handler processes one decoded event. Delivery is at least once (a rebalance or a crash before
+// the commit redelivers), so every handler must be safe to run twice for the same event.
+type Handler func(ctx context.Context, env event.Envelope) error
+
+// Handlers routes events by type. Types without a handler are committed and skipped: a topic
+// carries several types and a consumer may care about only some.
+type Handlers map[string]Handler
+
+// On adapts a typed function to a Handler: the payload is decoded once, here, so a service's
+// handlers receive the struct they expect.
+func On[T any](fn func(ctx context.Context, env event.Envelope, payload T) error) Handler {
+	return func(ctx context.Context, env event.Envelope) error {
+		var payload T
+		if err := env.Decode(&payload); err != nil {
+			return err
+		}
+		return fn(ctx, env, payload)
+	}
+}
+
+// Permanent marks an error that retrying cannot fix (bad data, not a bad moment): the message
+// goes to the dead-letter topic and the partition moves on.
+func Permanent(err error) error { return permanentError{err} }
+
+type permanentError struct{ err error }
+
+func (p permanentError) Error() string { return p.err.Error() }
+func (p permanentError) Unwrap() error { return p.err }
+
+func isPermanent(err error) bool {
+	var p permanentError
+	return errors.As(err, &p) || errors.Is(err, event.ErrMalformed)
+}
+
+// ConsumerConfig names a consumer group, what it reads and where it sends what it cannot read.
+type ConsumerConfig struct {
+	Brokers []string
+	GroupID string
+	Topics  []string
+}
+
+// Consumer is the one consume loop of Boxoffice: fetch → handle → commit after success. A
+// transient failure is retried with backoff without committing; a permanent one is
+// dead-lettered with the reason in a header, then committed.
+type Consumer struct {
+	cfg       ConsumerConfig
+	handlers  Handlers
+	publisher *Publisher
+	log       *slog.Logger
+	reader    *kafkago.Reader
+}
+
+// NewConsumer builds a group consumer. The reader settings are the measured ones from STACK.md:
+// MinBytes 1 for low latency, MaxWait 500 ms (shorter polls time out and reconnect), a 6 s
+// session so a dead member's partitions move within seconds, and a new group starting from the
+// earliest offset so nothing written before it joined is missed.
+func NewConsumer(cfg ConsumerConfig, handlers Handlers, publisher *Publisher, log *slog.Logger) *Consumer {
+	log = log.With("group", cfg.GroupID)
+	return &Consumer{
+		cfg:       cfg,
+		handlers:  handlers,
+		publisher: publisher,
+		log:       log,
+		reader: kafkago.NewReader(kafkago.ReaderConfig{
+			Brokers:           cfg.Brokers,
+			GroupID:           cfg.GroupID,
+			GroupTopics:       cfg.Topics,
+			MinBytes:          1,
+			MaxBytes:          10 << 20,
+			MaxWait:           500 * time.Millisecond,
+			HeartbeatInterval: 500 * time.Millisecond,
+			SessionTimeout:    6 * time.Second,
+			RebalanceTimeout:  10 * time.Second,
+			CommitInterval:    100 * time.Millisecond,
+			StartOffset:       kafkago.FirstOffset,
+			ErrorLogger:       errorLogger(log, "kafka-reader"),
+		}),
+	}
+}
+
+// Run consumes until ctx is cancelled. The message being handled when that happens is finished
+// and committed first (drain), then the reader leaves the group and flushes its commits.
+func (c *Consumer) Run(ctx context.Context) error {
+	defer func() {
+		if err := c.reader.Close(); err != nil {
+			c.log.Warn("close kafka reader", "err", err)
+		}
+	}()
+	for {
+		msg, err := c.reader.FetchMessage(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return fmt.Errorf("fetch from %v: %w", c.cfg.Topics, err)
+		}
+		// In-flight work is not cut off by shutdown: it finishes (or gives up) on its own clock.
+		work := context.WithoutCancel(ctx)
+		if !c.process(ctx, work, msg) {
+			return nil // shutting down while retrying: the message stays uncommitted
+		}
+		if err := c.reader.CommitMessages(work, msg); err != nil {
+			return fmt.Errorf("commit %s/%d@%d: %w", msg.Topic, msg.Partition, msg.Offset, err)
+		}
+	}
+}
+
+// process handles one message, retrying transient failures with capped exponential backoff for
+// as long as the service runs. It reports false if shutdown interrupted the retries.
+func (c *Consumer) process(stop, work context.Context, msg kafkago.Message) bool {
+	backoff := 50 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		err := c.handle(work, msg)
+		if err == nil {
+			return true
+		}
+		log := c.log.With("topic", msg.Topic, "partition", msg.Partition, "offset", msg.Offset, "attempt", attempt, "err", err)
+		if isPermanent(err) {
+			log.Error("event cannot be processed; sending it to the dead-letter topic")
+			dlErr := c.deadLetter(work, msg, err, attempt)
+			if dlErr == nil {
+				return true
+			}
+			log = log.With("dead_letter_err", dlErr)
+		}
+		log.Warn("event handling failed; retrying", "backoff", backoff)
+		select {
+		case <-stop.Done():
+			return false
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 5*time.Second)
+	}
+}
+
+func (c *Consumer) handle(ctx context.Context, msg kafkago.Message) error {
+	env, err := event.Decode(msg.Value)
+	if err != nil {
+		return err
+	}
+	handler, ok := c.handlers[env.Type]
+	if !ok {
+		return nil
+	}
+	traceparent := headerValue(msg.Headers, event.HeaderTraceparent)
+	if traceparent == "" {
+		traceparent = env.Traceparent
+	}
+	ctx = WithTrace(ctx, traceparent)
+	start := time.Now()
+	if err := handler(ctx, env); err != nil {
+		return err
+	}
+	c.log.Debug("event handled", "type", env.Type, "booking_id", env.BookingID,
+		"trace_id", TraceID(traceparent), "took", time.Since(start))
+	return nil
+}
+
+// deadLetter parks msg on <topic>.dlt with the reason in headers. If that fails the caller
+// retries, so a message is never committed without landing somewhere.
+func (c *Consumer) deadLetter(ctx context.Context, msg kafkago.Message, cause error, attempts int) error {
+	headers := append([]kafkago.Header{}, msg.Headers...)
+	headers = append(headers,
+		kafkago.Header{Key: "dlt-error", Value: []byte(event.ShortReason(cause.Error()))},
+		kafkago.Header{Key: "dlt-source-topic", Value: []byte(msg.Topic)},
+		kafkago.Header{Key: "dlt-source-partition", Value: []byte(itoa(int64(msg.Partition)))},
+		kafkago.Header{Key: "dlt-source-offset", Value: []byte(itoa(msg.Offset))},
+		kafkago.Header{Key: "dlt-attempts", Value: []byte(itoa(int64(attempts)))},
+		kafkago.Header{Key: "dlt-group", Value: []byte(c.cfg.GroupID)},
+	)
+	return c.publisher.publishRaw(ctx, kafkago.Message{
+		Topic: DeadLetterTopic(msg.Topic), Key: msg.Key, Value: msg.Value, Headers: headers,
+	})
+}

@@ -1,0 +1,133 @@
+// Package kafka is Boxoffice's Kafka plumbing: the embedded broker, topic creation, the one
+// publisher and the one consume loop every service runs. Settings follow ../shared/STACK.md:
+// kafka-go's defaults cost a full second per hop.
+package kafka
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	kafkago "github.com/segmentio/kafka-go"
+	"github.com/twmb/franz-go/pkg/kfake"
+)
+
+// EmbeddedBroker is a single-node Kafka-protocol broker running inside this process, so one
+// machine needs nothing but the binary. It speaks the real wire protocol: clients cannot tell.
+type EmbeddedBroker struct {
+	cluster *kfake.Cluster
+}
+
+// StartEmbedded starts the in-process broker on 127.0.0.1:port (0 picks a free port). With a
+// dataDir its log and committed offsets survive restarts; an empty dataDir keeps it in memory.
+func StartEmbedded(port int, dataDir string) (*EmbeddedBroker, error) {
+	opts := []kfake.Opt{
+		kfake.NumBrokers(1),
+		kfake.Ports(port),
+		kfake.ClusterID("boxoffice"),
+	}
+	if dataDir != "" {
+		if err := os.MkdirAll(dataDir, 0o755); err != nil {
+			return nil, fmt.Errorf("create kafka data dir: %w", err)
+		}
+		opts = append(opts, kfake.DataDir(dataDir))
+	}
+	cluster, err := kfake.NewCluster(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("start embedded kafka broker: %w", err)
+	}
+	return &EmbeddedBroker{cluster: cluster}, nil
+}
+
+// Addrs are the broker addresses clients should dial.
+func (b *EmbeddedBroker) Addrs() []string { return b.cluster.ListenAddrs() }
+
+// Close stops the broker, flushing its data dir.
+func (b *EmbeddedBroker) Close() { b.cluster.Close() }
+
+// EnsureTopics creates each topic with the given partition count, plus its dead-letter topic,
+// and leaves topics that already exist alone. Creating them up front matters: kafka-go fails a
+// write to a missing topic at once.
+func EnsureTopics(ctx context.Context, brokers []string, partitions int, topics ...string) error {
+	client := &kafkago.Client{Addr: kafkago.TCP(brokers...), Timeout: 10 * time.Second}
+	var configs []kafkago.TopicConfig
+	for _, t := range topics {
+		for _, name := range []string{t, DeadLetterTopic(t)} {
+			configs = append(configs, kafkago.TopicConfig{Topic: name, NumPartitions: partitions, ReplicationFactor: 1})
+		}
+	}
+	var lastErr error
+	// A broker that has just started may not answer yet: retry for a few seconds.
+	for attempt := 0; attempt < 50; attempt++ {
+		resp, err := client.CreateTopics(ctx, &kafkago.CreateTopicsRequest{Topics: configs})
+		if err == nil {
+			for topic, terr := range resp.Errors {
+				if terr != nil && !errors.Is(terr, kafkago.TopicAlreadyExists) {
+					return fmt.Errorf("create topic %s: %w", topic, terr)
+				}
+			}
+			return nil
+		}
+		lastErr = err
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	return fmt.Errorf("create topics on %s: %w", strings.Join(brokers, ","), lastErr)
+}
+
+// Ping checks that a broker answers a metadata request.
+func Ping(ctx context.Context, brokers []string) error {
+	var d net.Dialer
+	var lastErr error
+	for _, b := range brokers {
+		conn, err := d.DialContext(ctx, "tcp", b)
+		if err != nil {
+			lastErr = err
+			continue
+		}
+		kc := kafkago.NewConn(conn, "", 0)
+		if deadline, ok := ctx.Deadline(); ok {
+			_ = kc.SetDeadline(deadline)
+		}
+		_, err = kc.Brokers()
+		_ = kc.Close()
+		if err == nil {
+			return nil
+		}
+		lastErr = err
+	}
+	if lastErr == nil {
+		lastErr = errors.New("no brokers configured")
+	}
+	return fmt.Errorf("kafka: %w", lastErr)
+}
+
+// DeadLetterTopic names the topic where messages that can never be processed are parked.
+func DeadLetterTopic(topic string) string { return topic + ".dlt" }
+
+// errorLogger routes kafka-go's error log into slog; its info logger is far too chatty to keep.
+func errorLogger(log *slog.Logger, component string) kafkago.LoggerFunc {
+	return func(format string, args ...any) {
+		log.Warn(fmt.Sprintf(format, args...), "component", component)
+	}
+}
+
+func headerValue(headers []kafkago.Header, key string) string {
+	for _, h := range headers {
+		if h.Key == key {
+			return string(h.Value)
+		}
+	}
+	return ""
+}
+
+func itoa(n int64) string { return strconv.FormatInt(n, 10) }

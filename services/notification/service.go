@@ -1,0 +1,176 @@
+// Package notification is the notification service: it texts the customer the outcome of their
+// payment and announces on notification-sent whether the text went out.
+//
+// The full phone number travels only on booking-movie, so the service keeps its own contact book
+// from that topic; payment outcomes then need nothing but the booking id to find the number.
+package notification
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+
+	"github.com/boxoffice/boxoffice/services/event"
+	"github.com/boxoffice/boxoffice/services/kafka"
+	"github.com/boxoffice/boxoffice/services/notification/sms"
+)
+
+// GroupID is the notification service's consumer group.
+const GroupID = "notification"
+
+// Message kinds: one SMS per booking and kind, at most.
+const (
+	KindBookingConfirmed = "booking_confirmed"
+	KindPaymentFailed    = "payment_failed"
+)
+
+// Publisher is the part of the Kafka publisher the service needs.
+type Publisher interface {
+	Publish(ctx context.Context, msgs ...kafka.Message) error
+}
+
+// Service sends the SMS for each payment outcome.
+type Service struct {
+	db     *sqlx.DB
+	sender sms.Sender
+	pub    Publisher
+	now    func() time.Time
+	log    *slog.Logger
+}
+
+// NewService wires the notification service to its SMS provider.
+func NewService(db *sqlx.DB, sender sms.Sender, pub Publisher, now func() time.Time, log *slog.Logger) *Service {
+	return &Service{db: db, sender: sender, pub: pub, now: now, log: log.With("service", "notification")}
+}
+
+// Consumer reads booking requests (for contact details) and payment outcomes.
+func (s *Service) Consumer(brokers []string, pub *kafka.Publisher) *kafka.Consumer {
+	return kafka.NewConsumer(kafka.ConsumerConfig{
+		Brokers: brokers, GroupID: GroupID, Topics: []string{event.TopicBookingMovie, event.TopicPayment},
+	}, kafka.Handlers{
+		event.TypeBookingRequested: kafka.On(s.HandleBookingRequested),
+		event.TypePaymentSucceeded: kafka.On(s.HandlePaymentSucceeded),
+		event.TypePaymentFailed:    kafka.On(s.HandlePaymentFailed),
+	}, pub, s.log)
+}
+
+// HandleBookingRequested remembers how to reach the customer.
+func (s *Service) HandleBookingRequested(ctx context.Context, env event.Envelope, req event.BookingRequested) error {
+	_, err := s.db.ExecContext(ctx, `INSERT INTO notification.contacts (booking_id, customer_name, phone)
+		VALUES ($1, $2, $3) ON CONFLICT (booking_id) DO NOTHING`, env.BookingID, req.CustomerName, req.Phone)
+	if err != nil {
+		return fmt.Errorf("record contact of %s: %w", env.BookingID, err)
+	}
+	return nil
+}
+
+// HandlePaymentSucceeded texts the booking confirmation.
+func (s *Service) HandlePaymentSucceeded(ctx context.Context, env event.Envelope, p event.PaymentSucceeded) error {
+	b := p.Booking
+	body := fmt.Sprintf("Boxoffice: you're booked! %s, %s, screen %d, %s. Seats %s. Your ticket is on its way.",
+		b.MovieTitle, b.TheatreName, b.ScreenNumber, localTime(b), strings.Join(b.Seats, " "))
+	return s.notify(ctx, env, KindBookingConfirmed, body, event.NotificationResult{Booking: b, Paid: true, PaymentID: p.PaymentID})
+}
+
+// HandlePaymentFailed texts why the booking did not go through.
+func (s *Service) HandlePaymentFailed(ctx context.Context, env event.Envelope, p event.PaymentFailed) error {
+	b := p.Booking
+	body := fmt.Sprintf("Boxoffice: your payment for %s on %s did not go through (%s). You have not been charged and the seats were released.",
+		b.MovieTitle, localTime(b), strings.TrimSuffix(p.Reason, "."))
+	return s.notify(ctx, env, KindPaymentFailed, body, event.NotificationResult{Booking: b, Paid: false})
+}
+
+// notify sends one SMS of a kind per booking and publishes the result. A refused SMS is an
+// outcome (published as failed), never a reason to hold up the booking; an unreachable provider
+// is retried.
+func (s *Service) notify(ctx context.Context, env event.Envelope, kind, body string, result event.NotificationResult) error {
+	if previous, err := s.outcome(ctx, env.BookingID, kind); err != nil {
+		return err
+	} else if previous != nil {
+		return s.publish(ctx, *previous)
+	}
+	phone, err := s.phone(ctx, env.BookingID)
+	if err != nil {
+		return err
+	}
+	result.Kind = kind
+	status, eventType := "delivered", event.TypeNotificationSent
+	providerID, sendErr := s.sender.Send(ctx, phone, body)
+	var refused *sms.DeliveryError
+	switch {
+	case sendErr == nil:
+		result.MessageID = providerID
+	case errors.As(sendErr, &refused):
+		status, eventType = "failed", event.TypeNotificationFailed
+		result.Error = refused.Reason
+	default:
+		return fmt.Errorf("send %s sms for %s: %w", kind, env.BookingID, sendErr)
+	}
+	outcome, err := event.New(eventType, env.BookingID, result, s.now())
+	if err != nil {
+		return err
+	}
+	raw, err := json.Marshal(outcome)
+	if err != nil {
+		return fmt.Errorf("encode notification outcome: %w", err)
+	}
+	if _, err := s.db.ExecContext(ctx, `INSERT INTO notification.messages
+		(booking_id, kind, status, provider_id, error, outcome_event) VALUES ($1, $2, $3, $4, $5, $6)
+		ON CONFLICT (booking_id, kind) DO NOTHING`,
+		env.BookingID, kind, status, result.MessageID, result.Error, raw); err != nil {
+		return fmt.Errorf("record %s sms for %s: %w", kind, env.BookingID, err)
+	}
+	s.log.Info("sms "+status, "booking_id", env.BookingID, "kind", kind, "error", result.Error)
+	stored, err := s.outcome(ctx, env.BookingID, kind)
+	if err != nil || stored == nil {
+		return errors.Join(errors.New("sms recorded but not readable"), err)
+	}
+	return s.publish(ctx, *stored)
+}
+
+// errContactNotYetKnown is transient: the booking-movie event carrying the number is on another
+// topic and may simply not have been read yet.
+var errContactNotYetKnown = errors.New("contact not yet known")
+
+func (s *Service) phone(ctx context.Context, bookingID string) (string, error) {
+	var phone string
+	err := s.db.GetContext(ctx, &phone, `SELECT phone FROM notification.contacts WHERE booking_id = $1`, bookingID)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", fmt.Errorf("booking %s: %w", bookingID, errContactNotYetKnown)
+	}
+	if err != nil {
+		return "", fmt.Errorf("look up contact of %s: %w", bookingID, err)
+	}
+	return phone, nil
+}
+
+func (s *Service) outcome(ctx context.Context, bookingID, kind string) (*event.Envelope, error) {
+	var raw []byte
+	err := s.db.GetContext(ctx, &raw, `SELECT outcome_event FROM notification.messages
+		WHERE booking_id = $1 AND kind = $2`, bookingID, kind)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("look up %s sms of %s: %w", kind, bookingID, err)
+	}
+	env, err := event.Decode(raw)
+	if err != nil {
+		return nil, fmt.Errorf("decode stored sms outcome: %w", err)
+	}
+	return &env, nil
+}
+
+func (s *Service) publish(ctx context.Context, outcome event.Envelope) error {
+	return s.pub.Publish(ctx, kafka.Message{Topic: event.TopicNotificationSent, Key: outcome.BookingID, Envelope: outcome})
+}
+
+// localTime formats a show's start as people at that cinema read it.
+func localTime(b event.BookingDetails) string { return b.LocalStart().Format("Mon 2 Jan 15:04") }

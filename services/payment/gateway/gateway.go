@@ -1,0 +1,205 @@
+// Package gateway is Boxoffice's side of the card processor: an interface with two halves — the
+// web tier tokenises a card (so the full number goes no further), the payment service charges
+// the token — and the sandbox processor that follows the usual test cards.
+package gateway
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/jmoiron/sqlx"
+
+	"github.com/boxoffice/boxoffice/services/event"
+)
+
+// Tokenizer turns a card number into a token the rest of the system can carry safely.
+type Tokenizer interface {
+	Tokenize(ctx context.Context, cardNumber string) (event.Card, error)
+}
+
+// Charger charges a tokenised card. Implementations must honour IdempotencyKey: a second charge
+// with the same key returns the first result and moves no money.
+type Charger interface {
+	Charge(ctx context.Context, req ChargeRequest) (ChargeResult, error)
+}
+
+// ChargeRequest asks for one payment.
+type ChargeRequest struct {
+	IdempotencyKey string
+	Card           event.Card
+	AmountCents    int64
+	Currency       string
+	Description    string
+}
+
+// ChargeResult is the processor's answer. A decline is a result, not an error: errors are for
+// failures worth retrying (timeouts, outages).
+type ChargeResult struct {
+	Approved      bool
+	Reference     string
+	DeclineCode   string
+	DeclineReason string
+}
+
+// InvalidCardError explains why a card number was refused before any charge was attempted.
+type InvalidCardError struct{ Reason string }
+
+func (e *InvalidCardError) Error() string { return e.Reason }
+
+// Decline codes, as card processors name them.
+const (
+	DeclineGeneric           = "card_declined"
+	DeclineInsufficientFunds = "insufficient_funds"
+)
+
+type testCard struct {
+	brand         string
+	declineCode   string // empty: the card pays
+	declineReason string
+}
+
+// Test cards the sandbox knows, by their full number. Any other valid number is refused at
+// tokenisation: a sandbox must never look like it accepted a real card.
+var sandboxCards = map[string]testCard{
+	"4242424242424242": {brand: "visa"},
+	"5555555555554444": {brand: "mastercard"},
+	"4000000000000002": {brand: "visa", declineCode: DeclineGeneric, declineReason: "Your card was declined."},
+	"4000000000009995": {brand: "visa", declineCode: DeclineInsufficientFunds, declineReason: "Your card has insufficient funds."},
+}
+
+// TestCardsHint is what the form says about which cards work.
+const TestCardsHint = "Sandbox: 4242 4242 4242 4242 pays, 4000 0000 0000 0002 is declined, 4000 0000 0000 9995 has insufficient funds."
+
+// Sandbox is a card processor that moves no money: its ledger is a table of its own, keyed by
+// idempotency key like a real processor's.
+type Sandbox struct {
+	db *sqlx.DB
+}
+
+// NewSandbox returns the sandbox processor over db.
+func NewSandbox(db *sqlx.DB) *Sandbox { return &Sandbox{db: db} }
+
+// NormalizeCardNumber drops the spaces and dashes people type.
+func NormalizeCardNumber(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r == ' ' || r == '-' {
+			return -1
+		}
+		return r
+	}, s)
+}
+
+// ValidateCardNumber checks the shape and the Luhn digit of a card number.
+func ValidateCardNumber(number string) error {
+	if number == "" {
+		return &InvalidCardError{"Enter a card number."}
+	}
+	if len(number) < 12 || len(number) > 19 {
+		return &InvalidCardError{"A card number has 12 to 19 digits."}
+	}
+	sum := 0
+	for i := range len(number) {
+		c := number[len(number)-1-i]
+		if c < '0' || c > '9' {
+			return &InvalidCardError{"A card number has only digits."}
+		}
+		d := int(c - '0')
+		if i%2 == 1 {
+			d *= 2
+			if d > 9 {
+				d -= 9
+			}
+		}
+		sum += d
+	}
+	if sum%10 != 0 {
+		return &InvalidCardError{"That card number is not valid: check the digits."}
+	}
+	return nil
+}
+
+// Tokenize validates the number and returns a token naming the test card.
+func (s *Sandbox) Tokenize(_ context.Context, cardNumber string) (event.Card, error) {
+	number := NormalizeCardNumber(cardNumber)
+	if err := ValidateCardNumber(number); err != nil {
+		return event.Card{}, err
+	}
+	card, ok := sandboxCards[number]
+	if !ok {
+		return event.Card{}, &InvalidCardError{"This is a sandbox: only test cards work. " + TestCardsHint}
+	}
+	last4 := number[len(number)-4:]
+	return event.Card{Brand: card.brand, Last4: last4, Token: "tok_sandbox_" + last4 + "_" + randomHex(8)}, nil
+}
+
+// Charge approves or declines according to the test card behind the token, once per
+// idempotency key.
+func (s *Sandbox) Charge(ctx context.Context, req ChargeRequest) (ChargeResult, error) {
+	if req.IdempotencyKey == "" {
+		return ChargeResult{}, errors.New("sandbox charge: idempotency key required")
+	}
+	var existing struct {
+		Approved      bool   `db:"approved"`
+		Reference     string `db:"reference"`
+		DeclineCode   string `db:"decline_code"`
+		DeclineReason string `db:"decline_reason"`
+	}
+	err := s.db.GetContext(ctx, &existing, `SELECT approved, reference, decline_code, decline_reason
+		FROM payment_sandbox.charges WHERE idempotency_key = $1`, req.IdempotencyKey)
+	if err == nil {
+		return ChargeResult(existing), nil
+	}
+	if !errors.Is(err, sql.ErrNoRows) {
+		return ChargeResult{}, fmt.Errorf("sandbox charge: %w", err)
+	}
+
+	result := ChargeResult{Approved: true, Reference: "ch_sandbox_" + randomHex(12)}
+	card, known := sandboxCardForToken(req.Card.Token)
+	switch {
+	case !known:
+		result = ChargeResult{Reference: result.Reference, DeclineCode: DeclineGeneric, DeclineReason: "The card token is not known to the sandbox."}
+	case card.declineCode != "":
+		result = ChargeResult{Reference: result.Reference, DeclineCode: card.declineCode, DeclineReason: card.declineReason}
+	}
+	_, err = s.db.ExecContext(ctx, `INSERT INTO payment_sandbox.charges
+		(idempotency_key, reference, card_token, amount_cents, currency, approved, decline_code, decline_reason)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (idempotency_key) DO NOTHING`,
+		req.IdempotencyKey, result.Reference, req.Card.Token, req.AmountCents, req.Currency,
+		result.Approved, result.DeclineCode, result.DeclineReason)
+	if err != nil {
+		return ChargeResult{}, fmt.Errorf("sandbox charge: %w", err)
+	}
+	// A concurrent duplicate may have won the insert: answer with whatever the ledger holds.
+	err = s.db.GetContext(ctx, &existing, `SELECT approved, reference, decline_code, decline_reason
+		FROM payment_sandbox.charges WHERE idempotency_key = $1`, req.IdempotencyKey)
+	if err != nil {
+		return ChargeResult{}, fmt.Errorf("sandbox charge: %w", err)
+	}
+	return ChargeResult(existing), nil
+}
+
+// sandboxCardForToken reads the test card back from a tok_sandbox_<last4>_<random> token; the
+// test cards' last four digits are all different.
+func sandboxCardForToken(token string) (testCard, bool) {
+	parts := strings.Split(token, "_")
+	if len(parts) != 4 || parts[0] != "tok" || parts[1] != "sandbox" {
+		return testCard{}, false
+	}
+	for number, card := range sandboxCards {
+		if strings.HasSuffix(number, parts[2]) {
+			return card, true
+		}
+	}
+	return testCard{}, false
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}

@@ -1,0 +1,177 @@
+// Package templates holds Boxoffice's pages and fragments (templ components) and the view
+// models they render: plain structs shaped like the screen, filled by the web handlers. The
+// components never query anything; everything they show is in their view model.
+package templates
+
+// MovieCard is one film on the "What's on" page.
+type MovieCard struct {
+	ID        string
+	Title     string
+	Tagline   string
+	Synopsis  string
+	Runtime   string // "1 h 58 min"
+	AgeRating string // "12A"
+	Genre     string
+	PosterHue int // 0-359: the drawn poster's colour
+}
+
+// MoviesPage is the home page: the programme.
+type MoviesPage struct {
+	Movies []MovieCard
+}
+
+// DayTab is one day of the week on a movie page.
+type DayTab struct {
+	Label    string // "Today", "Tomorrow", "Fri 27 Nov"
+	Date     string // "2026-11-27", the ?day= value
+	URL      string
+	Selected bool
+}
+
+// ShowTime is one bookable screening as a button.
+type ShowTime struct {
+	ShowID    string
+	URL       string
+	Time      string // "19:30"
+	Screen    string // "Screen 2"
+	Price     string // "£13.95"
+	SeatsLeft int
+	SoldOut   bool
+	Started   bool
+}
+
+// TheatreShowtimes groups a day's showtimes by cinema.
+type TheatreShowtimes struct {
+	TheatreName string
+	Location    string // street address and city
+	Times       []ShowTime
+}
+
+// MoviePage is one film with its showtimes by theatre for the selected day.
+type MoviePage struct {
+	Movie    MovieCard
+	Days     []DayTab
+	DayLabel string
+	Theatres []TheatreShowtimes // empty: nothing on that day
+}
+
+// SeatView is one seat on the map.
+type SeatView struct {
+	Label    string // "F7"
+	Number   int
+	Taken    bool
+	Selected bool
+	Column   int // 1-based grid column, counting aisles
+}
+
+// SeatRow is one lettered row of the map.
+type SeatRow struct {
+	Label string // "F"
+	Seats []SeatView
+}
+
+// BookingForm is what the person typed, echoed back with errors when it did not validate.
+type BookingForm struct {
+	Name        string
+	Phone       string
+	CardNumber  string
+	Errors      map[string]string // field ("seats", "name", "phone", "card_number", "show_id") → message
+	FormMessage string            // an error about the whole form
+}
+
+// ShowSummary is the running total next to the seat map.
+type ShowSummary struct {
+	Seats []string
+	Price string // per seat
+	Total string
+}
+
+// ShowPage is the seat map and booking form for one screening.
+type ShowPage struct {
+	ShowID      string
+	MovieID     string
+	MovieTitle  string
+	AgeRating   string
+	TheatreName string
+	Location    string
+	Screen      string // "Screen 2"
+	When        string // "Friday 27 November, 19:30"
+	Price       string // per seat
+	Started     bool   // the show has begun: the map is shown but cannot be booked
+	Rows        []SeatRow
+	Columns     int // grid columns the widest row needs
+	MaxSeats    int
+	Summary     ShowSummary
+	Form        BookingForm
+	TestCards   string // the sandbox's test-card hint
+}
+
+// StageView is one line of a booking's progress.
+type StageView struct {
+	Name   string // requested, confirmed, paid, notified, ticketed, rejected, failed
+	Title  string // "Seats confirmed"
+	Detail string
+	At     string // "19:02:11"
+	State  string // "done", "pending", "failed"
+}
+
+// TicketView is every field the ticket shows.
+type TicketView struct {
+	TicketID        string
+	Code            string
+	MovieTitle      string
+	TheatreName     string
+	TheatreLocation string
+	Date            string // "Friday 27 November 2026"
+	Time            string // "19:30"
+	Screen          string // "Screen 2"
+	Seats           string // "F7, F8"
+	BookedUnder     string
+	Price           string
+	PrintURL        string
+}
+
+// Progress is the changing part of the booking status page: the stages, and how it ended.
+type Progress struct {
+	Status   string // the API status
+	Final    bool
+	Stages   []StageView
+	Failed   bool   // rejected or failed
+	Reason   string // why it failed, for people
+	RetryURL string // pick other seats
+	Ticket   *TicketView
+}
+
+// BookingPage is the status page of one booking.
+type BookingPage struct {
+	BookingID   string
+	MovieTitle  string
+	TheatreName string
+	When        string
+	Screen      string
+	Seats       string
+	BookedUnder string
+	EventsURL   string // the HTML SSE stream; empty once the booking has ended
+	Progress    Progress
+}
+
+// SMSMessage is one text in the sandbox inbox.
+type SMSMessage struct {
+	Phone  string
+	Body   string
+	SentAt string
+	Ago    string
+}
+
+// SMSInboxPage is the sandbox SMS provider's inbox.
+type SMSInboxPage struct {
+	Messages []SMSMessage
+	Phone    string // filter, "" for all
+}
+
+// ErrorPage explains what went wrong, with a way back.
+type ErrorPage struct {
+	Status  int
+	Title   string
+	Message string
+}

@@ -1,0 +1,259 @@
+package web
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/r3labs/sse/v2"
+)
+
+// CloseEvent is the SSE event that ends a booking's stream. The page's EventSource closes on it
+// (sse-close), or the browser would reconnect forever.
+const CloseEvent = "close"
+
+// StreamKind is what a stream carries: HTML fragments for the status page, JSON for scripts.
+type StreamKind string
+
+// The two kinds of booking stream.
+const (
+	StreamHTML StreamKind = "html"
+	StreamJSON StreamKind = "json"
+)
+
+// Renderer turns a booking's stages into SSE events of one kind.
+type Renderer interface {
+	// StageEvent renders stage number seq (1-based) of b.
+	StageEvent(kind StreamKind, b BookingStatus, seq int) (name string, data []byte, err error)
+	// OutcomeEvents renders what follows the last stage of a finished booking (its ticket or
+	// the reason it failed), before the stream closes.
+	OutcomeEvents(kind StreamKind, b BookingStatus) (names []string, data [][]byte, err error)
+}
+
+// Hub fans booking progress out to browsers and scripts over server-sent events, on top of
+// r3labs/sse. Each connection gets a stream of its own, so it can first be sent the stages it
+// missed (after Last-Event-ID), then each new stage once and in order, then a close event.
+//
+// r3labs is used in its safe configuration (see ../shared/STACK.md): no replay log, multi-line
+// data split into data: lines, streams removed by the library when their one subscriber leaves,
+// TryPublish so a stuck browser cannot block the projection.
+type Hub struct {
+	server *sse.Server
+	load   func(ctx context.Context, bookingID string) (BookingStatus, error)
+	render Renderer
+	log    *slog.Logger
+
+	mu        sync.Mutex
+	byBooking map[string]map[string]*stream // booking id → stream id → stream
+}
+
+type stream struct {
+	mu        sync.Mutex
+	id        string
+	bookingID string
+	kind      StreamKind
+	sent      int // stages already sent on this stream
+	closed    bool
+}
+
+// NewHub returns a hub that reads bookings through load and renders them through render.
+func NewHub(load func(ctx context.Context, bookingID string) (BookingStatus, error), render Renderer, log *slog.Logger) *Hub {
+	h := &Hub{load: load, render: render, log: log, byBooking: map[string]map[string]*stream{}}
+	server := sse.New()
+	server.AutoReplay = false
+	server.AutoStream = true
+	server.SplitData = true
+	server.BufferSize = 64
+	server.Headers = map[string]string{"X-Accel-Buffering": "no"} // nginx: don't buffer the stream
+	server.OnSubscribe = h.onSubscribe
+	server.OnUnsubscribe = h.onUnsubscribe
+	h.server = server
+	return h
+}
+
+// Serve streams one booking's progress to the caller. after is the number of stages the caller
+// already has (from Last-Event-ID on a reconnect). It returns when the booking has ended and
+// its close event is written, or when the caller goes away.
+func (h *Hub) Serve(w http.ResponseWriter, r *http.Request, kind StreamKind, bookingID string) {
+	after := 0
+	if v := r.Header.Get("Last-Event-ID"); v != "" {
+		if n, err := strconv.Atoi(v); err == nil && n >= 0 {
+			after = n
+		}
+	}
+	streamID := string(kind) + "." + bookingID + "." + randomID()
+	h.mu.Lock()
+	if h.byBooking[bookingID] == nil {
+		h.byBooking[bookingID] = map[string]*stream{}
+	}
+	h.byBooking[bookingID][streamID] = &stream{id: streamID, bookingID: bookingID, kind: kind, sent: after}
+	h.mu.Unlock()
+
+	// The library reads the stream id from the query and would refuse a Last-Event-ID that is
+	// not a number; ours are, but a stale tab might send anything.
+	r2 := r.Clone(r.Context())
+	r2.URL.RawQuery = "stream=" + streamID
+	r2.Header.Del("Last-Event-ID")
+
+	// Cancelling the request once the close event is flushed makes the library unsubscribe
+	// and return, so the server ends the response instead of waiting for the client.
+	ctx, cancel := context.WithCancel(r2.Context())
+	defer cancel()
+	h.server.ServeHTTP(&closingWriter{ResponseWriter: w, cancel: cancel}, r2.WithContext(ctx))
+}
+
+// Notify is called after a booking gains a stage: every stream following it catches up.
+func (h *Hub) Notify(bookingID string) {
+	h.mu.Lock()
+	streams := make([]*stream, 0, len(h.byBooking[bookingID]))
+	for _, s := range h.byBooking[bookingID] {
+		streams = append(streams, s)
+	}
+	h.mu.Unlock()
+	for _, s := range streams {
+		h.catchUp(s)
+	}
+}
+
+// OpenStreams counts the connections currently following a booking.
+func (h *Hub) OpenStreams() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	n := 0
+	for _, m := range h.byBooking {
+		n += len(m)
+	}
+	return n
+}
+
+// Close ends every stream, for shutdown.
+func (h *Hub) Close() { h.server.Close() }
+
+func (h *Hub) onSubscribe(streamID string, _ *sse.Subscriber) {
+	if s := h.stream(streamID); s != nil {
+		h.catchUp(s)
+	}
+}
+
+func (h *Hub) onUnsubscribe(streamID string, _ *sse.Subscriber) {
+	parts := strings.SplitN(streamID, ".", 3)
+	if len(parts) != 3 {
+		return
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	delete(h.byBooking[parts[1]], streamID)
+	if len(h.byBooking[parts[1]]) == 0 {
+		delete(h.byBooking, parts[1])
+	}
+}
+
+func (h *Hub) stream(streamID string) *stream {
+	parts := strings.SplitN(streamID, ".", 3)
+	if len(parts) != 3 {
+		return nil
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.byBooking[parts[1]][streamID]
+}
+
+// catchUp sends a stream every stage it has not had yet, in order, and the outcome and close
+// event once the booking has ended. The stream's lock makes each stage go out exactly once
+// even when a new stage and a (re)connection race.
+func (h *Hub) catchUp(s *stream) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return
+	}
+	b, err := h.load(context.Background(), s.bookingID)
+	if err != nil {
+		h.log.Warn("sse: load booking", "booking_id", s.bookingID, "err", err)
+		return
+	}
+	for seq := s.sent + 1; seq <= len(b.Stages); seq++ {
+		name, data, err := h.render.StageEvent(s.kind, b, seq)
+		if err != nil {
+			h.log.Warn("sse: render stage", "booking_id", s.bookingID, "err", err)
+			return
+		}
+		if !h.publish(s.id, strconv.Itoa(seq), name, data) {
+			return // the connection is gone or stuck: it resumes from Last-Event-ID
+		}
+		s.sent = seq
+	}
+	if !IsFinal(b.Status) || s.sent < finalStageCount(b) {
+		return
+	}
+	names, datas, err := h.render.OutcomeEvents(s.kind, b)
+	if err != nil {
+		h.log.Warn("sse: render outcome", "booking_id", s.bookingID, "err", err)
+		return
+	}
+	// Same id as the last stage: a reconnect after this point resumes after the stages.
+	last := strconv.Itoa(s.sent)
+	for i := range names {
+		h.publish(s.id, last, names[i], datas[i])
+	}
+	h.publish(s.id, last, CloseEvent, []byte(b.Status))
+	s.closed = true
+}
+
+// finalStageCount is how many stages a finished booking shows before its stream closes: a
+// failed payment's SMS stage may come later and is not waited for.
+func finalStageCount(b BookingStatus) int {
+	n := 0
+	for _, st := range b.Stages {
+		n++
+		if IsFinal(st.Name) {
+			return n
+		}
+	}
+	return len(b.Stages) + 1 // the final stage itself has not arrived in order yet
+}
+
+func (h *Hub) publish(streamID, id, name string, data []byte) bool {
+	ev := &sse.Event{Event: []byte(name), Data: data}
+	if id != "" {
+		ev.ID = []byte(id)
+	}
+	return h.server.TryPublish(streamID, ev)
+}
+
+// closingWriter cancels the request once the close event has been flushed to the client.
+type closingWriter struct {
+	http.ResponseWriter
+	cancel   context.CancelFunc
+	sawClose bool
+}
+
+// closeLine is how the library writes our close event's name: in a Write call of its own.
+var closeLine = "event: " + CloseEvent + "\n"
+
+func (c *closingWriter) Write(p []byte) (int, error) {
+	if string(p) == closeLine {
+		c.sawClose = true
+	}
+	return c.ResponseWriter.Write(p)
+}
+
+func (c *closingWriter) Flush() {
+	if f, ok := c.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+	if c.sawClose {
+		c.cancel()
+	}
+}
+
+func randomID() string {
+	b := make([]byte, 8)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}

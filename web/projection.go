@@ -1,0 +1,329 @@
+package web
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+	"github.com/lib/pq"
+
+	"github.com/boxoffice/boxoffice/services/event"
+	"github.com/boxoffice/boxoffice/services/kafka"
+)
+
+// Booking statuses, as the API reports them. The first five are the happy path in order;
+// rejected and failed end a booking early.
+const (
+	StatusRequested = "requested"
+	StatusConfirmed = "confirmed"
+	StatusPaid      = "paid"
+	StatusNotified  = "notified"
+	StatusTicketed  = "ticketed"
+	StatusRejected  = "rejected"
+	StatusFailed    = "failed"
+)
+
+// statusRank orders statuses so a late or replayed event never moves a booking backwards.
+var statusRank = map[string]int{
+	StatusRequested: 0, StatusConfirmed: 1, StatusPaid: 2, StatusNotified: 3, StatusTicketed: 4,
+	StatusRejected: 10, StatusFailed: 10,
+}
+
+// IsFinal reports whether a status ends the booking.
+func IsFinal(status string) bool {
+	return status == StatusTicketed || status == StatusRejected || status == StatusFailed
+}
+
+// Stage is one step a booking went through, as the status page and the API show it.
+type Stage struct {
+	Name   string    `db:"name" json:"name"`
+	At     time.Time `db:"at" json:"at"`
+	Detail string    `db:"detail" json:"detail"`
+}
+
+// BookingStatus is the web's view of one booking: the truth the status page renders on load.
+type BookingStatus struct {
+	ID           string              `db:"id"`
+	ShowID       string              `db:"show_id"`
+	Seats        pq.StringArray      `db:"seats"`
+	CustomerName string              `db:"customer_name"`
+	PhoneMasked  string              `db:"phone_masked"`
+	CardBrand    string              `db:"card_brand"`
+	CardLast4    string              `db:"card_last4"`
+	Status       string              `db:"status"`
+	Reason       string              `db:"reason"`
+	TicketJSON   []byte              `db:"ticket"`
+	CreatedAt    time.Time           `db:"created_at"`
+	Ticket       *event.TicketIssued `db:"-"`
+	Stages       []Stage             `db:"-"`
+}
+
+// ErrBookingNotFound is returned for an unknown booking id.
+var ErrBookingNotFound = errors.New("booking not found")
+
+// Projection keeps the web's booking-status table from the five topics and tells the SSE hub
+// whenever a booking gains a stage.
+type Projection struct {
+	db       *sqlx.DB
+	onChange func(bookingID string)
+	log      *slog.Logger
+}
+
+// NewProjection returns the projection; onChange is called after each new stage is stored.
+func NewProjection(db *sqlx.DB, onChange func(bookingID string), log *slog.Logger) *Projection {
+	return &Projection{db: db, onChange: onChange, log: log}
+}
+
+// Consumer reads all five topics. Every web replica must see every event (its browsers may be
+// connected to any replica), so each replica has a consumer group of its own.
+func (p *Projection) Consumer(brokers []string, instance string, pub *kafka.Publisher) *kafka.Consumer {
+	return kafka.NewConsumer(kafka.ConsumerConfig{
+		Brokers: brokers, GroupID: "web-" + instance, Topics: event.Topics,
+	}, kafka.Handlers{
+		event.TypeBookingRequested:   kafka.On(p.onRequested),
+		event.TypeSeatsConfirmed:     kafka.On(p.onConfirmed),
+		event.TypeBookingRejected:    kafka.On(p.onRejected),
+		event.TypePaymentSucceeded:   kafka.On(p.onPaid),
+		event.TypePaymentFailed:      kafka.On(p.onPaymentFailed),
+		event.TypeNotificationSent:   kafka.On(p.onNotification),
+		event.TypeNotificationFailed: kafka.On(p.onNotification),
+		event.TypeTicketIssued:       kafka.On(p.onTicket),
+	}, pub, p.log)
+}
+
+// Record stores a new booking as requested, with its first stage, in one transaction. It is
+// what the web does when a person presses Book, before publishing the request.
+func (p *Projection) Record(ctx context.Context, env event.Envelope, req event.BookingRequested, phoneMasked string) error {
+	tx, err := p.db.BeginTxx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("record booking: %w", err)
+	}
+	defer func() { _ = tx.Rollback() }()
+	if _, err := tx.ExecContext(ctx, `INSERT INTO web.bookings
+		(id, show_id, seats, customer_name, phone_masked, card_brand, card_last4, status, created_at, updated_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, 'requested', $8, $8) ON CONFLICT (id) DO NOTHING`,
+		env.BookingID, req.ShowID, pq.Array(req.Seats), req.CustomerName, phoneMasked,
+		req.Card.Brand, req.Card.Last4, env.OccurredAt); err != nil {
+		return fmt.Errorf("record booking %s: %w", env.BookingID, err)
+	}
+	inserted, err := insertStage(ctx, tx, env.BookingID, Stage{Name: StatusRequested, At: env.OccurredAt,
+		Detail: fmt.Sprintf("%d seat(s) requested", len(req.Seats))}, env.ID)
+	if err != nil {
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("record booking %s: %w", env.BookingID, err)
+	}
+	if inserted {
+		p.onChange(env.BookingID)
+	}
+	return nil
+}
+
+// Forget removes a booking that was never published (the broker refused it), so nothing
+// half-done stays behind.
+func (p *Projection) Forget(ctx context.Context, bookingID string) error {
+	_, err := p.db.ExecContext(ctx, `WITH s AS (DELETE FROM web.booking_stages WHERE booking_id = $1)
+		DELETE FROM web.bookings WHERE id = $1`, bookingID)
+	if err != nil {
+		return fmt.Errorf("forget booking %s: %w", bookingID, err)
+	}
+	return nil
+}
+
+func (p *Projection) onRequested(ctx context.Context, env event.Envelope, req event.BookingRequested) error {
+	// Usually already recorded by this web process; a replay or another replica's booking is not.
+	return p.Record(ctx, env, req, event.MaskPhone(req.Phone))
+}
+
+func (p *Projection) onConfirmed(ctx context.Context, env event.Envelope, c event.SeatsConfirmed) error {
+	detail := fmt.Sprintf("Seats %s held · %s to pay", joinSeats(c.Booking.Seats), formatMoney(c.Booking.AmountCents, c.Booking.Currency))
+	return p.advance(ctx, env, StatusConfirmed, detail, "", nil)
+}
+
+func (p *Projection) onRejected(ctx context.Context, env event.Envelope, r event.BookingRejected) error {
+	return p.advance(ctx, env, StatusRejected, r.Reason, r.Reason, nil)
+}
+
+func (p *Projection) onPaid(ctx context.Context, env event.Envelope, ps event.PaymentSucceeded) error {
+	detail := fmt.Sprintf("%s charged to %s ending %s", formatMoney(ps.Booking.AmountCents, ps.Booking.Currency), brandName(ps.CardBrand), ps.CardLast4)
+	return p.advance(ctx, env, StatusPaid, detail, "", nil)
+}
+
+func (p *Projection) onPaymentFailed(ctx context.Context, env event.Envelope, pf event.PaymentFailed) error {
+	detail := fmt.Sprintf("%s (%s ending %s). You were not charged and the seats were released.", pf.Reason, brandName(pf.CardBrand), pf.CardLast4)
+	return p.advance(ctx, env, StatusFailed, detail, pf.Reason, nil)
+}
+
+func (p *Projection) onNotification(ctx context.Context, env event.Envelope, n event.NotificationResult) error {
+	detail := "Text message sent to " + n.Booking.PhoneMasked
+	if n.Error != "" {
+		detail = "Text message could not be sent: " + n.Error
+	}
+	status := StatusNotified
+	if !n.Paid {
+		status = StatusFailed // the SMS about a failed payment adds a stage, not a new status
+	}
+	return p.advanceStage(ctx, env, Stage{Name: StatusNotified, At: env.OccurredAt, Detail: detail}, status, "", nil)
+}
+
+func (p *Projection) onTicket(ctx context.Context, env event.Envelope, t event.TicketIssued) error {
+	detail := fmt.Sprintf("Ticket %s issued", t.Code)
+	return p.advance(ctx, env, StatusTicketed, detail, "", &t)
+}
+
+func (p *Projection) advance(ctx context.Context, env event.Envelope, status, detail, reason string, ticket *event.TicketIssued) error {
+	return p.advanceStage(ctx, env, Stage{Name: status, At: env.OccurredAt, Detail: detail}, status, reason, ticket)
+}
+
+// errBookingNotYetKnown is transient: the booking-movie event that creates the row is on another
+// topic and may not have been read yet.
+var errBookingNotYetKnown = errors.New("booking not yet known to the web projection")
+
+// advanceStage stores a stage once and moves the status forward, never backwards.
+func (p *Projection) advanceStage(ctx context.Context, env event.Envelope, stage Stage, status, reason string, ticket *event.TicketIssued) error {
+	tx, err := p.db.BeginTxx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("project %s: %w", env.Type, err)
+	}
+	defer func() { _ = tx.Rollback() }()
+	var current string
+	err = tx.GetContext(ctx, &current, `SELECT status FROM web.bookings WHERE id = $1 FOR UPDATE`, env.BookingID)
+	if errors.Is(err, sql.ErrNoRows) {
+		return fmt.Errorf("%s for %s: %w", env.Type, env.BookingID, errBookingNotYetKnown)
+	}
+	if err != nil {
+		return fmt.Errorf("project %s: %w", env.Type, err)
+	}
+	inserted, err := insertStage(ctx, tx, env.BookingID, stage, env.ID)
+	if err != nil || !inserted {
+		return err
+	}
+	var ticketJSON []byte
+	if ticket != nil {
+		if ticketJSON, err = json.Marshal(ticket); err != nil {
+			return fmt.Errorf("encode ticket: %w", err)
+		}
+	}
+	if statusRank[status] > statusRank[current] {
+		current = status
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE web.bookings SET status = $2,
+		reason = CASE WHEN $3 = '' THEN reason ELSE $3 END,
+		ticket = COALESCE($4::jsonb, ticket), updated_at = now() WHERE id = $1`,
+		env.BookingID, current, reason, nullJSON(ticketJSON)); err != nil {
+		return fmt.Errorf("project %s: %w", env.Type, err)
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("project %s: %w", env.Type, err)
+	}
+	p.onChange(env.BookingID)
+	return nil
+}
+
+func insertStage(ctx context.Context, tx *sqlx.Tx, bookingID string, s Stage, eventID string) (bool, error) {
+	res, err := tx.ExecContext(ctx, `INSERT INTO web.booking_stages (booking_id, name, at, detail, event_id)
+		VALUES ($1, $2, $3, $4, $5) ON CONFLICT (booking_id, name) DO NOTHING`,
+		bookingID, s.Name, s.At, s.Detail, eventID)
+	if err != nil {
+		return false, fmt.Errorf("record stage %s of %s: %w", s.Name, bookingID, err)
+	}
+	n, _ := res.RowsAffected()
+	return n == 1, nil
+}
+
+func nullJSON(b []byte) any {
+	if b == nil {
+		return nil
+	}
+	return string(b)
+}
+
+// Booking loads one booking with its stages in the order they happen.
+func (p *Projection) Booking(ctx context.Context, id string) (BookingStatus, error) {
+	var b BookingStatus
+	err := p.db.GetContext(ctx, &b, `SELECT id, show_id, seats, customer_name, phone_masked, card_brand,
+		card_last4, status, reason, ticket, created_at FROM web.bookings WHERE id = $1`, id)
+	if errors.Is(err, sql.ErrNoRows) {
+		return BookingStatus{}, ErrBookingNotFound
+	}
+	if err != nil {
+		return BookingStatus{}, fmt.Errorf("load booking %s: %w", id, err)
+	}
+	if len(b.TicketJSON) > 0 {
+		b.Ticket = new(event.TicketIssued)
+		if err := json.Unmarshal(b.TicketJSON, b.Ticket); err != nil {
+			return BookingStatus{}, fmt.Errorf("decode ticket of %s: %w", id, err)
+		}
+	}
+	if err := p.db.SelectContext(ctx, &b.Stages, `SELECT name, at, detail FROM web.booking_stages
+		WHERE booking_id = $1`, id); err != nil {
+		return BookingStatus{}, fmt.Errorf("load stages of %s: %w", id, err)
+	}
+	b.Stages = orderedStages(b.Stages)
+	return b, nil
+}
+
+// stagePaths are the orders in which stages can happen; SSE streams them in this order even if
+// the topics were read in another.
+var stageOrder = map[string]int{
+	StatusRequested: 0, StatusConfirmed: 1, StatusRejected: 1, StatusPaid: 2, StatusFailed: 2,
+	StatusNotified: 3, StatusTicketed: 4,
+}
+
+// orderedStages sorts stages and cuts them at the first gap, so a stage read early (from a topic
+// that ran ahead) waits until the stages before it are there.
+func orderedStages(stages []Stage) []Stage {
+	byOrder := make(map[int]Stage, len(stages))
+	for _, s := range stages {
+		byOrder[stageOrder[s.Name]] = s
+	}
+	out := make([]Stage, 0, len(stages))
+	for i := 0; ; i++ {
+		s, ok := byOrder[i]
+		if !ok {
+			return out
+		}
+		out = append(out, s)
+	}
+}
+
+// TakenSeats lists the seats of a show that are held or sold, as far as the web has heard.
+func (p *Projection) TakenSeats(ctx context.Context, showID string) (map[string]bool, error) {
+	var seats []string
+	err := p.db.SelectContext(ctx, &seats, `SELECT unnest(seats) FROM web.bookings
+		WHERE show_id = $1 AND status IN ('requested', 'confirmed', 'paid', 'notified', 'ticketed')`, showID)
+	if err != nil {
+		return nil, fmt.Errorf("load taken seats of %s: %w", showID, err)
+	}
+	taken := make(map[string]bool, len(seats))
+	for _, s := range seats {
+		taken[s] = true
+	}
+	return taken, nil
+}
+
+// Ticket finds a ticket by its id.
+func (p *Projection) Ticket(ctx context.Context, ticketID string) (event.TicketIssued, string, error) {
+	var row struct {
+		ID     string `db:"id"`
+		Ticket []byte `db:"ticket"`
+	}
+	err := p.db.GetContext(ctx, &row, `SELECT id, ticket FROM web.bookings WHERE ticket->>'ticket_id' = $1`, ticketID)
+	if errors.Is(err, sql.ErrNoRows) {
+		return event.TicketIssued{}, "", ErrBookingNotFound
+	}
+	if err != nil {
+		return event.TicketIssued{}, "", fmt.Errorf("load ticket %s: %w", ticketID, err)
+	}
+	var t event.TicketIssued
+	if err := json.Unmarshal(row.Ticket, &t); err != nil {
+		return event.TicketIssued{}, "", fmt.Errorf("decode ticket %s: %w", ticketID, err)
+	}
+	return t, row.ID, nil
+}
