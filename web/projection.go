@@ -327,3 +327,22 @@ func (p *Projection) Ticket(ctx context.Context, ticketID string) (event.TicketI
 	}
 	return t, row.ID, nil
 }
+
+// TakenCounts returns how many seats are held or sold for each of the shows.
+func (p *Projection) TakenCounts(ctx context.Context, showIDs []string) (map[string]int, error) {
+	var rows []struct {
+		ShowID string `db:"show_id"`
+		Taken  int    `db:"taken"`
+	}
+	err := p.db.SelectContext(ctx, &rows, `SELECT show_id, sum(cardinality(seats))::int AS taken FROM web.bookings
+		WHERE show_id = ANY($1) AND status IN ('requested', 'confirmed', 'paid', 'notified', 'ticketed')
+		GROUP BY show_id`, pq.Array(showIDs))
+	if err != nil {
+		return nil, fmt.Errorf("count taken seats: %w", err)
+	}
+	counts := make(map[string]int, len(rows))
+	for _, r := range rows {
+		counts[r.ShowID] = r.Taken
+	}
+	return counts, nil
+}

@@ -121,8 +121,8 @@ func (s *Service) check(ctx context.Context, req event.BookingRequested) (catalo
 		return show, nil, err
 	}
 	if len(missing) > 0 {
-		return show, &rejection{event.RejectUnknownSeat, fmt.Sprintf("%s does not exist in screen %d.",
-			seatList(missing), show.ScreenNumber)}, nil
+		return show, &rejection{event.RejectUnknownSeat, fmt.Sprintf("%s %s in screen %d.",
+			seatList(missing), plural(missing, "does not exist", "do not exist"), show.ScreenNumber)}, nil
 	}
 	return show, nil, nil
 }
@@ -154,12 +154,8 @@ func (s *Service) hold(ctx context.Context, env event.Envelope, req event.Bookin
 		return event.Envelope{}, err
 	}
 	if len(taken) > 0 {
-		verb := "is"
-		if len(taken) > 1 {
-			verb = "are"
-		}
 		return s.reject(ctx, env, req, rejection{event.RejectSeatTaken,
-			fmt.Sprintf("%s %s already taken. Pick other seats.", seatList(taken), verb)})
+			fmt.Sprintf("%s %s already taken. Pick other seats.", seatList(taken), plural(taken, "is", "are"))})
 	}
 	s.log.Info("seats held", "booking_id", env.BookingID, "show_id", show.ID, "seats", req.Seats)
 	return outcome, nil
@@ -202,6 +198,13 @@ func (s *Service) newEvent(cause event.Envelope, eventType string, payload any) 
 
 func (s *Service) publishOutcome(ctx context.Context, outcome event.Envelope) error {
 	return s.pub.Publish(ctx, kafka.Message{Topic: event.TopicMovieFound, Key: outcome.BookingID, Envelope: outcome})
+}
+
+func plural(items []string, one, many string) string {
+	if len(items) == 1 {
+		return one
+	}
+	return many
 }
 
 func seatList(seats []string) string {

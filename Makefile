@@ -1,0 +1,36 @@
+# Boxoffice: `make run` starts everything and prints the URL; `make test` runs every test
+# against a real PostgreSQL and a real Kafka-protocol broker. Both start what they need.
+
+GO       ?= go
+BIN      := bin/boxoffice
+TESTARGS ?=
+
+.PHONY: run test build generate check fmt vet postgres postgres-stop clean
+
+run: build postgres ## start every part in one process (embedded Kafka) and print the URL
+	./$(BIN)
+
+build: generate
+	$(GO) build -o $(BIN) .
+
+test: postgres ## unit, integration and end-to-end tests
+	$(GO) test -count=1 $(TESTARGS) ./...
+
+generate: ## regenerate the templ components (the output is committed)
+	$(GO) tool templ generate -path templates
+
+check: ## what CI fails on besides the tests: formatting, vet, stale generated code
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
+	$(GO) vet ./...
+	$(GO) tool templ generate -path templates
+	@git diff --exit-code -- templates || { echo "templ generate changed files: commit the generated code"; exit 1; }
+	@test -z "$$(git ls-files --others --exclude-standard templates)" || { echo "untracked generated files:"; git ls-files --others --exclude-standard templates; exit 1; }
+
+postgres: ## start the private PostgreSQL cluster (.data/pg) unless DATABASE_URL answers
+	@scripts/postgres.sh start >/dev/null
+
+postgres-stop:
+	@scripts/postgres.sh stop
+
+clean:
+	rm -rf bin

@@ -1,0 +1,231 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+
+	"github.com/boxoffice/boxoffice/db"
+	"github.com/boxoffice/boxoffice/services/booking"
+	"github.com/boxoffice/boxoffice/services/catalog"
+	"github.com/boxoffice/boxoffice/services/event"
+	"github.com/boxoffice/boxoffice/services/kafka"
+	"github.com/boxoffice/boxoffice/services/notification"
+	"github.com/boxoffice/boxoffice/services/notification/sms"
+	"github.com/boxoffice/boxoffice/services/payment"
+	"github.com/boxoffice/boxoffice/services/payment/gateway"
+	"github.com/boxoffice/boxoffice/services/ticket"
+	"github.com/boxoffice/boxoffice/web"
+)
+
+// The parts -target can run. "all" runs every service and the web in one process.
+const (
+	TargetAll          = "all"
+	TargetWeb          = "web"
+	TargetBooking      = "booking"
+	TargetPayment      = "payment"
+	TargetNotification = "notification"
+	TargetTicket       = "ticket"
+	TargetMigrate      = "migrate"
+)
+
+var targets = []string{TargetAll, TargetWeb, TargetBooking, TargetPayment, TargetNotification, TargetTicket, TargetMigrate}
+
+func targetList() string { return strings.Join(targets, ", ") }
+
+// runOptions are the seams tests use; main leaves them empty.
+type runOptions struct {
+	listener net.Listener                       // serve on this instead of listening on cfg.HTTPAddr
+	logOut   io.Writer                          // where JSON logs go (default stderr)
+	started  func(url string, brokers []string) // called once everything is up
+}
+
+// run starts the chosen part and blocks until ctx is cancelled or a part fails.
+func run(ctx context.Context, target string, cfg Config, stdout io.Writer) error {
+	return runWith(ctx, target, cfg, stdout, runOptions{})
+}
+
+func runWith(ctx context.Context, target string, cfg Config, stdout io.Writer, opts runOptions) error {
+	if !slices.Contains(targets, target) {
+		return fmt.Errorf("-target=%q: want one of %s", target, targetList())
+	}
+	logOut := opts.logOut
+	if logOut == nil {
+		logOut = os.Stderr
+	}
+	log := slog.New(slog.NewJSONHandler(logOut, &slog.HandlerOptions{Level: cfg.LogLevel})).With("target", target)
+	now := time.Now
+
+	conn, err := db.Open(ctx, cfg.DatabaseURL)
+	if err != nil {
+		return fmt.Errorf("%w (DATABASE_URL; `make run` starts a local PostgreSQL)", err)
+	}
+	defer conn.Close()
+	if err := db.Migrate(ctx, conn, func(ctx context.Context, d *sqlx.DB) error { return catalog.Seed(ctx, d, now()) }); err != nil {
+		return err
+	}
+	if target == TargetMigrate {
+		fmt.Fprintln(stdout, "boxoffice: database migrated and catalog seeded")
+		return nil
+	}
+
+	brokers := cfg.KafkaBrokers
+	if len(brokers) == 0 {
+		broker, err := kafka.StartEmbedded(cfg.KafkaEmbeddedPort, cfg.KafkaDataDir)
+		if err != nil {
+			return fmt.Errorf("%w (KAFKA_DATA_DIR=%s, KAFKA_EMBEDDED_PORT=%d)", err, cfg.KafkaDataDir, cfg.KafkaEmbeddedPort)
+		}
+		defer broker.Close()
+		brokers = broker.Addrs()
+		log.Info("embedded kafka broker started", "addrs", brokers, "data_dir", cfg.KafkaDataDir)
+	}
+	if err := kafka.EnsureTopics(ctx, brokers, cfg.KafkaPartitions, event.Topics...); err != nil {
+		return fmt.Errorf("%w (KAFKA_BROKERS)", err)
+	}
+	pub := kafka.NewPublisher(brokers, log)
+	defer pub.Close()
+
+	var actors []actor
+	wants := func(t string) bool { return target == TargetAll || target == t }
+	if wants(TargetBooking) {
+		actors = append(actors, consumerActor("booking", booking.NewService(conn, pub, now, log).Consumer(brokers, pub)))
+	}
+	if wants(TargetPayment) {
+		svc := payment.NewService(conn, gateway.NewSandbox(conn), pub, now, log)
+		actors = append(actors, consumerActor("payment", svc.Consumer(brokers, pub)))
+	}
+	if wants(TargetNotification) {
+		svc := notification.NewService(conn, sms.NewSandbox(conn, now), pub, now, log)
+		actors = append(actors, consumerActor("notification", svc.Consumer(brokers, pub)))
+	}
+	if wants(TargetTicket) {
+		actors = append(actors, consumerActor("ticket", ticket.NewService(conn, pub, now, log).Consumer(brokers, pub)))
+	}
+	if wants(TargetWeb) {
+		server := web.NewServer(web.Deps{
+			DB: conn, Publisher: pub, Tokenizer: gateway.NewSandbox(conn), SMSInbox: sms.NewSandbox(conn, now),
+			KafkaReady: func(ctx context.Context) error { return kafka.Ping(ctx, brokers) },
+			Now:        now, Log: log,
+		})
+		httpActor, url, err := webActor(cfg, opts.listener, server, log)
+		if err != nil {
+			return err
+		}
+		actors = append(actors,
+			httpActor,
+			consumerActor("web-projection", server.Projection().Consumer(brokers, cfg.WebInstance, pub)),
+			scheduleActor(conn, now, log),
+		)
+		fmt.Fprintf(stdout, "Boxoffice is running at %s\n", url)
+		if opts.started != nil {
+			opts.started(url, brokers)
+		}
+	} else if opts.started != nil {
+		opts.started("", brokers)
+	}
+	log.Info("boxoffice started", "brokers", brokers, "partitions", cfg.KafkaPartitions)
+	return runActors(ctx, actors, log)
+}
+
+// actor is a long-running part: it runs until its context is cancelled (then drains and
+// returns nil) or it fails.
+type actor struct {
+	name string
+	run  func(ctx context.Context) error
+}
+
+// runActors runs every actor; the first to stop, for whatever reason, stops the rest — a
+// process with a dead consumer must not look healthy. It waits for all of them to drain.
+func runActors(ctx context.Context, actors []actor, log *slog.Logger) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var (
+		wg       sync.WaitGroup
+		once     sync.Once
+		firstErr error
+	)
+	for _, a := range actors {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			err := a.run(ctx)
+			if err == nil && ctx.Err() == nil {
+				err = fmt.Errorf("%s stopped unexpectedly", a.name)
+			}
+			if err != nil {
+				log.Error("part failed; stopping", "part", a.name, "err", err)
+				once.Do(func() { firstErr = fmt.Errorf("%s: %w", a.name, err) })
+			}
+			cancel()
+		}()
+	}
+	wg.Wait()
+	return firstErr
+}
+
+func consumerActor(name string, c *kafka.Consumer) actor {
+	return actor{name: name, run: c.Run}
+}
+
+// webActor serves HTTP. On shutdown it ends the SSE streams first (they would otherwise hold
+// Shutdown until its timeout), then lets in-flight requests finish.
+func webActor(cfg Config, ln net.Listener, server *web.Server, log *slog.Logger) (actor, string, error) {
+	if ln == nil {
+		var err error
+		if ln, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
+			return actor{}, "", fmt.Errorf("listen on HTTP_ADDR=%s: %w", cfg.HTTPAddr, err)
+		}
+	}
+	srv := &http.Server{
+		Handler:           server.Handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	url := "http://" + ln.Addr().String()
+	return actor{name: "http", run: func(ctx context.Context) error {
+		errs := make(chan error, 1)
+		go func() { errs <- srv.Serve(ln) }()
+		select {
+		case err := <-errs:
+			return fmt.Errorf("serve http: %w", err)
+		case <-ctx.Done():
+		}
+		server.Hub().Close()
+		shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		if err := srv.Shutdown(shutdownCtx); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("shut down http: %w", err)
+		}
+		return nil
+	}}, url, nil
+}
+
+// scheduleActor keeps a week of shows on sale as days go by.
+func scheduleActor(conn *sqlx.DB, now func() time.Time, log *slog.Logger) actor {
+	return actor{name: "schedule", run: func(ctx context.Context) error {
+		ticker := time.NewTicker(time.Hour)
+		defer ticker.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-ticker.C:
+				if err := catalog.Seed(ctx, conn, now()); err != nil {
+					log.Warn("extend the schedule", "err", err)
+				}
+			}
+		}
+	}}
+}

@@ -1,0 +1,225 @@
+package web
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/google/uuid"
+
+	"github.com/boxoffice/boxoffice/services/event"
+	"github.com/boxoffice/boxoffice/services/kafka"
+	"github.com/boxoffice/boxoffice/services/payment/gateway"
+)
+
+// MaxSeatsPerBooking bounds one booking, as box offices do.
+const MaxSeatsPerBooking = 10
+
+// BookingRequest is what a person (the form) or a script (the JSON API) asks for.
+type BookingRequest struct {
+	ShowID     string   `json:"show_id"`
+	Seats      []string `json:"seats"`
+	Name       string   `json:"name"`
+	Phone      string   `json:"phone"`
+	CardNumber string   `json:"card_number"`
+}
+
+// ValidationError lists what is wrong with a request, field by field, in words for people.
+type ValidationError struct {
+	Fields map[string]string
+}
+
+func (v *ValidationError) Error() string {
+	keys := make([]string, 0, len(v.Fields))
+	for k := range v.Fields {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	parts := make([]string, 0, len(keys))
+	for _, k := range keys {
+		parts = append(parts, k+": "+v.Fields[k])
+	}
+	return strings.Join(parts, "; ")
+}
+
+// First returns one field and its message, the first in the form's order.
+func (v *ValidationError) First() (field, message string) {
+	for _, f := range []string{"show_id", "seats", "name", "phone", "card_number"} {
+		if m, ok := v.Fields[f]; ok {
+			return f, m
+		}
+	}
+	for f, m := range v.Fields {
+		return f, m
+	}
+	return "", ""
+}
+
+// errUnavailable wraps failures of the broker or database that a retry later may fix.
+var errUnavailable = errors.New("temporarily unavailable")
+
+// Publisher is the part of the Kafka publisher the web needs.
+type Publisher interface {
+	Publish(ctx context.Context, msgs ...kafka.Message) error
+}
+
+// Intake turns a valid booking request into a booking-movie event. Malformed input never
+// reaches Kafka: it is refused here with a message naming the field.
+type Intake struct {
+	projection *Projection
+	tokenizer  gateway.Tokenizer
+	pub        Publisher
+	now        func() time.Time
+}
+
+var (
+	showIDPattern    = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,63}$`)
+	seatLabelPattern = regexp.MustCompile(`^[A-Z][1-9][0-9]?$`)
+)
+
+// Submit validates req, tokenises the card, records the booking as requested and publishes
+// the request. It returns the new booking's id. If the broker refuses the event the booking is
+// forgotten again: nothing half-done is left behind.
+func (in *Intake) Submit(ctx context.Context, req BookingRequest) (string, error) {
+	clean, errs := normalize(req)
+	var card event.Card
+	if _, bad := errs["card_number"]; !bad {
+		var err error
+		card, err = in.tokenizer.Tokenize(ctx, clean.CardNumber)
+		var invalid *gateway.InvalidCardError
+		switch {
+		case errors.As(err, &invalid):
+			errs["card_number"] = invalid.Reason
+		case err != nil:
+			return "", fmt.Errorf("tokenise card: %w: %w", errUnavailable, err)
+		}
+	}
+	if len(errs) > 0 {
+		return "", &ValidationError{Fields: errs}
+	}
+
+	bookingID := uuid.NewString() // version 4: 122 random bits, so one id says nothing of another
+	payload := event.BookingRequested{
+		ShowID:       clean.ShowID,
+		Seats:        clean.Seats,
+		CustomerName: clean.Name,
+		Phone:        clean.Phone,
+		Card:         card,
+		RequestedAt:  in.now().UTC(),
+	}
+	env, err := event.New(event.TypeBookingRequested, bookingID, payload, in.now())
+	if err != nil {
+		return "", err
+	}
+	env.Traceparent = kafka.NextSpan("") // every booking starts a trace
+	if err := in.projection.Record(ctx, env, payload, event.MaskPhone(clean.Phone)); err != nil {
+		return "", fmt.Errorf("%w: %w", errUnavailable, err)
+	}
+	pubErr := in.pub.Publish(ctx, kafka.Message{Topic: event.TopicBookingMovie, Key: clean.ShowID, Envelope: env})
+	if pubErr != nil {
+		if err := in.projection.Forget(context.WithoutCancel(ctx), bookingID); err != nil {
+			pubErr = errors.Join(pubErr, err)
+		}
+		return "", fmt.Errorf("%w: %w", errUnavailable, pubErr)
+	}
+	return bookingID, nil
+}
+
+// normalize trims and checks every field, returning the cleaned request and one message per
+// bad field.
+func normalize(req BookingRequest) (BookingRequest, map[string]string) {
+	errs := map[string]string{}
+	out := BookingRequest{
+		ShowID:     strings.TrimSpace(req.ShowID),
+		Name:       strings.Join(strings.Fields(req.Name), " "),
+		CardNumber: gateway.NormalizeCardNumber(strings.TrimSpace(req.CardNumber)),
+	}
+
+	switch {
+	case out.ShowID == "":
+		errs["show_id"] = "Choose a show."
+	case !showIDPattern.MatchString(out.ShowID):
+		errs["show_id"] = "That is not a show id."
+	}
+
+	for _, s := range req.Seats {
+		s = strings.ToUpper(strings.TrimSpace(s))
+		switch {
+		case !seatLabelPattern.MatchString(s):
+			errs["seats"] = fmt.Sprintf("%q is not a seat: seats are a row letter and a number, like F7.", truncate(s, 10))
+		case slices.Contains(out.Seats, s):
+			errs["seats"] = fmt.Sprintf("Seat %s is listed twice.", s)
+		default:
+			out.Seats = append(out.Seats, s)
+		}
+	}
+	if _, bad := errs["seats"]; !bad {
+		switch {
+		case len(out.Seats) == 0:
+			errs["seats"] = "Choose at least one seat."
+		case len(out.Seats) > MaxSeatsPerBooking:
+			errs["seats"] = fmt.Sprintf("Choose at most %d seats in one booking.", MaxSeatsPerBooking)
+		}
+	}
+
+	switch {
+	case out.Name == "":
+		errs["name"] = "Enter the name to book under."
+	case utf8.RuneCountInString(out.Name) > 100:
+		errs["name"] = "Keep the name under 100 characters."
+	case strings.IndexFunc(out.Name, unicode.IsControl) >= 0 || !utf8.ValidString(out.Name):
+		errs["name"] = "The name has characters we cannot print."
+	}
+
+	phone, phoneErr := normalizePhone(req.Phone)
+	if phoneErr != "" {
+		errs["phone"] = phoneErr
+	}
+	out.Phone = phone
+
+	if out.CardNumber == "" {
+		errs["card_number"] = "Enter a card number."
+	} else if err := gateway.ValidateCardNumber(out.CardNumber); err != nil {
+		errs["card_number"] = err.Error()
+	}
+	return out, errs
+}
+
+// normalizePhone accepts what people type (spaces, dashes, brackets, a leading +) and keeps
+// a + and the digits.
+func normalizePhone(raw string) (string, string) {
+	raw = strings.TrimSpace(raw)
+	if raw == "" {
+		return "", "Enter a mobile number for the confirmation text."
+	}
+	var b strings.Builder
+	for i, r := range raw {
+		switch {
+		case r >= '0' && r <= '9':
+			b.WriteRune(r)
+		case r == '+' && i == 0:
+			b.WriteRune(r)
+		case r == ' ' || r == '-' || r == '(' || r == ')' || r == '.':
+		default:
+			return "", "A phone number has only digits, spaces and a leading +."
+		}
+	}
+	digits := strings.TrimPrefix(b.String(), "+")
+	if len(digits) < 7 || len(digits) > 15 {
+		return "", "A phone number has 7 to 15 digits."
+	}
+	return b.String(), ""
+}
+
+func truncate(s string, n int) string {
+	if utf8.RuneCountInString(s) <= n {
+		return s
+	}
+	return string([]rune(s)[:n]) + "…"
+}

@@ -1,0 +1,312 @@
+package web
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"slices"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/boxoffice/boxoffice/services/catalog"
+	"github.com/boxoffice/boxoffice/services/event"
+	"github.com/boxoffice/boxoffice/services/payment/gateway"
+	"github.com/boxoffice/boxoffice/templates"
+)
+
+// siteTimezone is where the chain's cinemas are: days and times on the site are theirs.
+const siteTimezone = "Europe/London"
+
+// maxFormBytes bounds a booking form: a few fields and at most a few dozen seats.
+const maxFormBytes = 16 << 10
+
+func (s *Server) moviesPage(w http.ResponseWriter, r *http.Request) {
+	movies, err := s.catalog.Movies(r.Context())
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	page := templates.MoviesPage{}
+	for _, m := range movies {
+		page.Movies = append(page.Movies, movieCard(m))
+	}
+	s.render(w, r, http.StatusOK, templates.MoviesView(page))
+}
+
+func (s *Server) moviePage(w http.ResponseWriter, r *http.Request) {
+	movie, err := s.catalog.Movie(r.Context(), r.PathValue("id"))
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	now := event.InZone(s.deps.Now(), siteTimezone)
+	today := time.Date(now.Year(), now.Month(), now.Day(), 0, 0, 0, 0, now.Location())
+	day := today
+	if v := r.URL.Query().Get("day"); v != "" {
+		parsed, err := time.ParseInLocation("2006-01-02", v, now.Location())
+		if err != nil || parsed.Before(today) || parsed.After(today.AddDate(0, 0, catalog.ScheduleDays)) {
+			s.fail(w, r, &badRequestError{fmt.Sprintf("day=%q: pick a day from today to %d days ahead, as YYYY-MM-DD.", v, catalog.ScheduleDays)})
+			return
+		}
+		day = parsed
+	}
+	page := templates.MoviePage{Movie: movieCard(movie), DayLabel: dayLabel(day, today)}
+	for i := 0; i <= catalog.ScheduleDays; i++ {
+		d := today.AddDate(0, 0, i)
+		page.Days = append(page.Days, templates.DayTab{
+			Label: dayLabel(d, today), Date: d.Format("2006-01-02"), Selected: d.Equal(day),
+			URL: "/movies/" + url.PathEscape(movie.ID) + "?day=" + d.Format("2006-01-02"),
+		})
+	}
+	shows, err := s.catalog.UpcomingShows(r.Context(), movie.ID, day, day.AddDate(0, 0, 1))
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	left, err := s.seatsLeft(r.Context(), shows)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	for _, sh := range shows {
+		if len(page.Theatres) == 0 || page.Theatres[len(page.Theatres)-1].TheatreName != sh.TheatreName {
+			page.Theatres = append(page.Theatres, templates.TheatreShowtimes{TheatreName: sh.TheatreName, Location: sh.TheatreLocation()})
+		}
+		t := &page.Theatres[len(page.Theatres)-1]
+		t.Times = append(t.Times, templates.ShowTime{
+			ShowID: sh.ID, URL: "/shows/" + url.PathEscape(sh.ID), Time: sh.LocalStart().Format("15:04"),
+			Screen: fmt.Sprintf("Screen %d", sh.ScreenNumber), Price: formatMoney(sh.PriceCents, sh.Currency),
+			SeatsLeft: left[sh.ID], SoldOut: left[sh.ID] == 0, Started: !sh.StartsAt.After(s.deps.Now()),
+		})
+	}
+	s.render(w, r, http.StatusOK, templates.MovieView(page))
+}
+
+// seatsLeft counts the free seats of each show, as far as the web has heard.
+func (s *Server) seatsLeft(ctx context.Context, shows []catalog.Show) (map[string]int, error) {
+	ids := make([]string, len(shows))
+	for i, sh := range shows {
+		ids[i] = sh.ID
+	}
+	capacity, err := s.catalog.SeatCounts(ctx)
+	if err != nil {
+		return nil, err
+	}
+	taken, err := s.projection.TakenCounts(ctx, ids)
+	if err != nil {
+		return nil, err
+	}
+	left := make(map[string]int, len(shows))
+	for _, sh := range shows {
+		left[sh.ID] = max(capacity[sh.ScreenID]-taken[sh.ID], 0)
+	}
+	return left, nil
+}
+
+func (s *Server) showPage(w http.ResponseWriter, r *http.Request) {
+	page, err := s.showView(r.Context(), r.PathValue("id"), nil, templates.BookingForm{})
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	s.render(w, r, http.StatusOK, templates.ShowView(page))
+}
+
+// showView builds the seat map and form of a show, with the given seats selected and the
+// form's values and errors echoed back.
+func (s *Server) showView(ctx context.Context, showID string, selected []string, form templates.BookingForm) (templates.ShowPage, error) {
+	show, err := s.catalog.Show(ctx, showID)
+	if err != nil {
+		return templates.ShowPage{}, err
+	}
+	movie, err := s.catalog.Movie(ctx, show.MovieID)
+	if err != nil {
+		return templates.ShowPage{}, err
+	}
+	seats, err := s.catalog.Seats(ctx, show.ScreenID)
+	if err != nil {
+		return templates.ShowPage{}, err
+	}
+	taken, err := s.projection.TakenSeats(ctx, show.ID)
+	if err != nil {
+		return templates.ShowPage{}, err
+	}
+	page := templates.ShowPage{
+		ShowID: show.ID, MovieID: show.MovieID, MovieTitle: show.MovieTitle, AgeRating: movie.AgeRating,
+		TheatreName: show.TheatreName, Location: show.TheatreLocation(),
+		Screen: fmt.Sprintf("Screen %d", show.ScreenNumber),
+		When:   show.LocalStart().Format("Monday 2 January, 15:04"),
+		Price:  formatMoney(show.PriceCents, show.Currency), Started: !show.StartsAt.After(s.deps.Now()),
+		MaxSeats: MaxSeatsPerBooking, Form: form, TestCards: gateway.TestCardsHint,
+	}
+	for _, seat := range seats {
+		if len(page.Rows) == 0 || page.Rows[len(page.Rows)-1].Label != seat.Row {
+			page.Rows = append(page.Rows, templates.SeatRow{Label: seat.Row})
+		}
+		row := &page.Rows[len(page.Rows)-1]
+		row.Seats = append(row.Seats, templates.SeatView{
+			Label: seat.Label, Number: seat.Number, Column: seat.Position,
+			Taken: taken[seat.Label], Selected: slices.Contains(selected, seat.Label) && !taken[seat.Label],
+		})
+		page.Columns = max(page.Columns, seat.Position)
+	}
+	page.Summary = summary(show, selected)
+	return page, nil
+}
+
+func summary(show catalog.Show, selected []string) templates.ShowSummary {
+	return templates.ShowSummary{
+		Seats: selected,
+		Price: formatMoney(show.PriceCents, show.Currency),
+		Total: formatMoney(show.PriceCents*int64(len(selected)), show.Currency),
+	}
+}
+
+// showSummary answers the seat map's htmx request with the running total.
+func (s *Server) showSummary(w http.ResponseWriter, r *http.Request) {
+	r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
+	if err := r.ParseForm(); err != nil {
+		s.fail(w, r, &badRequestError{"The form could not be read."})
+		return
+	}
+	show, err := s.catalog.Show(r.Context(), r.PathValue("id"))
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	s.render(w, r, http.StatusOK, templates.SummaryFragment(summary(show, r.PostForm["seats"])))
+}
+
+// bookingFormSubmit books from the seat-map form: on success the browser goes to the status
+// page; on bad input the same page comes back with the choices kept and each problem named.
+func (s *Server) bookingFormSubmit(w http.ResponseWriter, r *http.Request) {
+	r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
+	if err := r.ParseForm(); err != nil {
+		s.fail(w, r, &badRequestError{"The form could not be read: it may be too large."})
+		return
+	}
+	req := BookingRequest{
+		ShowID: r.PostForm.Get("show_id"), Seats: r.PostForm["seats"], Name: r.PostForm.Get("name"),
+		Phone: r.PostForm.Get("phone"), CardNumber: r.PostForm.Get("card_number"),
+	}
+	bookingID, err := s.intake.Submit(r.Context(), req)
+	var validation *ValidationError
+	if errors.As(err, &validation) || errors.Is(err, errUnavailable) {
+		form := templates.BookingForm{Name: req.Name, Phone: req.Phone, Errors: map[string]string{}}
+		status := http.StatusUnprocessableEntity
+		if validation != nil {
+			form.Errors = validation.Fields
+			form.FormMessage = "Please check the highlighted fields."
+			if _, badCard := validation.Fields["card_number"]; !badCard {
+				form.CardNumber = req.CardNumber // keep it only to spare retyping a good number
+			}
+		} else {
+			status = http.StatusServiceUnavailable
+			form.FormMessage = "Booking is briefly unavailable. Nothing was booked or charged: please try again in a moment."
+		}
+		page, viewErr := s.showView(r.Context(), req.ShowID, req.Seats, form)
+		if viewErr != nil {
+			s.fail(w, r, err) // not even the show exists: the plain error page says why
+			return
+		}
+		s.render(w, r, status, templates.ShowView(page))
+		return
+	}
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	http.Redirect(w, r, "/bookings/"+bookingID, http.StatusSeeOther)
+}
+
+// bookingID reads a booking id from the path; anything that is not a UUID cannot be one.
+func bookingID(r *http.Request) (string, error) {
+	id, err := uuid.Parse(r.PathValue("id"))
+	if err != nil {
+		return "", ErrBookingNotFound
+	}
+	return id.String(), nil
+}
+
+func (s *Server) bookingPage(w http.ResponseWriter, r *http.Request) {
+	id, err := bookingID(r)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	b, err := s.projection.Booking(r.Context(), id)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	page := templates.BookingPage{
+		BookingID: b.ID, Seats: joinSeats(b.Seats), BookedUnder: b.CustomerName,
+		Progress: progressView(b, -1),
+	}
+	if show, err := s.catalog.Show(r.Context(), b.ShowID); err == nil {
+		page.MovieTitle, page.TheatreName = show.MovieTitle, show.TheatreName
+		page.When = show.LocalStart().Format("Monday 2 January, 15:04")
+		page.Screen = fmt.Sprintf("Screen %d", show.ScreenNumber)
+	} else if !errors.Is(err, catalog.ErrNotFound) {
+		s.fail(w, r, err)
+		return
+	} else {
+		page.MovieTitle = "Unknown show"
+	}
+	if !page.Progress.Final {
+		page.EventsURL = "/bookings/" + b.ID + "/events"
+	}
+	s.render(w, r, http.StatusOK, templates.BookingView(page))
+}
+
+// bookingEvents streams a booking's stages: HTML for the page, JSON for the API.
+func (s *Server) bookingEvents(kind StreamKind) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		id, err := bookingID(r)
+		if err == nil {
+			_, err = s.projection.Booking(r.Context(), id)
+		}
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		s.hub.Serve(w, r, kind, id)
+	}
+}
+
+func (s *Server) ticketPrintPage(w http.ResponseWriter, r *http.Request) {
+	id, err := bookingID(r)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	b, err := s.projection.Booking(r.Context(), id)
+	if err == nil && b.Ticket == nil {
+		err = errNotFound // no ticket (yet): nothing to print
+	}
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	s.render(w, r, http.StatusOK, templates.TicketPrintView(ticketView(*b.Ticket, b.ID)))
+}
+
+func (s *Server) smsInboxPage(w http.ResponseWriter, r *http.Request) {
+	msgs, err := s.deps.SMSInbox.Inbox(r.Context(), r.URL.Query().Get("phone"), 100)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	page := templates.SMSInboxPage{Phone: r.URL.Query().Get("phone")}
+	now := s.deps.Now()
+	for _, m := range msgs {
+		page.Messages = append(page.Messages, templates.SMSMessage{
+			Phone: m.Phone, Body: m.Body, SentAt: event.InZone(m.SentAt, siteTimezone).Format("Mon 2 Jan 15:04:05"),
+			Ago: ago(now.Sub(m.SentAt)),
+		})
+	}
+	s.render(w, r, http.StatusOK, templates.SMSInboxView(page))
+}

@@ -1,0 +1,204 @@
+// Package web is the User Service: the pages and the JSON API people and scripts book through,
+// the projection of every booking's progress it keeps from the five topics, and the SSE hub
+// that pushes each stage to the browser as it happens.
+package web
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/a-h/templ"
+	"github.com/jmoiron/sqlx"
+
+	"github.com/boxoffice/boxoffice/services/catalog"
+	"github.com/boxoffice/boxoffice/services/notification/sms"
+	"github.com/boxoffice/boxoffice/services/payment/gateway"
+	"github.com/boxoffice/boxoffice/static"
+	"github.com/boxoffice/boxoffice/templates"
+)
+
+// Deps are what the web needs from the outside world.
+type Deps struct {
+	DB         *sqlx.DB
+	Publisher  Publisher
+	Tokenizer  gateway.Tokenizer
+	SMSInbox   *sms.Sandbox                    // the sandbox provider's inbox, for /dev/sms
+	KafkaReady func(ctx context.Context) error // /readyz: is the broker reachable?
+	Now        func() time.Time
+	Log        *slog.Logger
+}
+
+// Server serves the site and the API.
+type Server struct {
+	catalog    *catalog.Store
+	projection *Projection
+	intake     *Intake
+	hub        *Hub
+	deps       Deps
+	log        *slog.Logger
+}
+
+// NewServer wires the web. Call Projection().Consumer to feed it from Kafka.
+func NewServer(d Deps) *Server {
+	s := &Server{catalog: catalog.NewStore(d.DB), deps: d, log: d.Log.With("service", "web")}
+	s.hub = NewHub(func(ctx context.Context, id string) (BookingStatus, error) { return s.projection.Booking(ctx, id) }, renderer{s}, s.log)
+	s.projection = NewProjection(d.DB, s.hub.Notify, s.log)
+	s.intake = &Intake{projection: s.projection, tokenizer: d.Tokenizer, pub: d.Publisher, now: d.Now}
+	return s
+}
+
+// Projection is the web's booking-status projection.
+func (s *Server) Projection() *Projection { return s.projection }
+
+// Hub is the SSE fan-out, closed on shutdown.
+func (s *Server) Hub() *Hub { return s.hub }
+
+// Handler lists every route in one place.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	assets, _ := fs.Sub(static.FS, ".")
+	mux.Handle("GET /static/", http.StripPrefix("/static/", cacheForever(http.FileServerFS(assets))))
+
+	// Pages.
+	mux.HandleFunc("GET /{$}", s.moviesPage)
+	mux.HandleFunc("GET /movies/{id}", s.moviePage)
+	mux.HandleFunc("GET /shows/{id}", s.showPage)
+	mux.HandleFunc("POST /shows/{id}/summary", s.showSummary)
+	mux.HandleFunc("POST /bookings", s.bookingFormSubmit)
+	mux.HandleFunc("GET /bookings/{id}", s.bookingPage)
+	mux.HandleFunc("GET /bookings/{id}/events", s.bookingEvents(StreamHTML))
+	mux.HandleFunc("GET /bookings/{id}/ticket", s.ticketPrintPage)
+	mux.HandleFunc("GET /dev/sms", s.smsInboxPage)
+
+	// JSON API: stable, scripts and load tools depend on it.
+	mux.HandleFunc("GET /api/movies", s.apiMovies)
+	mux.HandleFunc("GET /api/shows", s.apiShows)
+	mux.HandleFunc("GET /api/shows/{id}/seats", s.apiSeats)
+	mux.HandleFunc("POST /api/bookings", s.apiCreateBooking)
+	mux.HandleFunc("GET /api/bookings/{id}", s.apiBooking)
+	mux.HandleFunc("GET /api/bookings/{id}/events", s.bookingEvents(StreamJSON))
+	mux.HandleFunc("GET /api/tickets/{id}", s.apiTicket)
+	mux.HandleFunc("GET /api/dev/sms", s.apiSMSInbox)
+
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	mux.HandleFunc("GET /readyz", s.readyz)
+
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { s.fail(w, r, errNotFound) })
+	return s.recoverPanics(mux)
+}
+
+func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	checks := map[string]string{"database": "ok", "kafka": "ok"}
+	status := http.StatusOK
+	if err := s.deps.DB.PingContext(ctx); err != nil {
+		checks["database"], status = err.Error(), http.StatusServiceUnavailable
+	}
+	if err := s.deps.KafkaReady(ctx); err != nil {
+		checks["kafka"], status = err.Error(), http.StatusServiceUnavailable
+	}
+	writeJSON(w, status, checks)
+}
+
+// errNotFound answers any unknown page or resource.
+var errNotFound = errors.New("not found")
+
+// errBadRequest wraps a request that could not even be read.
+type badRequestError struct{ msg string }
+
+func (e *badRequestError) Error() string { return e.msg }
+
+// fail is the one place where an error becomes an HTTP status and a message for people: JSON
+// under /api/, a page everywhere else.
+func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
+	status, code, message := http.StatusInternalServerError, "internal", "Something went wrong on our side. Please try again."
+	field := ""
+	var validation *ValidationError
+	var bad *badRequestError
+	switch {
+	case errors.As(err, &validation):
+		status, code = http.StatusUnprocessableEntity, "invalid_"+firstField(validation)
+		field, message = validation.First()
+	case errors.As(err, &bad):
+		status, code, message = http.StatusBadRequest, "bad_request", bad.msg
+	case errors.Is(err, errNotFound), errors.Is(err, ErrBookingNotFound), errors.Is(err, catalog.ErrNotFound):
+		status, code, message = http.StatusNotFound, "not_found", "We could not find that page. It may have moved, or the link may be wrong."
+	case errors.Is(err, errUnavailable):
+		status, code, message = http.StatusServiceUnavailable, "unavailable", "Booking is briefly unavailable. Nothing was booked or charged: please try again in a moment."
+		w.Header().Set("Retry-After", "5")
+	}
+	if status >= 500 {
+		s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "status", status, "err", err)
+	}
+	if isAPI(r) {
+		body := map[string]any{"error": code, "message": message}
+		if field != "" {
+			body["message"] = field + ": " + message
+			body["field"] = field
+			body["fields"] = validation.Fields
+		}
+		writeJSON(w, status, body)
+		return
+	}
+	s.render(w, r, status, templates.ErrorView(templates.ErrorPage{Status: status, Title: http.StatusText(status), Message: message}))
+}
+
+func firstField(v *ValidationError) string {
+	f, _ := v.First()
+	return f
+}
+
+func isAPI(r *http.Request) bool {
+	return len(r.URL.Path) >= 5 && r.URL.Path[:5] == "/api/"
+}
+
+func (s *Server) render(w http.ResponseWriter, r *http.Request, status int, c templ.Component) {
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.WriteHeader(status)
+	if err := c.Render(r.Context(), w); err != nil {
+		s.log.Warn("render page", "path", r.URL.Path, "err", err)
+	}
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(true)
+	_ = enc.Encode(v)
+}
+
+func (s *Server) recoverPanics(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer func() {
+			if v := recover(); v != nil {
+				if v == http.ErrAbortHandler {
+					panic(v)
+				}
+				s.log.Error("panic serving request", "path", r.URL.Path, "panic", v)
+				s.fail(w, r, errors.New("panic"))
+			}
+		}()
+		next.ServeHTTP(w, r)
+	})
+}
+
+func cacheForever(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// The vendored files carry their version in their name; the stylesheet does not.
+		if len(r.URL.Path) > 3 && r.URL.Path[len(r.URL.Path)-3:] == ".js" {
+			w.Header().Set("Cache-Control", "public, max-age=31536000, immutable")
+		} else {
+			w.Header().Set("Cache-Control", "no-cache")
+		}
+		next.ServeHTTP(w, r)
+	})
+}

@@ -1,0 +1,126 @@
+package web
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/url"
+
+	"github.com/boxoffice/boxoffice/services/catalog"
+	"github.com/boxoffice/boxoffice/services/event"
+	"github.com/boxoffice/boxoffice/templates"
+)
+
+// This file turns what the web knows into the view models the templates render.
+
+func movieCard(m catalog.Movie) templates.MovieCard {
+	return templates.MovieCard{
+		ID: m.ID, Title: m.Title, Tagline: m.Tagline, Synopsis: m.Synopsis,
+		Runtime: formatRuntime(m.RuntimeMinutes), AgeRating: m.AgeRating, Genre: m.Genre, PosterHue: m.PosterHue,
+	}
+}
+
+// stageTitles are the words people read for each stage.
+var stageTitles = map[string]string{
+	StatusRequested: "Booking requested",
+	StatusConfirmed: "Seats confirmed",
+	StatusRejected:  "Booking rejected",
+	StatusPaid:      "Payment received",
+	StatusFailed:    "Payment failed",
+	StatusNotified:  "Text message sent",
+	StatusTicketed:  "Ticket issued",
+}
+
+var happyPath = []string{StatusRequested, StatusConfirmed, StatusPaid, StatusNotified, StatusTicketed}
+
+// progressView renders the first n stages of b (all of them when n < 0): the status page on
+// load, and each SSE update as of the stage it announces.
+func progressView(b BookingStatus, n int) templates.Progress {
+	stages := b.Stages
+	if n >= 0 && n < len(stages) {
+		stages = stages[:n]
+	}
+	status := StatusRequested
+	p := templates.Progress{}
+	for _, st := range stages {
+		view := templates.StageView{Name: st.Name, Title: stageTitles[st.Name], Detail: st.Detail,
+			At: event.InZone(st.At, "Europe/London").Format("15:04:05"), State: "done"}
+		if st.Name == StatusRejected || st.Name == StatusFailed {
+			view.State = "failed"
+		}
+		if st.Name == StatusNotified && b.Status == StatusFailed {
+			view.Title = "Text message sent"
+		}
+		p.Stages = append(p.Stages, view)
+		if statusRank[st.Name] > statusRank[status] {
+			status = st.Name
+		}
+	}
+	if n < 0 || n >= len(b.Stages) {
+		status = b.Status
+	}
+	p.Status = status
+	p.Final = IsFinal(status)
+	p.Failed = status == StatusRejected || status == StatusFailed
+	if p.Failed {
+		p.Reason = b.Reason
+		p.RetryURL = "/shows/" + url.PathEscape(b.ShowID)
+	} else {
+		// The stages still to come, shown as pending.
+		for _, name := range happyPath[len(p.Stages):] {
+			p.Stages = append(p.Stages, templates.StageView{Name: name, Title: stageTitles[name], State: "pending"})
+		}
+	}
+	if status == StatusTicketed && b.Ticket != nil {
+		t := ticketView(*b.Ticket, b.ID)
+		p.Ticket = &t
+	}
+	return p
+}
+
+func ticketView(t event.TicketIssued, bookingID string) templates.TicketView {
+	local := event.InZone(t.StartsAt, t.Timezone)
+	return templates.TicketView{
+		TicketID:        t.TicketID,
+		Code:            t.Code,
+		MovieTitle:      t.MovieTitle,
+		TheatreName:     t.TheatreName,
+		TheatreLocation: t.TheatreLocation,
+		Date:            local.Format("Monday 2 January 2006"),
+		Time:            local.Format("15:04"),
+		Screen:          fmt.Sprintf("Screen %d", t.ScreenNumber),
+		Seats:           joinSeats(t.Seats),
+		BookedUnder:     t.BookedUnder,
+		Price:           formatMoney(t.AmountCents, t.Currency),
+		PrintURL:        "/bookings/" + bookingID + "/ticket",
+	}
+}
+
+// renderer renders the hub's SSE events: HTML fragments for the page, JSON for scripts.
+type renderer struct{ s *Server }
+
+// StageEvent renders stage seq. The page swaps the whole progress fragment as of that stage, so
+// a stage missed or repeated never leaves the page wrong.
+func (r renderer) StageEvent(kind StreamKind, b BookingStatus, seq int) (string, []byte, error) {
+	st := b.Stages[seq-1]
+	if kind == StreamJSON {
+		data, err := json.Marshal(apiStage{Name: st.Name, At: st.At, Detail: st.Detail, Status: progressView(b, seq).Status})
+		return st.Name, data, err
+	}
+	var buf bytes.Buffer
+	err := templates.ProgressFragment(progressView(b, seq)).Render(context.Background(), &buf)
+	return st.Name, buf.Bytes(), err
+}
+
+// OutcomeEvents renders the finished booking: for scripts its whole status (with the ticket),
+// for the page the final fragment with the ticket card or the reason.
+func (r renderer) OutcomeEvents(kind StreamKind, b BookingStatus) ([]string, [][]byte, error) {
+	if kind == StreamJSON {
+		data, err := json.Marshal(apiBookingStatus(b))
+		return []string{"outcome"}, [][]byte{data}, err
+	}
+	var buf bytes.Buffer
+	err := templates.ProgressFragment(progressView(b, -1)).Render(context.Background(), &buf)
+	return []string{"outcome"}, [][]byte{buf.Bytes()}, err
+}
