@@ -1,0 +1,13 @@
+# A static boxoffice binary on a minimal image. docker-compose.yml runs it next to PostgreSQL
+# and Apache Kafka; on a machine without Docker, `make run` does the same with no containers.
+FROM golang:1.26 AS build
+WORKDIR /src
+COPY go.mod go.sum ./
+RUN go mod download
+COPY . .
+RUN CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o /boxoffice .
+
+FROM gcr.io/distroless/static-debian12
+COPY --from=build /boxoffice /boxoffice
+EXPOSE 8080
+ENTRYPOINT ["/boxoffice"]

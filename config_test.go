@@ -1,0 +1,59 @@
+package main
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestLoadConfigDefaults(t *testing.T) {
+	cfg, err := LoadConfig(func(string) string { return "" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.HTTPAddr != "127.0.0.1:8080" || cfg.DatabaseURL != DefaultDatabaseURL || cfg.KafkaPartitions != 6 ||
+		cfg.KafkaDataDir != ".data/kafka" || len(cfg.KafkaBrokers) != 0 {
+		t.Errorf("defaults: %+v", cfg)
+	}
+}
+
+func TestLoadConfigBrokers(t *testing.T) {
+	cfg, err := LoadConfig(env(map[string]string{"KAFKA_BROKERS": " 127.0.0.1:9092, 127.0.0.1:9093 ,"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(cfg.KafkaBrokers, "|") != "127.0.0.1:9092|127.0.0.1:9093" {
+		t.Errorf("brokers %q", cfg.KafkaBrokers)
+	}
+}
+
+// TestLoadConfigRejectsWrongValues: a wrong value stops start-up with a message naming the
+// variable, so the person running it knows what to fix.
+func TestLoadConfigRejectsWrongValues(t *testing.T) {
+	for _, tc := range []struct{ key, value string }{
+		{"HTTP_ADDR", "8080"},
+		{"DATABASE_URL", "mysql://localhost/boxoffice"},
+		{"KAFKA_BROKERS", "localhost"},
+		{"KAFKA_PARTITIONS", "0"},
+		{"KAFKA_PARTITIONS", "six"},
+		{"KAFKA_EMBEDDED_PORT", "70000"},
+		{"LOG_LEVEL", "loud"},
+		{"WEB_INSTANCE", "web 1"},
+	} {
+		t.Run(tc.key+"="+tc.value, func(t *testing.T) {
+			_, err := LoadConfig(env(map[string]string{tc.key: tc.value}))
+			if err == nil || !strings.Contains(err.Error(), tc.key) {
+				t.Errorf("err %v, want one naming %s", err, tc.key)
+			}
+		})
+	}
+}
+
+func TestUnknownTargetIsRefused(t *testing.T) {
+	cfg, _ := LoadConfig(func(string) string { return "" })
+	err := run(t.Context(), "everything", cfg, nil)
+	if err == nil || !strings.Contains(err.Error(), "-target") {
+		t.Errorf("err %v, want one naming -target", err)
+	}
+}
+
+func env(m map[string]string) func(string) string { return func(k string) string { return m[k] } }

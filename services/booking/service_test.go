@@ -1,0 +1,134 @@
+package booking_test
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jmoiron/sqlx"
+
+	"github.com/boxoffice/boxoffice/db/dbtest"
+	"github.com/boxoffice/boxoffice/services/booking"
+	"github.com/boxoffice/boxoffice/services/catalog"
+	"github.com/boxoffice/boxoffice/services/event"
+	"github.com/boxoffice/boxoffice/services/kafka"
+)
+
+// recorder is a publisher that keeps what it was asked to publish.
+type recorder struct {
+	mu   sync.Mutex
+	msgs []kafka.Message
+}
+
+func (r *recorder) Publish(_ context.Context, msgs ...kafka.Message) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.msgs = append(r.msgs, msgs...)
+	return nil
+}
+
+var now = time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+
+const show = "ldn-1-20261125-1930" // 19:30 London on the seeded day
+
+func newService(t *testing.T) (*booking.Service, *recorder, *sqlx.DB) {
+	t.Helper()
+	conn := dbtest.NewMigrated(t, func(ctx context.Context, d *sqlx.DB) error { return catalog.Seed(ctx, d, now) })
+	rec := &recorder{}
+	return booking.NewService(conn, rec, func() time.Time { return now }, slog.New(slog.NewTextHandler(io.Discard, nil))), rec, conn
+}
+
+func requested(t *testing.T, seats ...string) (event.Envelope, event.BookingRequested) {
+	t.Helper()
+	req := event.BookingRequested{ShowID: show, Seats: seats, CustomerName: "Ada", Phone: "+447700900123",
+		Card: event.Card{Brand: "visa", Last4: "4242", Token: "tok_sandbox_4242_x"}}
+	env, err := event.New(event.TypeBookingRequested, uuid.NewString(), req, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return env, req
+}
+
+// TestRedeliveredRequestRepublishesTheFirstDecision: at-least-once delivery must not turn one
+// booking into a "seat taken" rejection of itself.
+func TestRedeliveredRequestRepublishesTheFirstDecision(t *testing.T) {
+	svc, rec, conn := newService(t)
+	env, req := requested(t, "A1", "A2")
+	for range 3 {
+		if err := svc.HandleRequested(context.Background(), env, req); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(rec.msgs) != 3 {
+		t.Fatalf("%d messages published, want 3 (one per delivery)", len(rec.msgs))
+	}
+	for _, m := range rec.msgs {
+		if m.Envelope.ID != rec.msgs[0].Envelope.ID || m.Envelope.Type != event.TypeSeatsConfirmed ||
+			m.Topic != event.TopicMovieFound || m.Key != env.BookingID {
+			t.Errorf("published %s %s on %s keyed %s; want the first confirmation again", m.Envelope.Type, m.Envelope.ID, m.Topic, m.Key)
+		}
+	}
+	var confirmed event.SeatsConfirmed
+	if err := rec.msgs[0].Envelope.Decode(&confirmed); err != nil {
+		t.Fatal(err)
+	}
+	b := confirmed.Booking
+	if b.MovieTitle == "" || b.TheatreName != "Boxoffice Bankside" || b.TheatreLocation == "" || b.ScreenNumber != 1 ||
+		b.AmountCents != 2*1395 || b.PhoneMasked != "•••••••••123" || strings.Contains(string(rec.msgs[0].Envelope.Payload), "7700900123") {
+		t.Errorf("confirmation lacks what downstream needs, or leaks the phone: %+v", b)
+	}
+	var held int
+	if err := conn.Get(&held, `SELECT count(*) FROM booking.held_seats WHERE show_id = $1`, show); err != nil || held != 2 {
+		t.Errorf("%d seats held (err %v), want 2", held, err)
+	}
+}
+
+// TestFailedPaymentReleasesTheSeats, once, and a replay of the failure changes nothing.
+func TestFailedPaymentReleasesTheSeats(t *testing.T) {
+	svc, rec, conn := newService(t)
+	env, req := requested(t, "B1")
+	ctx := context.Background()
+	if err := svc.HandleRequested(ctx, env, req); err != nil {
+		t.Fatal(err)
+	}
+	failed, _ := event.New(event.TypePaymentFailed, env.BookingID, event.PaymentFailed{Code: "card_declined", Reason: "Your card was declined."}, now)
+	for range 2 {
+		if err := svc.HandlePaymentFailed(ctx, failed, event.PaymentFailed{Code: "card_declined", Reason: "Your card was declined."}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var status string
+	if err := conn.Get(&status, `SELECT status FROM booking.bookings WHERE id = $1`, env.BookingID); err != nil || status != "failed" {
+		t.Errorf("status %q (err %v), want failed", status, err)
+	}
+	// The next buyer gets B1.
+	env2, req2 := requested(t, "B1")
+	if err := svc.HandleRequested(ctx, env2, req2); err != nil {
+		t.Fatal(err)
+	}
+	if last := rec.msgs[len(rec.msgs)-1].Envelope; last.Type != event.TypeSeatsConfirmed {
+		t.Errorf("B1 after a failed payment: %s, want confirmed", last.Type)
+	}
+}
+
+// TestShowThatStartedIsRejected: the 13:15 show, asked for at 14:00, cannot be booked.
+func TestShowThatStartedIsRejected(t *testing.T) {
+	_, rec, conn := newService(t)
+	at14 := time.Date(2026, 11, 25, 14, 0, 0, 0, time.UTC)
+	late := booking.NewService(conn, rec, func() time.Time { return at14 }, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	env, req := requested(t, "A1")
+	req.ShowID = "ldn-1-20261125-1315"
+	if err := late.HandleRequested(context.Background(), env, req); err != nil {
+		t.Fatal(err)
+	}
+	var rejected event.BookingRejected
+	if err := rec.msgs[0].Envelope.Decode(&rejected); err != nil || rejected.Code != event.RejectShowStarted ||
+		!strings.Contains(rejected.Reason, "started at Wed 25 Nov 13:15") {
+		t.Errorf("rejection %+v (err %v), want show_started naming the start time", rejected, err)
+	}
+}

@@ -1,0 +1,60 @@
+package event
+
+import (
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestEnvelopeRoundTrip(t *testing.T) {
+	want := BookingRejected{ShowID: "ldn-1-20261127-1930", Seats: []string{"A1"}, Code: RejectSeatTaken, Reason: "Seat A1 is already taken."}
+	env, err := New(TypeBookingRejected, "0b7c6f58-0c36-4d7e-9a9d-3c1d0f0c1f00", want, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(env.ID) != 36 || env.ID[14] != '7' {
+		t.Errorf("event id %q is not a UUIDv7", env.ID)
+	}
+	raw, _ := jsonMarshal(env)
+	got, err := Decode(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var payload BookingRejected
+	if err := got.Decode(&payload); err != nil {
+		t.Fatal(err)
+	}
+	if payload.Reason != want.Reason || got.Type != TypeBookingRejected || got.SchemaVersion != CurrentSchemaVersion {
+		t.Errorf("round trip: %+v %+v", got, payload)
+	}
+}
+
+// TestDecodeRefusesWhatNoConsumerCanUse: such messages are dead-lettered, not retried forever.
+func TestDecodeRefusesWhatNoConsumerCanUse(t *testing.T) {
+	for name, raw := range map[string]string{
+		"not json":       `{"event_id":`,
+		"no id":          `{"type":"x","booking_id":"0b7c6f58-0c36-4d7e-9a9d-3c1d0f0c1f00","schema_version":1}`,
+		"no type":        `{"event_id":"e","booking_id":"0b7c6f58-0c36-4d7e-9a9d-3c1d0f0c1f00","schema_version":1}`,
+		"booking not id": `{"event_id":"e","type":"x","booking_id":"42","schema_version":1}`,
+		"future version": `{"event_id":"e","type":"x","booking_id":"0b7c6f58-0c36-4d7e-9a9d-3c1d0f0c1f00","schema_version":2}`,
+	} {
+		if _, err := Decode([]byte(raw)); !errors.Is(err, ErrMalformed) {
+			t.Errorf("%s: err %v, want ErrMalformed", name, err)
+		}
+	}
+}
+
+func TestMaskPhoneKeepsOnlyTheLastThreeDigits(t *testing.T) {
+	for in, want := range map[string]string{"+44 7700 900123": "•••••••••123", "123": "•••", "": ""} {
+		if got := MaskPhone(in); got != want {
+			t.Errorf("MaskPhone(%q) = %q, want %q", in, got, want)
+		}
+		if in != "" && strings.Contains(MaskPhone(in), "7700") {
+			t.Errorf("MaskPhone(%q) leaks digits", in)
+		}
+	}
+}
+
+func jsonMarshal(v any) ([]byte, error) { return json.Marshal(v) }
