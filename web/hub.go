@@ -104,6 +104,7 @@ func (h *Hub) Serve(w http.ResponseWriter, r *http.Request, kind StreamKind, boo
 	// and return, so the server ends the response instead of waiting for the client.
 	ctx, cancel := context.WithCancel(r2.Context())
 	defer cancel()
+	defer h.forget(streamID) // also when the library refused the request before subscribing
 	h.server.ServeHTTP(&closingWriter{ResponseWriter: w, cancel: cancel}, r2.WithContext(ctx))
 }
 
@@ -140,7 +141,9 @@ func (h *Hub) onSubscribe(streamID string, _ *sse.Subscriber) {
 	}
 }
 
-func (h *Hub) onUnsubscribe(streamID string, _ *sse.Subscriber) {
+func (h *Hub) onUnsubscribe(streamID string, _ *sse.Subscriber) { h.forget(streamID) }
+
+func (h *Hub) forget(streamID string) {
 	parts := strings.SplitN(streamID, ".", 3)
 	if len(parts) != 3 {
 		return

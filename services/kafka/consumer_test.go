@@ -1,0 +1,152 @@
+package kafka_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	kafkago "github.com/segmentio/kafka-go"
+
+	"github.com/boxoffice/boxoffice/services/event"
+	"github.com/boxoffice/boxoffice/services/kafka"
+)
+
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+// broker starts an in-memory embedded broker with one single-partition topic, so the order of
+// messages is the order of the test.
+func broker(t *testing.T, topic string) []string {
+	t.Helper()
+	b, err := kafka.StartEmbedded(0, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b.Close)
+	if err := kafka.EnsureTopics(context.Background(), b.Addrs(), 1, topic); err != nil {
+		t.Fatal(err)
+	}
+	return b.Addrs()
+}
+
+func envelope(t *testing.T) event.Envelope {
+	t.Helper()
+	env, err := event.New(event.TypeTicketIssued, uuid.NewString(), event.TicketIssued{Code: "ABC-DEFG"}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return env
+}
+
+// consume runs a consumer until want handled bookings were seen, returning them in order.
+func consume(t *testing.T, brokers []string, topic string, pub *kafka.Publisher, handler kafka.Handler, want int) []string {
+	t.Helper()
+	var mu sync.Mutex
+	var seen []string
+	done := make(chan struct{})
+	c := kafka.NewConsumer(kafka.ConsumerConfig{Brokers: brokers, GroupID: "test", Topics: []string{topic}},
+		kafka.Handlers{event.TypeTicketIssued: func(ctx context.Context, env event.Envelope) error {
+			if err := handler(ctx, env); err != nil {
+				return err
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			seen = append(seen, env.BookingID)
+			if len(seen) == want {
+				close(done)
+			}
+			return nil
+		}}, pub, quiet)
+	ctx, cancel := context.WithCancel(context.Background())
+	stopped := make(chan error, 1)
+	go func() { stopped <- c.Run(ctx) }()
+	select {
+	case <-done:
+	case <-time.After(20 * time.Second):
+		t.Fatalf("handled %d of %d messages in 20s", len(seen), want)
+	}
+	cancel()
+	if err := <-stopped; err != nil {
+		t.Fatalf("consumer stopped with %v", err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	return seen
+}
+
+// TestPoisonMessageIsDeadLetteredAndTheGoodOnesFlow: an undecodable message between two good
+// ones lands on <topic>.dlt with the reason in a header; the partition moves on.
+func TestPoisonMessageIsDeadLetteredAndTheGoodOnesFlow(t *testing.T) {
+	const topic = "test-poison"
+	brokers := broker(t, topic)
+	pub := kafka.NewPublisher(brokers, quiet)
+	defer pub.Close()
+	ctx := context.Background()
+
+	first, second := envelope(t), envelope(t)
+	if err := pub.Publish(ctx, kafka.Message{Topic: topic, Key: "k", Envelope: first}); err != nil {
+		t.Fatal(err)
+	}
+	raw := &kafkago.Writer{Addr: kafkago.TCP(brokers...), BatchTimeout: time.Millisecond, RequiredAcks: kafkago.RequireAll}
+	defer raw.Close()
+	if err := raw.WriteMessages(ctx, kafkago.Message{Topic: topic, Key: []byte("k"), Value: []byte(`{"not":"an envelope"`)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := pub.Publish(ctx, kafka.Message{Topic: topic, Key: "k", Envelope: second}); err != nil {
+		t.Fatal(err)
+	}
+
+	seen := consume(t, brokers, topic, pub, func(context.Context, event.Envelope) error { return nil }, 2)
+	if len(seen) != 2 || seen[0] != first.BookingID || seen[1] != second.BookingID {
+		t.Fatalf("handled %v, want the two good messages in order", seen)
+	}
+
+	dlt := kafkago.NewReader(kafkago.ReaderConfig{Brokers: brokers, Topic: kafka.DeadLetterTopic(topic), Partition: 0, MaxWait: 500 * time.Millisecond})
+	defer dlt.Close()
+	readCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	msg, err := dlt.ReadMessage(readCtx)
+	if err != nil {
+		t.Fatalf("nothing on the dead-letter topic: %v", err)
+	}
+	headers := map[string]string{}
+	for _, h := range msg.Headers {
+		headers[h.Key] = string(h.Value)
+	}
+	if string(msg.Value) != `{"not":"an envelope"` || headers["dlt-error"] == "" || headers["dlt-source-topic"] != topic ||
+		headers["dlt-source-offset"] != "1" || headers["dlt-attempts"] != "1" {
+		t.Errorf("dead letter %q with headers %v", msg.Value, headers)
+	}
+}
+
+// TestTransientFailureIsRetriedInPlace: a handler that fails for a while is retried without
+// committing, and the next message waits for it (order within a partition holds).
+func TestTransientFailureIsRetriedInPlace(t *testing.T) {
+	const topic = "test-retry"
+	brokers := broker(t, topic)
+	pub := kafka.NewPublisher(brokers, quiet)
+	defer pub.Close()
+	first, second := envelope(t), envelope(t)
+	if err := pub.Publish(context.Background(),
+		kafka.Message{Topic: topic, Key: "k", Envelope: first},
+		kafka.Message{Topic: topic, Key: "k", Envelope: second}); err != nil {
+		t.Fatal(err)
+	}
+	attempts := 0
+	seen := consume(t, brokers, topic, pub, func(_ context.Context, env event.Envelope) error {
+		if env.BookingID == first.BookingID {
+			attempts++
+			if attempts < 3 {
+				return errors.New("database unavailable")
+			}
+		}
+		return nil
+	}, 2)
+	if attempts != 3 || len(seen) != 2 || seen[0] != first.BookingID {
+		t.Errorf("%d attempts, handled %v: want 3 attempts and the first message first", attempts, seen)
+	}
+}
