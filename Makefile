@@ -5,7 +5,7 @@ GO       ?= go
 BIN      := bin/boxoffice
 TESTARGS ?=
 
-.PHONY: run test build generate check fmt vet postgres postgres-stop clean
+.PHONY: run test build generate check postgres postgres-stop chromium clean
 
 run: build postgres ## start every part in one process (embedded Kafka) and print the URL
 	./$(BIN)
@@ -13,7 +13,7 @@ run: build postgres ## start every part in one process (embedded Kafka) and prin
 build: generate
 	$(GO) build -o $(BIN) .
 
-test: postgres ## unit, integration and end-to-end tests
+test: postgres chromium ## unit, integration, end-to-end and real-browser tests
 	$(GO) test -count=1 $(TESTARGS) ./...
 
 generate: ## regenerate the templ components (the output is committed)
@@ -28,6 +28,9 @@ check: ## what CI fails on besides the tests: formatting, vet, stale generated c
 
 postgres: ## start the private PostgreSQL cluster (.data/pg) unless DATABASE_URL answers
 	@scripts/postgres.sh start >/dev/null
+
+chromium: ## install Debian's Chromium for the browser test, if missing
+	@scripts/chromium.sh >/dev/null
 
 postgres-stop:
 	@scripts/postgres.sh stop

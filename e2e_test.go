@@ -523,7 +523,7 @@ func TestBrowserPagesLeadToABooking(t *testing.T) {
 	// The status page shows the progress so far and follows the stream, or, if the booking was
 	// already done by the time it loaded, the ticket itself.
 	status, page := c.getPage(location)
-	following := strings.Contains(page, `sse-connect="`+location+`/events"`)
+	following := strings.Contains(page, `sse-connect="`+location+`/events?after=`)
 	done := strings.Contains(page, `id="ticket"`)
 	if status != http.StatusOK || following == done {
 		t.Fatalf("status page %s: %d, following the stream %v, showing the ticket %v: want exactly one", location, status, following, done)

@@ -6,5 +6,5 @@ import "embed"
 
 // FS holds every file served under /static/.
 //
-//go:embed *.js *.css VERSIONS
+//go:embed *.js *.css *.svg VERSIONS
 var FS embed.FS

@@ -261,7 +261,7 @@ func TicketPrintView(t TicketView) templ.Component {
 		if templ_7745c5c3_Err != nil {
 			return templ_7745c5c3_Err
 		}
-		templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 18, "</title><link rel=\"stylesheet\" href=\"/static/app.css\"></head><body class=\"print-page\"><main><p class=\"print-note\">Show this ticket at the door. Print it with your browser's Print command (Ctrl+P / ⌘P).</p><article class=\"ticket\" id=\"ticket\" aria-label=\"Ticket\">")
+		templ_7745c5c3_Err = templruntime.WriteString(templ_7745c5c3_Buffer, 18, "</title><link rel=\"icon\" href=\"/static/favicon.svg\" type=\"image/svg+xml\"><link rel=\"stylesheet\" href=\"/static/app.css\"></head><body class=\"print-page\"><main><p class=\"print-note\">Show this ticket at the door. Print it with your browser's Print command (Ctrl+P / ⌘P).</p><article class=\"ticket\" id=\"ticket\" aria-label=\"Ticket\">")
 		if templ_7745c5c3_Err != nil {
 			return templ_7745c5c3_Err
 		}

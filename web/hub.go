@@ -76,13 +76,14 @@ func NewHub(load func(ctx context.Context, bookingID string) (BookingStatus, err
 	return h
 }
 
-// Serve streams one booking's progress to the caller. after is the number of stages the caller
-// already has (from Last-Event-ID on a reconnect). It returns when the booking has ended and
-// its close event is written, or when the caller goes away.
+// Serve streams one booking's progress to the caller, starting after the stages it already has:
+// Last-Event-ID on a reconnect, or ?after=N from a page that was rendered with N stages (so it
+// does not flicker back to the first one). It returns when the booking has ended and its close
+// event is written, or when the caller goes away.
 func (h *Hub) Serve(w http.ResponseWriter, r *http.Request, kind StreamKind, bookingID string) {
 	after := 0
-	if v := r.Header.Get("Last-Event-ID"); v != "" {
-		if n, err := strconv.Atoi(v); err == nil && n >= 0 {
+	for _, v := range []string{r.URL.Query().Get("after"), r.Header.Get("Last-Event-ID")} {
+		if n, err := strconv.Atoi(v); err == nil && n > after {
 			after = n
 		}
 	}

@@ -257,7 +257,7 @@ func (s *Server) bookingPage(w http.ResponseWriter, r *http.Request) {
 		page.MovieTitle = "Unknown show"
 	}
 	if !page.Progress.Final {
-		page.EventsURL = "/bookings/" + b.ID + "/events"
+		page.EventsURL = fmt.Sprintf("/bookings/%s/events?after=%d", b.ID, len(b.Stages))
 	}
 	s.render(w, r, http.StatusOK, templates.BookingView(page))
 }

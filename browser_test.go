@@ -1,0 +1,316 @@
+package main
+
+// A real-browser test: a headless Chromium, driven with chromedp, books by clicking through the
+// pages and watches the status page change over server-sent events, as a person would.
+// It needs Chromium: scripts/chromium.sh installs it.
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/page"
+	"github.com/chromedp/chromedp"
+)
+
+const browserTimeout = 60 * time.Second
+
+// pageProbe runs in every document the browser loads, before the page's own scripts. It
+// records each SSE message htmx swaps in, so the test can tell a stage that arrived over the
+// stream from one rendered with the page, and a random token that a reload would change.
+const pageProbe = `(() => {
+	const probe = window.__boxoffice = {doc: Math.random().toString(36).slice(2), sse: [], opened: 0, closed: 0, initial: null};
+	document.addEventListener("htmx:sseOpen", () => { probe.opened++; });
+	document.addEventListener("htmx:sseMessage", (e) => { probe.sse.push(e.detail.type); });
+	document.addEventListener("htmx:sseClose", () => { probe.closed++; });
+	document.addEventListener("DOMContentLoaded", () => {
+		const stages = document.querySelector("#progress ol.stages");
+		probe.initial = stages ? stages.dataset.status : null;
+	});
+})();`
+
+// TestBrowserBookingShowsEachStageLive books two seats by clicking in Chromium, then watches
+// the status page: the stages arrive over SSE without a reload; with the ticket service down
+// the page stops at "Text message sent", and once it starts the ticket card appears by itself.
+// The printable ticket has no navigation and prints to a PDF.
+func TestBrowserBookingShowsEachStageLive(t *testing.T) {
+	c := newCluster(t)
+	c.start(TargetWeb)
+	c.start(TargetBooking)
+	c.start(TargetPayment)
+	c.start(TargetNotification)
+	// No ticket service yet: bookings stop at notified until it starts.
+	show := c.futureShow()
+	shots := screenshotDir(t)
+
+	ctx, cancel := context.WithTimeout(context.Background(), browserTimeout)
+	defer cancel()
+	ctx = startBrowser(t, ctx)
+	console := collectConsole(ctx)
+	begin := time.Now()
+
+	// The seat map: click two free seats' labels, the way a person does.
+	browserStep(t, ctx, "open the seat map",
+		chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+			_, err := cdp.Call(ctx, tg, page.AddScriptToEvaluateOnNewDocument, page.AddScriptToEvaluateOnNewDocumentParams{Source: pageProbe})
+			return err
+		}),
+		chromedp.Navigate(c.web.url+"/shows/"+show.ID),
+		chromedp.WaitVisible(chromedp.CSS(`label[for="seat-C5"]`)),
+	)
+	for _, seat := range []string{"C5", "C6"} {
+		free := browserEval[bool](t, ctx, fmt.Sprintf(`(e => !!e && !e.disabled && !e.checked)(document.getElementById("seat-%s"))`, seat))
+		if !free {
+			t.Fatalf("seat %s is not a free, unchosen seat on the map", seat)
+		}
+		browserStep(t, ctx, "click seat "+seat, chromedp.Click(chromedp.CSS(`label[for="seat-`+seat+`"]`), chromedp.NodeVisible))
+	}
+	browserPoll(t, ctx, "seats C5 and C6 checked by the clicks", `document.getElementById("seat-C5").checked
+		&& document.getElementById("seat-C6").checked`)
+	// The running total follows the clicks, before any other field is filled in.
+	browserPoll(t, ctx, "the running total to name C5 and C6", `(s => s.includes("C5, C6") && s.includes("2 ×"))(document.getElementById("summary").textContent)`)
+	browserStep(t, ctx, "fill in the form",
+		chromedp.SendKeys(chromedp.ID("name"), "Grace Hopper", chromedp.NodeVisible),
+		chromedp.SendKeys(chromedp.ID("phone"), "07700 900456", chromedp.NodeVisible),
+		chromedp.SendKeys(chromedp.ID("card_number"), cardApproves, chromedp.NodeVisible),
+	)
+	saveScreenshot(t, ctx, shots, "1-seat-map.png")
+
+	// Submit: the browser follows the redirect to the booking's status page. (A form the browser
+	// finds invalid would not navigate at all, and RunResponse would wait until the deadline.)
+	if !browserEval[bool](t, ctx, `document.getElementById("booking-form").checkValidity()`) {
+		t.Fatal("the browser finds the filled-in booking form invalid")
+	}
+	resp, err := chromedp.RunResponse(ctx, chromedp.Click(chromedp.CSS(`#booking-form button[type="submit"]`), chromedp.NodeVisible))
+	if err != nil {
+		t.Fatalf("submit the booking form: %v", err)
+	}
+	if resp.Status != 200 {
+		t.Fatalf("after submitting, %s answered %d", resp.URL, resp.Status)
+	}
+	location := browserRun(t, ctx, "read the location", chromedp.Location())
+	m := regexp.MustCompile(`^` + regexp.QuoteMeta(c.web.url) + `/bookings/([0-9a-f-]{36})$`).FindStringSubmatch(location)
+	if m == nil {
+		t.Fatalf("after submitting, the browser is at %s, want /bookings/{id}", location)
+	}
+	bookingID := m[1]
+	doc := browserEval[string](t, ctx, `window.__boxoffice.doc`)
+	t.Logf("status page %s loaded %s after start, showing status %q", location, time.Since(begin).Round(time.Millisecond),
+		browserEval[string](t, ctx, `String(window.__boxoffice.initial)`))
+
+	// Without the ticket service the booking gets as far as the text message, and the page
+	// shows that stage done because the stream said so.
+	browserPoll(t, ctx, `"Text message sent" done, from an SSE message`, `window.__boxoffice.sse.includes("notified")
+		&& !!document.querySelector("#stage-notified.stage.done")`)
+	if title := browserRun(t, ctx, "read the notified stage", chromedp.Text(chromedp.CSS(`#stage-notified .stage-title`))); !strings.Contains(title, "Text message sent") {
+		t.Errorf("stage-notified reads %q, want it to say Text message sent", title)
+	}
+	if !browserEval[bool](t, ctx, `!!document.querySelector("#stage-ticketed.stage.pending") && document.querySelector("#ticket") === null`) {
+		t.Fatal("the page shows a ticket (or a ticket stage that is not pending) while the ticket service is not running")
+	}
+	var st apiStatus
+	c.getJSON("/api/bookings/"+bookingID, &st)
+	if st.Status != "notified" || st.Ticket != nil {
+		t.Fatalf("with no ticket service the booking is %q (ticket %v), want notified without a ticket", st.Status, st.Ticket != nil)
+	}
+
+	// The ticket service starts: the card appears on the open page, with no reload.
+	ticketStarted := time.Now()
+	c.start(TargetTicket)
+	browserStep(t, ctx, "wait for the ticket card", chromedp.WaitVisible(chromedp.CSS(`#ticket [data-field="code"]`)))
+	t.Logf("ticket card on the page %s after the ticket service started", time.Since(ticketStarted).Round(time.Millisecond))
+	// htmx settles a swap in two steps: an element that keeps its id gets its new class about
+	// 20 ms after the new content is in, so the stage's "done" is waited for, not read at once.
+	browserPoll(t, ctx, `"Ticket issued" done`, `!!document.querySelector("#stage-ticketed.stage.done")`)
+	// The stream ends with the outcome and its close event, and htmx closes the EventSource (no
+	// reconnect loop). After that the page does not change any more.
+	browserPoll(t, ctx, "the SSE stream closed", `window.__boxoffice.closed > 0`)
+	if now := browserEval[string](t, ctx, `window.__boxoffice.doc`); now != doc {
+		t.Fatal("the status page was reloaded: the ticket must arrive over the open SSE stream")
+	}
+	sse := browserEval[[]string](t, ctx, `window.__boxoffice.sse`)
+	for _, name := range []string{"notified", "ticketed", "outcome"} {
+		if !slices.Contains(sse, name) {
+			t.Errorf("the page swapped SSE messages %v, without %q", sse, name)
+		}
+	}
+	c.getJSON("/api/bookings/"+bookingID, &st)
+	if st.Status != "ticketed" || st.Ticket == nil {
+		t.Fatalf("GET /api/bookings/%s: %q with ticket %v, want ticketed", bookingID, st.Status, st.Ticket != nil)
+	}
+	card := map[string]string{}
+	for _, field := range []string{"movie", "booked_under", "seats", "code"} {
+		card[field] = strings.TrimSpace(browserRun(t, ctx, "read the ticket's "+field,
+			chromedp.Text(chromedp.CSS(`#ticket [data-field="`+field+`"]`))))
+	}
+	for _, want := range []struct{ field, value string }{
+		{"movie", show.MovieTitle}, {"booked_under", "Grace Hopper"}, {"seats", "C5, C6"}, {"code", st.Ticket.Code},
+	} {
+		if card[want.field] != want.value || want.value == "" {
+			t.Errorf("ticket card %s = %q, want %q", want.field, card[want.field], want.value)
+		}
+	}
+	saveScreenshot(t, ctx, shots, "2-status-page-with-ticket.png")
+
+	// The printable ticket: the same code, no site navigation, and it prints.
+	resp, err = chromedp.RunResponse(ctx, chromedp.Click(chromedp.Search(`//a[normalize-space(.)="Printable ticket"]`), chromedp.NodeVisible))
+	if err != nil {
+		t.Fatalf("follow the Printable ticket link: %v", err)
+	}
+	if want := c.web.url + "/bookings/" + bookingID + "/ticket"; resp.Status != 200 || resp.URL != want {
+		t.Fatalf("Printable ticket link: %d %s, want 200 %s", resp.Status, resp.URL, want)
+	}
+	if code := strings.TrimSpace(browserRun(t, ctx, "read the printed code", chromedp.Text(chromedp.CSS(`#ticket [data-field="code"]`)))); code != st.Ticket.Code {
+		t.Errorf("printable ticket code %q, want %q", code, st.Ticket.Code)
+	}
+	if navs := browserEval[int](t, ctx, `document.querySelectorAll("nav").length`); navs != 0 {
+		t.Errorf("the printable ticket has %d nav elements, want none", navs)
+	}
+	saveScreenshot(t, ctx, shots, "3-printable-ticket.png")
+	pdf := browserRun(t, ctx, "print to PDF", func(ctx context.Context, tg *chromedp.Target) ([]byte, error) {
+		res, err := cdp.Call(ctx, tg, page.PrintToPDF, page.PrintToPDFParams{PrintBackground: new(true), PreferCSSPageSize: new(true)})
+		return res.Data, err
+	})
+	if !bytes.HasPrefix(pdf, []byte("%PDF")) || len(pdf) < 5000 {
+		t.Errorf("PrintToPDF gave %d bytes starting %q, want a PDF of at least 5000 bytes", len(pdf), pdf[:min(len(pdf), 8)])
+	}
+	saveArtifact(t, shots, "4-printable-ticket.pdf", pdf)
+	t.Logf("browser part took %s", time.Since(begin).Round(time.Millisecond))
+
+	for _, msg := range console.messages() {
+		if msg.IsException() {
+			t.Errorf("uncaught JavaScript exception on %s: %s", msg.URL, msg.Text)
+		} else if msg.Type == chromedp.ConsoleError || msg.Type == chromedp.ConsoleWarning {
+			t.Logf("browser console: %s (%s)", msg, msg.URL)
+		}
+	}
+}
+
+// startBrowser launches a headless Chromium for the test and closes it when the test ends,
+// before the cluster's processes stop.
+func startBrowser(t *testing.T, parent context.Context) context.Context {
+	t.Helper()
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.NoSandbox, // tests often run as root, where Chromium's sandbox refuses to start
+		chromedp.Headless,
+		chromedp.WindowSize(1280, 1000),
+	)
+	if info, err := os.Stat("/usr/bin/chromium"); err == nil && !info.IsDir() {
+		opts = append(opts, chromedp.ExecPath("/usr/bin/chromium"))
+	} // else chromedp looks for Chrome or Chromium itself
+	allocCtx, cancelAlloc := chromedp.NewExecAllocator(parent, opts...)
+	ctx, cancelCtx := chromedp.NewContext(allocCtx)
+	t.Cleanup(func() {
+		cancelCtx()
+		cancelAlloc()
+	})
+	if err := chromedp.Do(ctx); err != nil {
+		t.Fatalf("could not start a headless Chromium (%v): run scripts/chromium.sh to install it", err)
+	}
+	return ctx
+}
+
+// consoleLog collects what the page writes to its console, to report at the end.
+type consoleLog struct {
+	mu   sync.Mutex
+	msgs []chromedp.ConsoleMessage
+}
+
+func collectConsole(ctx context.Context) *consoleLog {
+	l := &consoleLog{}
+	msgs := chromedp.Console(ctx) // subscribes now; ranging may start later
+	go func() {
+		for m, err := range msgs {
+			if err != nil {
+				return
+			}
+			l.mu.Lock()
+			l.msgs = append(l.msgs, m)
+			l.mu.Unlock()
+		}
+	}()
+	return l
+}
+
+func (l *consoleLog) messages() []chromedp.ConsoleMessage {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Clone(l.msgs)
+}
+
+// browserStep runs browser actions, failing the test with what it was doing.
+func browserStep(t *testing.T, ctx context.Context, what string, actions ...chromedp.Action[chromedp.Void]) {
+	t.Helper()
+	if err := chromedp.Do(ctx, actions...); err != nil {
+		t.Fatalf("browser: %s: %v", what, err)
+	}
+}
+
+// browserRun runs one browser action that returns a value.
+func browserRun[T any](t *testing.T, ctx context.Context, what string, action chromedp.Action[T]) T {
+	t.Helper()
+	v, err := chromedp.Run(ctx, action)
+	if err != nil {
+		t.Fatalf("browser: %s: %v", what, err)
+	}
+	return v
+}
+
+func browserEval[T any](t *testing.T, ctx context.Context, expression string) T {
+	t.Helper()
+	return browserRun(t, ctx, "evaluate "+expression, chromedp.Evaluate[T](expression))
+}
+
+// browserPoll waits until the JavaScript condition is true in the page, up to the test's deadline.
+func browserPoll(t *testing.T, ctx context.Context, what, condition string) {
+	t.Helper()
+	// Stop a little before the test's deadline, while the browser is still there to show the page.
+	timeout := waitForOutcome
+	if deadline, ok := ctx.Deadline(); ok {
+		timeout = max(time.Until(deadline)-5*time.Second, time.Second)
+	}
+	_, err := chromedp.Run(ctx, chromedp.Poll[chromedp.Void](condition,
+		chromedp.WithPollingInterval(20*time.Millisecond), chromedp.WithPollingTimeout(timeout)))
+	if err != nil {
+		// The page's main text (not its HTML: the seat map alone is ~40 kB) says where it got stuck.
+		text, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`location.href + "\n" + document.querySelector("main").innerText`))
+		t.Fatalf("browser: waiting for %s: %v\npage:\n%s", what, err, text)
+	}
+}
+
+// screenshotDir is $BOXOFFICE_SCREENSHOTS when set, so a person can look at the pages.
+func screenshotDir(t *testing.T) string {
+	t.Helper()
+	dir := os.Getenv("BOXOFFICE_SCREENSHOTS")
+	if dir == "" {
+		return t.TempDir()
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+func saveScreenshot(t *testing.T, ctx context.Context, dir, name string) {
+	t.Helper()
+	png := browserRun(t, ctx, "screenshot "+name, chromedp.FullScreenshot(100))
+	saveArtifact(t, dir, name, png)
+}
+
+func saveArtifact(t *testing.T, dir, name string, data []byte) {
+	t.Helper()
+	path := filepath.Join(dir, name)
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("saved %s (%d bytes)", path, len(data))
+}
