@@ -26,7 +26,8 @@ log() { echo "postgres.sh: $*" >&2; }
 # so as root we use the "postgres" system user that Debian's packages create.
 run_pg() {
   if [ "$(id -u)" = "0" ]; then
-    runuser -u postgres -- "$@"
+    # From /, which the postgres user can always enter (a root-only checkout is not).
+    (cd / && runuser -u postgres -- "$@")
   else
     "$@"
   fi
