@@ -51,7 +51,7 @@ type process struct {
 }
 
 // stop sends the equivalent of SIGTERM and waits for a clean drain.
-func (p *process) stop(t *testing.T) {
+func (p *process) stop(t testing.TB) {
 	t.Helper()
 	p.cancel()
 	select {
@@ -66,14 +66,14 @@ func (p *process) stop(t *testing.T) {
 
 // cluster is a broker, a database and the processes sharing them.
 type cluster struct {
-	t       *testing.T
+	t       testing.TB
 	dbURL   string
 	brokers []string
 	web     *process
 }
 
 // newCluster starts an in-memory embedded broker and an empty database for one test.
-func newCluster(t *testing.T) *cluster {
+func newCluster(t testing.TB) *cluster {
 	t.Helper()
 	broker, err := kafka.StartEmbedded(0, "")
 	if err != nil {
@@ -134,7 +134,7 @@ func (c *cluster) start(target string) *process {
 }
 
 // startAll runs every part in one process, as `make run` does.
-func startAll(t *testing.T) *cluster {
+func startAll(t testing.TB) *cluster {
 	c := newCluster(t)
 	c.start(TargetAll)
 	return c
@@ -308,7 +308,7 @@ type sseEvent struct {
 }
 
 // readSSE follows an SSE stream until the server ends it, returning every event.
-func readSSE(t *testing.T, streamURL string, lastEventID string) []sseEvent {
+func readSSE(t testing.TB, streamURL string, lastEventID string) []sseEvent {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), waitForOutcome)
 	defer cancel()
@@ -686,6 +686,38 @@ func TestMalformedInputNeverReachesKafka(t *testing.T) {
 	}
 }
 
+// TestFailedTextNeverBlocksAPaidTicket: the SMS provider refuses the number (the sandbox fails
+// numbers ending in 0000), yet the paid booking gets its ticket, and the page says the text
+// could not be sent.
+func TestFailedTextNeverBlocksAPaidTicket(t *testing.T) {
+	c := startAll(t)
+	show := c.futureShow()
+	req := request(show.ID, []string{"K1"}, cardApproves)
+	req["phone"] = "+44 7700 900000"
+	status, resp := c.book(req)
+	if status != http.StatusAccepted {
+		t.Fatalf("%d %+v", status, resp)
+	}
+	st := c.waitFinal(resp.BookingID)
+	if st.Status != "ticketed" || st.Ticket == nil {
+		t.Fatalf("status %q, want ticketed despite the failed SMS", st.Status)
+	}
+	var notified string
+	for _, s := range st.Stages {
+		if s.Name == "notified" {
+			notified = s.Detail
+		}
+	}
+	if !strings.Contains(notified, "could not be sent") {
+		t.Errorf("the SMS stage says %q, want it to say the text could not be sent", notified)
+	}
+	var inbox struct{ Messages []struct{ Body string } }
+	c.getJSON("/api/dev/sms?phone="+url.QueryEscape("+447700900000"), &inbox)
+	if len(inbox.Messages) != 0 {
+		t.Errorf("the sandbox delivered %d texts to a number it refuses", len(inbox.Messages))
+	}
+}
+
 // TestManyBuyersOneSeatExactlyOneTicket: concurrent requests for the same seat sell it once.
 func TestManyBuyersOneSeatExactlyOneTicket(t *testing.T) {
 	c := startAll(t)
@@ -799,7 +831,7 @@ func stageNames(st apiStatus) []string {
 	return names
 }
 
-func openDB(t *testing.T, url string) *sqlx.DB {
+func openDB(t testing.TB, url string) *sqlx.DB {
 	t.Helper()
 	conn, err := db.Open(context.Background(), url)
 	if err != nil {
@@ -809,7 +841,7 @@ func openDB(t *testing.T, url string) *sqlx.DB {
 	return conn
 }
 
-func eventually(t *testing.T, what string, cond func() bool) {
+func eventually(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(waitForOutcome)
 	for time.Now().Before(deadline) {
@@ -826,7 +858,7 @@ func htmlEscape(s string) string {
 }
 
 // topicEndOffset sums the end offsets of a topic's partitions: how many messages it holds.
-func topicEndOffset(t *testing.T, brokers []string, topic string) int64 {
+func topicEndOffset(t testing.TB, brokers []string, topic string) int64 {
 	t.Helper()
 	client := &kafkago.Client{Addr: kafkago.TCP(brokers...)}
 	req := &kafkago.ListOffsetsRequest{Topics: map[string][]kafkago.OffsetRequest{}}
