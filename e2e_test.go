@@ -86,12 +86,20 @@ func newCluster(t testing.TB) *cluster {
 // start runs one target against the cluster's broker and database.
 func (c *cluster) start(target string) *process {
 	c.t.Helper()
-	cfg, err := LoadConfig(func(key string) string {
-		return map[string]string{
-			"HTTP_ADDR": "127.0.0.1:0", "DATABASE_URL": c.dbURL, "KAFKA_BROKERS": strings.Join(c.brokers, ","),
-			"KAFKA_PARTITIONS": fmt.Sprint(testPartitions), "LOG_LEVEL": "debug",
-		}[key]
-	})
+	return c.startWith(target, nil)
+}
+
+// startWith runs one target with extra environment, such as another WEB_INSTANCE.
+func (c *cluster) startWith(target string, extra map[string]string) *process {
+	c.t.Helper()
+	env := map[string]string{
+		"HTTP_ADDR": "127.0.0.1:0", "DATABASE_URL": c.dbURL, "KAFKA_BROKERS": strings.Join(c.brokers, ","),
+		"KAFKA_PARTITIONS": fmt.Sprint(testPartitions), "LOG_LEVEL": "debug",
+	}
+	for k, v := range extra {
+		env[k] = v
+	}
+	cfg, err := LoadConfig(func(key string) string { return env[key] })
 	if err != nil {
 		c.t.Fatal(err)
 	}
@@ -127,7 +135,7 @@ func (c *cluster) start(target string) *process {
 			c.t.Logf("logs of %s:\n%s", target, p.logs)
 		}
 	})
-	if target == TargetAll || target == TargetWeb {
+	if (target == TargetAll || target == TargetWeb) && c.web == nil {
 		c.web = p
 	}
 	return p
@@ -818,6 +826,97 @@ func TestServiceRestartResumesFromCommittedOffset(t *testing.T) {
 	}
 	if logs := restarted.logs.String(); !strings.Contains(logs, waiting[0]) {
 		t.Errorf("the restarted ticket service's logs do not mention booking %s it issued", waiting[0])
+	}
+}
+
+// TestNotificationRestartWithABacklog: with the notification service down, paid bookings and
+// their requests pile up on two topics. Restarted, it must work through both — a payment read
+// before its booking's contact waits for it without stopping the contacts from being read.
+func TestNotificationRestartWithABacklog(t *testing.T) {
+	c := newCluster(t)
+	c.start(TargetWeb)
+	c.start(TargetBooking)
+	c.start(TargetPayment)
+	c.start(TargetTicket)
+	notifier := c.start(TargetNotification)
+	show := c.futureShow()
+	notifier.stop(t)
+
+	var ids []string
+	for i := range 48 {
+		ids = append(ids, c.mustBook(show.ID, []string{fmt.Sprintf("%c%d", 'A'+i/8, 9+i%8)}, cardApproves).BookingID)
+	}
+	for _, id := range ids {
+		eventually(t, "booking "+id+" paid while notification is down", func() bool {
+			var st apiStatus
+			c.getJSON("/api/bookings/"+id, &st)
+			return st.Status == "paid"
+		})
+	}
+	c.start(TargetNotification)
+	for _, id := range ids {
+		if st := c.waitFinal(id); st.Status != "ticketed" {
+			t.Errorf("booking %s after the restart: %q", id, st.Status)
+		}
+	}
+}
+
+// TestEveryWebReplicaStreamsEveryBooking: two web replicas share the database; a booking made
+// on one is followed to the end on the other's SSE stream.
+func TestEveryWebReplicaStreamsEveryBooking(t *testing.T) {
+	c := startAll(t)
+	other := c.startWith(TargetWeb, map[string]string{"WEB_INSTANCE": "second"})
+	show := c.futureShow()
+	for i := range 5 {
+		resp := c.mustBook(show.ID, []string{fmt.Sprintf("L%d", i+1)}, cardApproves)
+		events := readSSE(t, other.url+resp.EventsURL, "")
+		if got := eventNames(events); !slices.Equal(got, []string{"requested", "confirmed", "paid", "notified", "ticketed", "outcome", "close"}) {
+			t.Errorf("booking %d on the second replica's stream: %v", i, got)
+		}
+	}
+}
+
+// TestShutdownEndsOpenStreams: SIGTERM with a browser following an unfinished booking drains
+// cleanly and promptly, and the browser's stream ends rather than hanging.
+func TestShutdownEndsOpenStreams(t *testing.T) {
+	c := newCluster(t)
+	web := c.start(TargetWeb) // nothing else: the booking stays "requested"
+	show := c.futureShow()
+	resp := c.mustBook(show.ID, []string{"M1"}, cardApproves)
+
+	req, _ := http.NewRequest(http.MethodGet, web.url+resp.EventsURL, nil)
+	stream, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stream.Body.Close()
+	firstLine := make(chan string, 1)
+	ended := make(chan struct{})
+	go func() {
+		defer close(ended)
+		scanner := bufio.NewScanner(stream.Body)
+		for scanner.Scan() {
+			if strings.HasPrefix(scanner.Text(), "event: ") {
+				select {
+				case firstLine <- scanner.Text():
+				default:
+				}
+			}
+		}
+	}()
+	select {
+	case line := <-firstLine:
+		if line != "event: requested" {
+			t.Fatalf("first event %q, want the requested stage", line)
+		}
+	case <-time.After(waitForOutcome):
+		t.Fatal("no event on the stream")
+	}
+	web.stop(t) // fails the test if the HTTP server could not shut down cleanly
+	select {
+	case <-ended:
+	case <-time.After(5 * time.Second):
+		t.Error("the open stream did not end at shutdown")
 	}
 }
 

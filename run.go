@@ -107,7 +107,9 @@ func runWith(ctx context.Context, target string, cfg Config, stdout io.Writer, o
 	}
 	if wants(TargetNotification) {
 		svc := notification.NewService(conn, sms.NewSandbox(conn, now), pub, now, log)
-		actors = append(actors, consumerActor("notification", svc.Consumer(brokers, pub)))
+		for i, c := range svc.Consumers(brokers, pub) {
+			actors = append(actors, consumerActor(fmt.Sprintf("notification-%d", i+1), c))
+		}
 	}
 	if wants(TargetTicket) {
 		actors = append(actors, consumerActor("ticket", ticket.NewService(conn, pub, now, log).Consumer(brokers, pub)))
@@ -122,11 +124,10 @@ func runWith(ctx context.Context, target string, cfg Config, stdout io.Writer, o
 		if err != nil {
 			return err
 		}
-		actors = append(actors,
-			httpActor,
-			consumerActor("web-projection", server.Projection().Consumer(brokers, cfg.WebInstance, pub)),
-			scheduleActor(conn, now, log),
-		)
+		actors = append(actors, httpActor, scheduleActor(conn, now, log))
+		for i, c := range server.Projection().Consumers(brokers, cfg.WebInstance, pub) {
+			actors = append(actors, consumerActor(fmt.Sprintf("web-projection-%d", i+1), c))
+		}
 		fmt.Fprintf(stdout, "Boxoffice is running at %s\n", url)
 		if opts.started != nil {
 			opts.started(url, brokers)

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/r3labs/sse/v2"
 )
@@ -50,6 +51,7 @@ type Hub struct {
 
 	mu        sync.Mutex
 	byBooking map[string]map[string]*stream // booking id → stream id → stream
+	closing   bool
 }
 
 type stream struct {
@@ -57,9 +59,15 @@ type stream struct {
 	id        string
 	bookingID string
 	kind      StreamKind
-	sent      int // stages already sent on this stream
+	cancel    context.CancelFunc // ends the connection
+	ready     bool               // the library has registered the subscriber: publishing reaches it
+	sent      int                // stages already sent on this stream
 	closed    bool
 }
+
+// maxStreamLifetime ends a connection that has been open far longer than any booking takes;
+// the browser reconnects with Last-Event-ID and loses nothing.
+const maxStreamLifetime = 30 * time.Minute
 
 // NewHub returns a hub that reads bookings through load and renders them through render.
 func NewHub(load func(ctx context.Context, bookingID string) (BookingStatus, error), render Renderer, log *slog.Logger) *Hub {
@@ -87,26 +95,30 @@ func (h *Hub) Serve(w http.ResponseWriter, r *http.Request, kind StreamKind, boo
 			after = n
 		}
 	}
+	// Cancelling the request makes the library unsubscribe and return, so the server ends the
+	// response: after the close event, at shutdown, or when the stream has lived too long.
+	ctx, cancel := context.WithTimeout(r.Context(), maxStreamLifetime)
+	defer cancel()
 	streamID := string(kind) + "." + bookingID + "." + randomID()
 	h.mu.Lock()
+	if h.closing {
+		h.mu.Unlock()
+		http.Error(w, "shutting down", http.StatusServiceUnavailable)
+		return
+	}
 	if h.byBooking[bookingID] == nil {
 		h.byBooking[bookingID] = map[string]*stream{}
 	}
-	h.byBooking[bookingID][streamID] = &stream{id: streamID, bookingID: bookingID, kind: kind, sent: after}
+	h.byBooking[bookingID][streamID] = &stream{id: streamID, bookingID: bookingID, kind: kind, cancel: cancel, sent: after}
 	h.mu.Unlock()
+	defer h.forget(streamID) // also when the library refused the request before subscribing
 
 	// The library reads the stream id from the query and would refuse a Last-Event-ID that is
 	// not a number; ours are, but a stale tab might send anything.
-	r2 := r.Clone(r.Context())
+	r2 := r.Clone(ctx)
 	r2.URL.RawQuery = "stream=" + streamID
 	r2.Header.Del("Last-Event-ID")
-
-	// Cancelling the request once the close event is flushed makes the library unsubscribe
-	// and return, so the server ends the response instead of waiting for the client.
-	ctx, cancel := context.WithCancel(r2.Context())
-	defer cancel()
-	defer h.forget(streamID) // also when the library refused the request before subscribing
-	h.server.ServeHTTP(&closingWriter{ResponseWriter: w, cancel: cancel}, r2.WithContext(ctx))
+	h.server.ServeHTTP(&closingWriter{ResponseWriter: w, cancel: cancel}, r2)
 }
 
 // Notify is called after a booking gains a stage: every stream following it catches up.
@@ -117,8 +129,17 @@ func (h *Hub) Notify(bookingID string) {
 		streams = append(streams, s)
 	}
 	h.mu.Unlock()
+	if len(streams) == 0 {
+		return
+	}
+	// One read for every connection following the booking, not one each.
+	b, err := h.load(context.Background(), bookingID)
+	if err != nil {
+		h.log.Warn("sse: load booking", "booking_id", bookingID, "err", err)
+		return
+	}
 	for _, s := range streams {
-		h.catchUp(s)
+		h.catchUp(s, &b)
 	}
 }
 
@@ -133,12 +154,27 @@ func (h *Hub) OpenStreams() int {
 	return n
 }
 
-// Close ends every stream, for shutdown.
-func (h *Hub) Close() { h.server.Close() }
+// Close ends every stream and refuses new ones, for shutdown. It ends each connection the way
+// a leaving browser does (the library's own Close would strand a goroutine per connection).
+func (h *Hub) Close() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.closing = true
+	for _, streams := range h.byBooking {
+		for _, s := range streams {
+			s.cancel()
+		}
+	}
+}
 
+// onSubscribe runs once the library has registered the connection: from here on what is
+// published on its stream reaches it, so it can be caught up.
 func (h *Hub) onSubscribe(streamID string, _ *sse.Subscriber) {
 	if s := h.stream(streamID); s != nil {
-		h.catchUp(s)
+		s.mu.Lock()
+		s.ready = true
+		s.mu.Unlock()
+		h.catchUp(s, nil)
 	}
 }
 
@@ -169,18 +205,23 @@ func (h *Hub) stream(streamID string) *stream {
 
 // catchUp sends a stream every stage it has not had yet, in order, and the outcome and close
 // event once the booking has ended. The stream's lock makes each stage go out exactly once
-// even when a new stage and a (re)connection race.
-func (h *Hub) catchUp(s *stream) {
+// even when a new stage and a (re)connection race. b is the booking as just loaded, or nil to
+// load it here; an older snapshot than the stream has seen simply sends nothing.
+func (h *Hub) catchUp(s *stream, loaded *BookingStatus) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closed {
+	if s.closed || !s.ready {
 		return
 	}
-	b, err := h.load(context.Background(), s.bookingID)
-	if err != nil {
-		h.log.Warn("sse: load booking", "booking_id", s.bookingID, "err", err)
-		return
+	if loaded == nil {
+		b, err := h.load(context.Background(), s.bookingID)
+		if err != nil {
+			h.log.Warn("sse: load booking", "booking_id", s.bookingID, "err", err)
+			return
+		}
+		loaded = &b
 	}
+	b := *loaded
 	for seq := s.sent + 1; seq <= len(b.Stages); seq++ {
 		name, data, err := h.render.StageEvent(s.kind, b, seq)
 		if err != nil {
@@ -203,10 +244,13 @@ func (h *Hub) catchUp(s *stream) {
 	// Same id as the last stage: a reconnect after this point resumes after the stages.
 	last := strconv.Itoa(s.sent)
 	for i := range names {
-		h.publish(s.id, last, names[i], datas[i])
+		if !h.publish(s.id, last, names[i], datas[i]) {
+			return
+		}
 	}
-	h.publish(s.id, last, CloseEvent, []byte(b.Status))
-	s.closed = true
+	// Only a close that went out ends the stream; otherwise the next catch-up tries again, and
+	// maxStreamLifetime ends it at the latest.
+	s.closed = h.publish(s.id, last, CloseEvent, []byte(b.Status))
 }
 
 // finalStageCount is how many stages a finished booking shows before its stream closes: a

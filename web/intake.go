@@ -64,6 +64,24 @@ func (v *ValidationError) First() (field, message string) {
 // errUnavailable wraps failures of the broker or database that a retry later may fix.
 var errUnavailable = errors.New("temporarily unavailable")
 
+// UnconfirmedError says the broker did not acknowledge a booking request. The request may still
+// have been written (a timeout cannot tell), so the person is given the booking's id to check
+// rather than told that nothing happened: if the event did arrive, the web's own consumer of
+// booking-movie records the booking again and its status page shows it; if not, it stays 404.
+type UnconfirmedError struct {
+	BookingID string
+	Err       error
+}
+
+func (e *UnconfirmedError) Error() string {
+	return fmt.Sprintf("booking %s not confirmed by the broker: %v", e.BookingID, e.Err)
+}
+
+func (e *UnconfirmedError) Unwrap() error { return errUnavailable }
+
+// publishTimeout bounds how long a person waits for the broker's acknowledgement.
+const publishTimeout = 10 * time.Second
+
 // Publisher is the part of the Kafka publisher the web needs.
 type Publisher interface {
 	Publish(ctx context.Context, msgs ...kafka.Message) error
@@ -121,12 +139,18 @@ func (in *Intake) Submit(ctx context.Context, req BookingRequest) (string, error
 	if err := in.projection.Record(ctx, env, payload, event.MaskPhone(clean.Phone)); err != nil {
 		return "", fmt.Errorf("%w: %w", errUnavailable, err)
 	}
-	pubErr := in.pub.Publish(ctx, kafka.Message{Topic: event.TopicBookingMovie, Key: clean.ShowID, Envelope: env})
+	// Not the request's context: a person who closes the tab after pressing Book must not leave
+	// a request that was written to the broker yet reported as never made.
+	pubCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), publishTimeout)
+	defer cancel()
+	pubErr := in.pub.Publish(pubCtx, kafka.Message{Topic: event.TopicBookingMovie, Key: clean.ShowID, Envelope: env})
 	if pubErr != nil {
-		if err := in.projection.Forget(context.WithoutCancel(ctx), bookingID); err != nil {
+		// Remove what the page would show as "requested": if the event did reach the broker,
+		// the web's consumer of booking-movie records it again.
+		if err := in.projection.Forget(pubCtx, bookingID); err != nil {
 			pubErr = errors.Join(pubErr, err)
 		}
-		return "", fmt.Errorf("%w: %w", errUnavailable, pubErr)
+		return "", &UnconfirmedError{BookingID: bookingID, Err: pubErr}
 	}
 	return bookingID, nil
 }

@@ -206,6 +206,10 @@ func (s *Server) bookingFormSubmit(w http.ResponseWriter, r *http.Request) {
 		} else {
 			status = http.StatusServiceUnavailable
 			form.FormMessage = "Booking is briefly unavailable. Nothing was booked or charged: please try again in a moment."
+			var unconfirmed *UnconfirmedError
+			if errors.As(err, &unconfirmed) {
+				form.FormMessage = unconfirmedMessage + " Booking reference: " + unconfirmed.BookingID + "."
+			}
 		}
 		page, viewErr := s.showView(r.Context(), req.ShowID, req.Seats, form)
 		if viewErr != nil {

@@ -79,13 +79,18 @@ func NewProjection(db *sqlx.DB, onChange func(bookingID string), log *slog.Logge
 	return &Projection{db: db, onChange: onChange, log: log}
 }
 
-// Consumer reads all five topics. Every web replica must see every event (its browsers may be
-// connected to any replica), so each replica has a consumer group of its own.
-func (p *Projection) Consumer(brokers []string, instance string, pub *kafka.Publisher) *kafka.Consumer {
-	return kafka.NewConsumer(kafka.ConsumerConfig{
-		Brokers: brokers, GroupID: "web-" + instance, Topics: event.Topics,
+// Consumers read all five topics. Every web replica must see every event (its browsers may be
+// connected to any replica), so each replica has consumer groups of its own. Requests get a
+// reader of their own: a later stage whose booking has not been read yet is retried in place,
+// and that must never stop the requests from being read.
+func (p *Projection) Consumers(brokers []string, instance string, pub *kafka.Publisher) []*kafka.Consumer {
+	requests := kafka.NewConsumer(kafka.ConsumerConfig{
+		Brokers: brokers, GroupID: "web-" + instance + "-requests", Topics: []string{event.TopicBookingMovie},
+	}, kafka.Handlers{event.TypeBookingRequested: kafka.On(p.onRequested)}, pub, p.log)
+	stages := kafka.NewConsumer(kafka.ConsumerConfig{
+		Brokers: brokers, GroupID: "web-" + instance,
+		Topics: []string{event.TopicMovieFound, event.TopicPayment, event.TopicNotificationSent, event.TopicTicketDetails},
 	}, kafka.Handlers{
-		event.TypeBookingRequested:   kafka.On(p.onRequested),
 		event.TypeSeatsConfirmed:     kafka.On(p.onConfirmed),
 		event.TypeBookingRejected:    kafka.On(p.onRejected),
 		event.TypePaymentSucceeded:   kafka.On(p.onPaid),
@@ -94,6 +99,7 @@ func (p *Projection) Consumer(brokers []string, instance string, pub *kafka.Publ
 		event.TypeNotificationFailed: kafka.On(p.onNotification),
 		event.TypeTicketIssued:       kafka.On(p.onTicket),
 	}, pub, p.log)
+	return []*kafka.Consumer{requests, stages}
 }
 
 // Record stores a new booking as requested, with its first stage, in one transaction. It is
@@ -111,17 +117,16 @@ func (p *Projection) Record(ctx context.Context, env event.Envelope, req event.B
 		req.Card.Brand, req.Card.Last4, env.OccurredAt); err != nil {
 		return fmt.Errorf("record booking %s: %w", env.BookingID, err)
 	}
-	inserted, err := insertStage(ctx, tx, env.BookingID, Stage{Name: StatusRequested, At: env.OccurredAt,
-		Detail: fmt.Sprintf("%d seat(s) requested", len(req.Seats))}, env.ID)
-	if err != nil {
+	if _, err := insertStage(ctx, tx, env.BookingID, Stage{Name: StatusRequested, At: env.OccurredAt,
+		Detail: fmt.Sprintf("%d seat(s) requested", len(req.Seats))}, env.ID); err != nil {
 		return err
 	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("record booking %s: %w", env.BookingID, err)
 	}
-	if inserted {
-		p.onChange(env.BookingID)
-	}
+	// Told even when nothing was new: another replica sharing the database may have recorded
+	// it, and the streams connected here must follow all the same.
+	p.onChange(env.BookingID)
 	return nil
 }
 
@@ -167,7 +172,9 @@ func (p *Projection) onNotification(ctx context.Context, env event.Envelope, n e
 	}
 	status := StatusNotified
 	if !n.Paid {
-		status = StatusFailed // the SMS about a failed payment adds a stage, not a new status
+		// The SMS about a failed payment adds a stage, not a status: "failed" (and its reason)
+		// comes from the payment-failed event, which may be read after this one.
+		status = StatusRequested
 	}
 	return p.advanceStage(ctx, env, Stage{Name: StatusNotified, At: env.OccurredAt, Detail: detail}, status, "", nil)
 }
@@ -201,8 +208,15 @@ func (p *Projection) advanceStage(ctx context.Context, env event.Envelope, stage
 		return fmt.Errorf("project %s: %w", env.Type, err)
 	}
 	inserted, err := insertStage(ctx, tx, env.BookingID, stage, env.ID)
-	if err != nil || !inserted {
+	if err != nil {
 		return err
+	}
+	if !inserted {
+		// A replay, or another web replica sharing this database got here first: its streams
+		// were told, ours still have to be.
+		_ = tx.Rollback()
+		p.onChange(env.BookingID)
+		return nil
 	}
 	var ticketJSON []byte
 	if ticket != nil {

@@ -108,6 +108,10 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, status, checks)
 }
 
+// unconfirmedMessage is what a person reads when the broker did not acknowledge their request.
+const unconfirmedMessage = "We could not confirm that your booking was received. Do not book again yet: " +
+	"its status will show it within a minute if it went through; if the status says it was not found, nothing was booked or charged."
+
 // errNotFound answers any unknown page or resource.
 var errNotFound = errors.New("not found")
 
@@ -123,6 +127,7 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	field := ""
 	var validation *ValidationError
 	var bad *badRequestError
+	var unconfirmed *UnconfirmedError
 	switch {
 	case errors.As(err, &validation):
 		status, code = http.StatusUnprocessableEntity, "invalid_"+firstField(validation)
@@ -131,6 +136,10 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 		status, code, message = http.StatusBadRequest, "bad_request", bad.msg
 	case errors.Is(err, errNotFound), errors.Is(err, ErrBookingNotFound), errors.Is(err, catalog.ErrNotFound):
 		status, code, message = http.StatusNotFound, "not_found", "We could not find that page. It may have moved, or the link may be wrong."
+	case errors.As(err, &unconfirmed):
+		status, code = http.StatusServiceUnavailable, "unconfirmed"
+		message = unconfirmedMessage
+		w.Header().Set("Retry-After", "5")
 	case errors.Is(err, errUnavailable):
 		status, code, message = http.StatusServiceUnavailable, "unavailable", "Booking is briefly unavailable. Nothing was booked or charged: please try again in a moment."
 		w.Header().Set("Retry-After", "5")
@@ -140,6 +149,10 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	}
 	if isAPI(r) {
 		body := map[string]any{"error": code, "message": message}
+		if unconfirmed != nil {
+			body["booking_id"] = unconfirmed.BookingID
+			body["status_url"] = "/api/bookings/" + unconfirmed.BookingID
+		}
 		if field != "" {
 			body["message"] = field + ": " + message
 			body["field"] = field

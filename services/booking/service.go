@@ -79,16 +79,24 @@ func (s *Service) HandleRequested(ctx context.Context, env event.Envelope, req e
 	if err != nil {
 		return err
 	}
-	var outcome event.Envelope
 	if rej != nil {
-		outcome, err = s.reject(ctx, env, req, *rej)
+		err = s.reject(ctx, env, req, *rej)
 	} else {
-		outcome, err = s.hold(ctx, env, req, show)
+		err = s.hold(ctx, env, req, show)
 	}
 	if err != nil {
 		return err
 	}
-	return s.publishOutcome(ctx, outcome)
+	// Publish what is recorded, not what this delivery decided: when two deliveries of the
+	// same request race (a rebalance), the first decision recorded is the only one announced.
+	outcome, err := s.store.Outcome(ctx, env.BookingID)
+	if err != nil {
+		return err
+	}
+	if outcome == nil {
+		return fmt.Errorf("booking %s decided but not recorded", env.BookingID)
+	}
+	return s.publishOutcome(ctx, *outcome)
 }
 
 // check validates the request against the catalog. It returns a rejection for anything a person
@@ -129,7 +137,7 @@ func (s *Service) check(ctx context.Context, req event.BookingRequested) (catalo
 
 // hold records the booking and holds its seats in one transaction. If another booking holds any
 // of them, the request is rejected as "seat taken" instead.
-func (s *Service) hold(ctx context.Context, env event.Envelope, req event.BookingRequested, show catalog.Show) (event.Envelope, error) {
+func (s *Service) hold(ctx context.Context, env event.Envelope, req event.BookingRequested, show catalog.Show) error {
 	details := event.BookingDetails{
 		ShowID:          show.ID,
 		MovieID:         show.MovieID,
@@ -147,32 +155,32 @@ func (s *Service) hold(ctx context.Context, env event.Envelope, req event.Bookin
 	}
 	outcome, err := s.newEvent(env, event.TypeSeatsConfirmed, event.SeatsConfirmed{Booking: details, Card: req.Card})
 	if err != nil {
-		return event.Envelope{}, err
+		return err
 	}
 	taken, err := s.store.Hold(ctx, env.BookingID, details, outcome)
 	if err != nil {
-		return event.Envelope{}, err
+		return err
 	}
 	if len(taken) > 0 {
 		return s.reject(ctx, env, req, rejection{event.RejectSeatTaken,
 			fmt.Sprintf("%s %s already taken. Pick other seats.", seatList(taken), plural(taken, "is", "are"))})
 	}
 	s.log.Info("seats held", "booking_id", env.BookingID, "show_id", show.ID, "seats", req.Seats)
-	return outcome, nil
+	return nil
 }
 
-func (s *Service) reject(ctx context.Context, env event.Envelope, req event.BookingRequested, rej rejection) (event.Envelope, error) {
+func (s *Service) reject(ctx context.Context, env event.Envelope, req event.BookingRequested, rej rejection) error {
 	outcome, err := s.newEvent(env, event.TypeBookingRejected, event.BookingRejected{
 		ShowID: req.ShowID, Seats: req.Seats, Code: rej.code, Reason: rej.reason,
 	})
 	if err != nil {
-		return event.Envelope{}, err
+		return err
 	}
 	if err := s.store.Reject(ctx, env.BookingID, req, event.MaskPhone(req.Phone), rej.code, rej.reason, outcome); err != nil {
-		return event.Envelope{}, err
+		return err
 	}
 	s.log.Info("booking rejected", "booking_id", env.BookingID, "show_id", req.ShowID, "code", rej.code, "reason", rej.reason)
-	return outcome, nil
+	return nil
 }
 
 // HandlePaymentSucceeded marks the booking paid; its seats stay held for good.

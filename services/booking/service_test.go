@@ -2,6 +2,7 @@ package booking_test
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"strings"
@@ -130,5 +131,47 @@ func TestShowThatStartedIsRejected(t *testing.T) {
 	if err := rec.msgs[0].Envelope.Decode(&rejected); err != nil || rejected.Code != event.RejectShowStarted ||
 		!strings.Contains(rejected.Reason, "started at Wed 25 Nov 13:15") {
 		t.Errorf("rejection %+v (err %v), want show_started naming the start time", rejected, err)
+	}
+}
+
+// TestConcurrentDeliveriesAnnounceOneDecision: two deliveries of the same request handled at
+// once (a rebalance hands a partition over while the old owner is still working) must not let
+// the second see the first's seats as taken and reject its own booking.
+func TestConcurrentDeliveriesAnnounceOneDecision(t *testing.T) {
+	svc, rec, _ := newService(t)
+	ctx := context.Background()
+	for i := range 20 {
+		env, req := requested(t, fmt.Sprintf("%c%d", 'A'+i%12, 1+i/12)) // all exist in Screen 1
+		var wg sync.WaitGroup
+		errs := make(chan error, 2)
+		for range 2 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				errs <- svc.HandleRequested(ctx, env, req)
+			}()
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	byBooking := map[string]map[string]bool{}
+	for _, m := range rec.msgs {
+		if byBooking[m.Key] == nil {
+			byBooking[m.Key] = map[string]bool{}
+		}
+		byBooking[m.Key][m.Envelope.Type+" "+m.Envelope.ID] = true
+		if m.Envelope.Type != event.TypeSeatsConfirmed {
+			t.Errorf("booking %s: %s published, want only its confirmation", m.Key, m.Envelope.Type)
+		}
+	}
+	for id, decisions := range byBooking {
+		if len(decisions) != 1 {
+			t.Errorf("booking %s: %d different decisions announced: %v", id, len(decisions), decisions)
+		}
 	}
 }

@@ -33,7 +33,7 @@ func (s *Store) Outcome(ctx context.Context, bookingID string) (*event.Envelope,
 	}
 	env, err := event.Decode(raw)
 	if err != nil {
-		return nil, fmt.Errorf("decode stored outcome of %s: %w", bookingID, err)
+		return nil, fmt.Errorf("decode stored outcome of %s: %v (our own record, so retried, not dead-lettered)", bookingID, err)
 	}
 	return &env, nil
 }
@@ -74,14 +74,20 @@ func (s *Store) Hold(ctx context.Context, bookingID string, d event.BookingDetai
 	}
 	defer func() { _ = tx.Rollback() }()
 
-	if taken, err = heldSeats(ctx, tx, d.ShowID, d.Seats); err != nil || len(taken) > 0 {
+	if taken, err = heldSeats(ctx, tx, d.ShowID, d.Seats, bookingID); err != nil || len(taken) > 0 {
 		return taken, err
 	}
-	if _, err := tx.ExecContext(ctx, `INSERT INTO booking.bookings
+	res, err := tx.ExecContext(ctx, `INSERT INTO booking.bookings
 		(id, show_id, seats, customer_name, phone_masked, amount_cents, currency, status, outcome_event)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, 'confirmed', $8)`,
-		bookingID, d.ShowID, pq.Array(d.Seats), d.CustomerName, d.PhoneMasked, d.AmountCents, d.Currency, raw); err != nil {
+		VALUES ($1, $2, $3, $4, $5, $6, $7, 'confirmed', $8) ON CONFLICT (id) DO NOTHING`,
+		bookingID, d.ShowID, pq.Array(d.Seats), d.CustomerName, d.PhoneMasked, d.AmountCents, d.Currency, raw)
+	if err != nil {
 		return nil, fmt.Errorf("record booking %s: %w", bookingID, err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		// Another delivery of the same request decided it while we were checking: its
+		// decision stands (the caller republishes it).
+		return nil, nil
 	}
 	var inserted []string
 	if err := tx.SelectContext(ctx, &inserted, `INSERT INTO booking.held_seats (show_id, seat_label, booking_id)
@@ -93,7 +99,7 @@ func (s *Store) Hold(ctx context.Context, bookingID string, d event.BookingDetai
 	if len(inserted) != len(d.Seats) {
 		// Another transaction took a seat between our check and our insert.
 		_ = tx.Rollback()
-		taken, err = heldSeats(ctx, s.db, d.ShowID, d.Seats)
+		taken, err = heldSeats(ctx, s.db, d.ShowID, d.Seats, bookingID)
 		if err == nil && len(taken) == 0 {
 			err = errors.New("seats were taken and released while holding them; retrying")
 		}
@@ -105,17 +111,19 @@ func (s *Store) Hold(ctx context.Context, bookingID string, d event.BookingDetai
 	return nil, nil
 }
 
-func heldSeats(ctx context.Context, q sqlx.QueryerContext, showID string, seats []string) ([]string, error) {
+// heldSeats lists which of the seats another booking than self holds.
+func heldSeats(ctx context.Context, q sqlx.QueryerContext, showID string, seats []string, self string) ([]string, error) {
 	var taken []string
 	err := sqlx.SelectContext(ctx, q, &taken, `SELECT seat_label FROM booking.held_seats
-		WHERE show_id = $1 AND seat_label = ANY($2) ORDER BY seat_label`, showID, pq.Array(seats))
+		WHERE show_id = $1 AND seat_label = ANY($2) AND booking_id <> $3 ORDER BY seat_label`, showID, pq.Array(seats), self)
 	if err != nil {
 		return nil, fmt.Errorf("check held seats of %s: %w", showID, err)
 	}
 	return taken, nil
 }
 
-// Reject records a rejected booking, so a redelivered request gets the same answer.
+// Reject records a rejected booking, so a redelivered request gets the same answer. If the
+// booking was already decided (by a concurrent delivery), that decision is kept.
 func (s *Store) Reject(ctx context.Context, bookingID string, req event.BookingRequested, phoneMasked, code, reason string, outcome event.Envelope) error {
 	raw, err := encodeEnvelope(outcome)
 	if err != nil {

@@ -22,8 +22,12 @@ import (
 	"github.com/boxoffice/boxoffice/services/notification/sms"
 )
 
-// GroupID is the notification service's consumer group.
-const GroupID = "notification"
+// Consumer groups. Contacts get a reader of their own: a payment outcome whose contact has not
+// been read yet is retried in place, and that must never stop the contacts from being read.
+const (
+	GroupID         = "notification"
+	ContactsGroupID = "notification-contacts"
+)
 
 // Message kinds: one SMS per booking and kind, at most.
 const (
@@ -50,15 +54,19 @@ func NewService(db *sqlx.DB, sender sms.Sender, pub Publisher, now func() time.T
 	return &Service{db: db, sender: sender, pub: pub, now: now, log: log.With("service", "notification")}
 }
 
-// Consumer reads booking requests (for contact details) and payment outcomes.
-func (s *Service) Consumer(brokers []string, pub *kafka.Publisher) *kafka.Consumer {
-	return kafka.NewConsumer(kafka.ConsumerConfig{
-		Brokers: brokers, GroupID: GroupID, Topics: []string{event.TopicBookingMovie, event.TopicPayment},
-	}, kafka.Handlers{
-		event.TypeBookingRequested: kafka.On(s.HandleBookingRequested),
-		event.TypePaymentSucceeded: kafka.On(s.HandlePaymentSucceeded),
-		event.TypePaymentFailed:    kafka.On(s.HandlePaymentFailed),
-	}, pub, s.log)
+// Consumers read booking requests (for contact details) and payment outcomes, each on its own.
+func (s *Service) Consumers(brokers []string, pub *kafka.Publisher) []*kafka.Consumer {
+	return []*kafka.Consumer{
+		kafka.NewConsumer(kafka.ConsumerConfig{
+			Brokers: brokers, GroupID: ContactsGroupID, Topics: []string{event.TopicBookingMovie},
+		}, kafka.Handlers{event.TypeBookingRequested: kafka.On(s.HandleBookingRequested)}, pub, s.log),
+		kafka.NewConsumer(kafka.ConsumerConfig{
+			Brokers: brokers, GroupID: GroupID, Topics: []string{event.TopicPayment},
+		}, kafka.Handlers{
+			event.TypePaymentSucceeded: kafka.On(s.HandlePaymentSucceeded),
+			event.TypePaymentFailed:    kafka.On(s.HandlePaymentFailed),
+		}, pub, s.log),
+	}
 }
 
 // HandleBookingRequested remembers how to reach the customer.
@@ -102,7 +110,8 @@ func (s *Service) notify(ctx context.Context, env event.Envelope, kind, body str
 	}
 	result.Kind = kind
 	status, eventType := "delivered", event.TypeNotificationSent
-	providerID, sendErr := s.sender.Send(ctx, phone, body)
+	// The key makes a resend after a crash between sending and recording deliver nothing new.
+	providerID, sendErr := s.sender.Send(ctx, sms.Message{Key: env.BookingID + "/" + kind, Phone: phone, Body: body})
 	var refused *sms.DeliveryError
 	switch {
 	case sendErr == nil:
@@ -163,7 +172,7 @@ func (s *Service) outcome(ctx context.Context, bookingID, kind string) (*event.E
 	}
 	env, err := event.Decode(raw)
 	if err != nil {
-		return nil, fmt.Errorf("decode stored sms outcome: %w", err)
+		return nil, fmt.Errorf("decode stored sms outcome: %v (our own record, so retried, not dead-lettered)", err)
 	}
 	return &env, nil
 }

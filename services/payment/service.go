@@ -121,7 +121,7 @@ func (s *Service) outcome(ctx context.Context, bookingID string) (*event.Envelop
 	}
 	env, err := event.Decode(raw)
 	if err != nil {
-		return nil, fmt.Errorf("decode stored payment outcome: %w", err)
+		return nil, fmt.Errorf("decode stored payment outcome: %v (our own record, so retried, not dead-lettered)", err)
 	}
 	return &env, nil
 }

@@ -134,7 +134,7 @@ func (s *Service) outcome(ctx context.Context, bookingID string) (*event.Envelop
 	}
 	env, err := event.Decode(raw)
 	if err != nil {
-		return nil, fmt.Errorf("decode stored ticket: %w", err)
+		return nil, fmt.Errorf("decode stored ticket: %v (our own record, so retried, not dead-lettered)", err)
 	}
 	return &env, nil
 }

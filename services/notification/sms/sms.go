@@ -15,8 +15,17 @@ import (
 
 // Sender delivers a text message. A *DeliveryError means the provider refused this message
 // for good (a number that cannot receive texts); any other error is worth retrying.
+// Implementations must honour Message.Key: a second Send with the same key delivers nothing
+// new and returns the first message's id, so a retry after a crash never texts twice.
 type Sender interface {
-	Send(ctx context.Context, phone, body string) (providerID string, err error)
+	Send(ctx context.Context, msg Message) (providerID string, err error)
+}
+
+// Message is one text to send.
+type Message struct {
+	Key   string // idempotency key: one text per key, however often it is sent
+	Phone string
+	Body  string
 }
 
 // DeliveryError is a provider's final "no" for one message.
@@ -40,21 +49,28 @@ func NewSandbox(db *sqlx.DB, now func() time.Time) *Sandbox {
 	return &Sandbox{db: db, now: now}
 }
 
-// Send stores the message in the sandbox inbox.
-func (s *Sandbox) Send(ctx context.Context, phone, body string) (string, error) {
-	if strings.HasSuffix(digitsOf(phone), SandboxUndeliverableSuffix) {
+// Send stores the message in the sandbox inbox, once per key.
+func (s *Sandbox) Send(ctx context.Context, msg Message) (string, error) {
+	if msg.Key == "" {
+		return "", fmt.Errorf("sandbox sms: idempotency key required")
+	}
+	if strings.HasSuffix(digitsOf(msg.Phone), SandboxUndeliverableSuffix) {
 		return "", &DeliveryError{Reason: "The number cannot receive text messages (sandbox: numbers ending in 0000 always fail)."}
 	}
-	id := "sms_" + randomHex(10)
-	if _, err := s.db.ExecContext(ctx, `INSERT INTO sms_sandbox.messages (id, phone, body, sent_at)
-		VALUES ($1, $2, $3, $4)`, id, phone, body, s.now()); err != nil {
+	if _, err := s.db.ExecContext(ctx, `INSERT INTO sms_sandbox.messages (id, idempotency_key, phone, body, sent_at)
+		VALUES ($1, $2, $3, $4, $5) ON CONFLICT (idempotency_key) DO NOTHING`,
+		"sms_"+randomHex(10), msg.Key, msg.Phone, msg.Body, s.now()); err != nil {
+		return "", fmt.Errorf("sandbox sms: %w", err)
+	}
+	var id string
+	if err := s.db.GetContext(ctx, &id, `SELECT id FROM sms_sandbox.messages WHERE idempotency_key = $1`, msg.Key); err != nil {
 		return "", fmt.Errorf("sandbox sms: %w", err)
 	}
 	return id, nil
 }
 
-// Message is one message in the sandbox inbox.
-type Message struct {
+// InboxMessage is one message in the sandbox inbox.
+type InboxMessage struct {
 	ID     string    `db:"id" json:"id"`
 	Phone  string    `db:"phone" json:"phone"`
 	Body   string    `db:"body" json:"body"`
@@ -62,8 +78,8 @@ type Message struct {
 }
 
 // Inbox returns the newest messages first, like a phone. An empty phone lists every number.
-func (s *Sandbox) Inbox(ctx context.Context, phone string, limit int) ([]Message, error) {
-	var msgs []Message
+func (s *Sandbox) Inbox(ctx context.Context, phone string, limit int) ([]InboxMessage, error) {
+	var msgs []InboxMessage
 	err := s.db.SelectContext(ctx, &msgs, `SELECT id, phone, body, sent_at FROM sms_sandbox.messages
 		WHERE $1 = '' OR phone = $1 ORDER BY sent_at DESC, id DESC LIMIT $2`, phone, limit)
 	if err != nil {
