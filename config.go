@@ -21,7 +21,22 @@ type Config struct {
 	KafkaPartitions   int        // KAFKA_PARTITIONS: partitions per topic when creating topics
 	WebInstance       string     // WEB_INSTANCE: names this web replica's consumer group
 	LogLevel          slog.Level // LOG_LEVEL: debug, info, warn or error
+	Payment           Provider   // PAYMENT_PROVIDER, PAYMENT_API_URL, PAYMENT_API_KEY
+	SMS               Provider   // SMS_PROVIDER, SMS_API_URL, SMS_API_KEY
 }
+
+// Provider chooses an outside service: the built-in sandbox, or a real one over HTTP.
+type Provider struct {
+	Kind   string // "sandbox" or "http"
+	URL    string
+	APIKey string
+}
+
+// Provider kinds.
+const (
+	ProviderSandbox = "sandbox"
+	ProviderHTTP    = "http"
+)
 
 // DefaultDatabaseURL is the private cluster that scripts/postgres.sh starts.
 const DefaultDatabaseURL = "postgres://boxoffice:boxoffice@127.0.0.1:55432/boxoffice?sslmode=disable"
@@ -72,6 +87,23 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 	if err := cfg.LogLevel.UnmarshalText([]byte(get("LOG_LEVEL", "info"))); err != nil {
 		errs = append(errs, fmt.Errorf("LOG_LEVEL=%q: want debug, info, warn or error", getenv("LOG_LEVEL")))
 	}
+	provider := func(prefix string) Provider {
+		p := Provider{Kind: get(prefix+"_PROVIDER", ProviderSandbox), URL: get(prefix+"_API_URL", ""), APIKey: get(prefix+"_API_KEY", "")}
+		switch p.Kind {
+		case ProviderSandbox:
+		case ProviderHTTP:
+			if u, err := url.Parse(p.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+				errs = append(errs, fmt.Errorf("%s_API_URL=%q: want http(s)://host[:port] when %s_PROVIDER=http", prefix, p.URL, prefix))
+			}
+			if p.APIKey == "" {
+				errs = append(errs, fmt.Errorf("%s_API_KEY: required when %s_PROVIDER=http", prefix, prefix))
+			}
+		default:
+			errs = append(errs, fmt.Errorf("%s_PROVIDER=%q: want sandbox or http", prefix, p.Kind))
+		}
+		return p
+	}
+	cfg.Payment, cfg.SMS = provider("PAYMENT"), provider("SMS")
 	if strings.ContainsAny(cfg.WebInstance, " /\t") {
 		errs = append(errs, fmt.Errorf("WEB_INSTANCE=%q: no spaces or slashes", cfg.WebInstance))
 	}

@@ -38,13 +38,44 @@ func TestLoadConfigRejectsWrongValues(t *testing.T) {
 		{"KAFKA_EMBEDDED_PORT", "70000"},
 		{"LOG_LEVEL", "loud"},
 		{"WEB_INSTANCE", "web 1"},
+		{"PAYMENT_PROVIDER", "stripe"},
+		{"PAYMENT_API_URL", "processor.example"},
+		{"SMS_PROVIDER", "carrier-pigeon"},
+		{"SMS_API_KEY", ""},
 	} {
 		t.Run(tc.key+"="+tc.value, func(t *testing.T) {
-			_, err := LoadConfig(env(map[string]string{tc.key: tc.value}))
+			vars := map[string]string{tc.key: tc.value}
+			if strings.HasSuffix(tc.key, "_URL") || strings.HasSuffix(tc.key, "_KEY") {
+				// Only checked for a real provider: name one, with the other setting valid.
+				prefix := strings.SplitN(tc.key, "_", 2)[0]
+				vars[prefix+"_PROVIDER"] = "http"
+				if strings.HasSuffix(tc.key, "_URL") {
+					vars[prefix+"_API_KEY"] = "k"
+				} else {
+					vars[prefix+"_API_URL"] = "https://provider.example"
+				}
+			}
+			_, err := LoadConfig(env(vars))
 			if err == nil || !strings.Contains(err.Error(), tc.key) {
 				t.Errorf("err %v, want one naming %s", err, tc.key)
 			}
 		})
+	}
+}
+
+func TestLoadConfigRealProviders(t *testing.T) {
+	cfg, err := LoadConfig(env(map[string]string{
+		"PAYMENT_PROVIDER": "http", "PAYMENT_API_URL": "https://processor.example", "PAYMENT_API_KEY": "sk",
+		"SMS_PROVIDER": "http", "SMS_API_URL": "http://127.0.0.1:9999", "SMS_API_KEY": "key",
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Payment != (Provider{ProviderHTTP, "https://processor.example", "sk"}) || cfg.SMS.Kind != ProviderHTTP {
+		t.Errorf("providers: %+v %+v", cfg.Payment, cfg.SMS)
+	}
+	if def, _ := LoadConfig(env(nil)); def.Payment.Kind != ProviderSandbox || def.SMS.Kind != ProviderSandbox {
+		t.Errorf("default providers: %+v %+v, want the sandboxes", def.Payment, def.SMS)
 	}
 }
 

@@ -101,12 +101,20 @@ func runWith(ctx context.Context, target string, cfg Config, stdout io.Writer, o
 	if wants(TargetBooking) {
 		actors = append(actors, consumerActor("booking", booking.NewService(conn, pub, now, log).Consumer(brokers, pub)))
 	}
+	cards, err := paymentProvider(cfg.Payment, conn)
+	if err != nil {
+		return err
+	}
+	texts, inbox, err := smsProvider(cfg.SMS, conn, now)
+	if err != nil {
+		return err
+	}
 	if wants(TargetPayment) {
-		svc := payment.NewService(conn, gateway.NewSandbox(conn), pub, now, log)
+		svc := payment.NewService(conn, cards, pub, now, log)
 		actors = append(actors, consumerActor("payment", svc.Consumer(brokers, pub)))
 	}
 	if wants(TargetNotification) {
-		svc := notification.NewService(conn, sms.NewSandbox(conn, now), pub, now, log)
+		svc := notification.NewService(conn, texts, pub, now, log)
 		for i, c := range svc.Consumers(brokers, pub) {
 			actors = append(actors, consumerActor(fmt.Sprintf("notification-%d", i+1), c))
 		}
@@ -116,7 +124,7 @@ func runWith(ctx context.Context, target string, cfg Config, stdout io.Writer, o
 	}
 	if wants(TargetWeb) {
 		server := web.NewServer(web.Deps{
-			DB: conn, Publisher: pub, Tokenizer: gateway.NewSandbox(conn), SMSInbox: sms.NewSandbox(conn, now),
+			DB: conn, Publisher: pub, Tokenizer: cards, SMSInbox: inbox,
 			KafkaReady: func(ctx context.Context) error { return kafka.Ping(ctx, brokers) },
 			Now:        now, Log: log,
 		})
@@ -137,6 +145,37 @@ func runWith(ctx context.Context, target string, cfg Config, stdout io.Writer, o
 	}
 	log.Info("boxoffice started", "brokers", brokers, "partitions", cfg.KafkaPartitions)
 	return runActors(ctx, actors, log)
+}
+
+// cardProcessor is both halves of a card processor: the web tokenises, payment charges.
+type cardProcessor interface {
+	gateway.Tokenizer
+	gateway.Charger
+}
+
+func paymentProvider(p Provider, conn *sqlx.DB) (cardProcessor, error) {
+	if p.Kind == ProviderHTTP {
+		g, err := gateway.NewHTTPGateway(p.URL, p.APIKey)
+		if err != nil {
+			return nil, fmt.Errorf("PAYMENT_API_URL: %w", err)
+		}
+		return g, nil
+	}
+	return gateway.NewSandbox(conn), nil
+}
+
+// smsProvider returns the SMS sender and, for the sandbox only, its inbox: with a real
+// provider there is no /dev/sms page listing people's texts.
+func smsProvider(p Provider, conn *sqlx.DB, now func() time.Time) (sms.Sender, *sms.Sandbox, error) {
+	if p.Kind == ProviderHTTP {
+		s, err := sms.NewHTTPSender(p.URL, p.APIKey)
+		if err != nil {
+			return nil, nil, fmt.Errorf("SMS_API_URL: %w", err)
+		}
+		return s, nil, nil
+	}
+	sandbox := sms.NewSandbox(conn, now)
+	return sandbox, sandbox, nil
 }
 
 // actor is a long-running part: it runs until its context is cancelled (then drains and

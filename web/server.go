@@ -27,7 +27,7 @@ type Deps struct {
 	DB         *sqlx.DB
 	Publisher  Publisher
 	Tokenizer  gateway.Tokenizer
-	SMSInbox   *sms.Sandbox                    // the sandbox provider's inbox, for /dev/sms
+	SMSInbox   *sms.Sandbox                    // the sandbox provider's inbox, for /dev/sms; nil with a real provider
 	KafkaReady func(ctx context.Context) error // /readyz: is the broker reachable?
 	Now        func() time.Time
 	Log        *slog.Logger
@@ -73,7 +73,9 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /bookings/{id}", s.bookingPage)
 	mux.HandleFunc("GET /bookings/{id}/events", s.bookingEvents(StreamHTML))
 	mux.HandleFunc("GET /bookings/{id}/ticket", s.ticketPrintPage)
-	mux.HandleFunc("GET /dev/sms", s.smsInboxPage)
+	if s.deps.SMSInbox != nil {
+		mux.HandleFunc("GET /dev/sms", s.smsInboxPage)
+	}
 
 	// JSON API: stable, scripts and load tools depend on it.
 	mux.HandleFunc("GET /api/movies", s.apiMovies)

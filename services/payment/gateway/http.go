@@ -1,0 +1,106 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/boxoffice/boxoffice/services/event"
+	"github.com/boxoffice/boxoffice/services/providerhttp"
+)
+
+// HTTPGateway talks to a card processor over its JSON API, shaped like the common ones:
+//
+//	POST /v1/tokens   {"number"}                                 → 200 {"token","brand","last4"}
+//	POST /v1/charges  {"token","amount","currency","description"} → 200 {"id","status","decline_code","decline_message"}
+//
+// with "Authorization: Bearer <key>" and, on charges, an "Idempotency-Key" header. A 4xx with
+// {"error":{"message"}} on a token request is a card the processor refuses; a 5xx, a timeout or
+// an unreadable answer is an error worth retrying.
+type HTTPGateway struct {
+	base   *url.URL
+	key    string
+	client *http.Client
+}
+
+// NewHTTPGateway returns a gateway for the processor at baseURL.
+func NewHTTPGateway(baseURL, apiKey string) (*HTTPGateway, error) {
+	u, err := url.Parse(baseURL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("payment processor URL %q: want http(s)://host[:port]", baseURL)
+	}
+	return &HTTPGateway{base: u, key: apiKey, client: &http.Client{Timeout: 10 * time.Second}}, nil
+}
+
+// Tokenize hands the card number to the processor and keeps only its token.
+func (g *HTTPGateway) Tokenize(ctx context.Context, cardNumber string) (event.Card, error) {
+	number := NormalizeCardNumber(cardNumber)
+	if err := ValidateCardNumber(number); err != nil {
+		return event.Card{}, err
+	}
+	var out struct {
+		Token string `json:"token"`
+		Brand string `json:"brand"`
+		Last4 string `json:"last4"`
+	}
+	status, problem, err := g.post(ctx, "/v1/tokens", "", map[string]string{"number": number}, &out)
+	switch {
+	case err != nil:
+		return event.Card{}, err
+	case status == http.StatusUnauthorized || status == http.StatusForbidden:
+		return event.Card{}, fmt.Errorf("payment processor refused our API key (%d): %s", status, problem)
+	case status >= 400 && status < 500:
+		return event.Card{}, &InvalidCardError{Reason: problem}
+	case out.Token == "" || len(out.Last4) != 4:
+		return event.Card{}, fmt.Errorf("payment processor: token answer without token or last4")
+	}
+	return event.Card{Brand: strings.ToLower(out.Brand), Last4: out.Last4, Token: out.Token}, nil
+}
+
+// Charge asks the processor to charge a token once per idempotency key.
+func (g *HTTPGateway) Charge(ctx context.Context, req ChargeRequest) (ChargeResult, error) {
+	if req.IdempotencyKey == "" {
+		return ChargeResult{}, errors.New("charge: idempotency key required")
+	}
+	var out struct {
+		ID             string `json:"id"`
+		Status         string `json:"status"`
+		DeclineCode    string `json:"decline_code"`
+		DeclineMessage string `json:"decline_message"`
+	}
+	body := map[string]any{"token": req.Card.Token, "amount": req.AmountCents, "currency": req.Currency, "description": req.Description}
+	status, problem, err := g.post(ctx, "/v1/charges", req.IdempotencyKey, body, &out)
+	switch {
+	case err != nil:
+		return ChargeResult{}, err
+	case status >= 400:
+		// A charge request we got wrong will not get better by retrying, but neither may it be
+		// dropped: it stays an error (retried, then visible in the logs) with the reason.
+		return ChargeResult{}, fmt.Errorf("payment processor refused the charge request (%d): %s", status, problem)
+	}
+	switch out.Status {
+	case "succeeded":
+		return ChargeResult{Approved: true, Reference: out.ID}, nil
+	case "declined":
+		reason := out.DeclineMessage
+		if reason == "" {
+			reason = "Your card was declined."
+		}
+		code := out.DeclineCode
+		if code == "" {
+			code = DeclineGeneric
+		}
+		return ChargeResult{Reference: out.ID, DeclineCode: code, DeclineReason: reason}, nil
+	}
+	return ChargeResult{}, fmt.Errorf("payment processor: unknown charge status %q", out.Status)
+}
+
+// post sends a JSON request. It returns the status and, for a 4xx, the processor's message; a
+// transport failure or a 5xx is returned as an error.
+func (g *HTTPGateway) post(ctx context.Context, path, idempotencyKey string, body, out any) (int, string, error) {
+	return providerhttp.PostJSON(ctx, g.client, g.base.JoinPath(path).String(), g.key, idempotencyKey, body, out)
+}
