@@ -70,6 +70,15 @@ type cluster struct {
 	dbURL   string
 	brokers []string
 	web     *process
+	conn    *sqlx.DB
+}
+
+// db is a connection to the cluster's database, for checks a user cannot make over HTTP.
+func (c *cluster) db() *sqlx.DB {
+	if c.conn == nil {
+		c.conn = openDB(c.t, c.dbURL)
+	}
+	return c.conn
 }
 
 // newCluster starts an in-memory embedded broker and an empty database for one test.
@@ -601,7 +610,7 @@ func TestRejectedBookingsSayWhy(t *testing.T) {
 	show := c.futureShow()
 	// A show that started an hour ago, on a screen that exists.
 	pastShow := "test-past-show"
-	conn := openDB(t, c.dbURL)
+	conn := c.db()
 	if _, err := conn.Exec(`INSERT INTO catalog.shows (id, movie_id, screen_id, starts_at, price_cents)
 		SELECT $1, movie_id, screen_id, now() - interval '1 hour', price_cents FROM catalog.shows WHERE id = $2`, pastShow, show.ID); err != nil {
 		t.Fatal(err)
@@ -689,7 +698,7 @@ func TestMalformedInputNeverReachesKafka(t *testing.T) {
 		t.Errorf("booking-movie grew from %d to %d messages: malformed input reached Kafka", before, after)
 	}
 	var rows int
-	if err := openDB(t, c.dbURL).Get(&rows, `SELECT count(*) FROM web.bookings`); err != nil || rows != 0 {
+	if err := c.db().Get(&rows, `SELECT count(*) FROM web.bookings`); err != nil || rows != 0 {
 		t.Errorf("%d bookings recorded (err %v) for requests that were all refused", rows, err)
 	}
 }
@@ -767,7 +776,7 @@ func TestManyBuyersOneSeatExactlyOneTicket(t *testing.T) {
 		t.Errorf("%d ticketed, %d rejected as taken; want 1 and %d", ticketed, rejected, buyers-1)
 	}
 	var holders int
-	if err := openDB(t, c.dbURL).Get(&holders, `SELECT count(*) FROM ticket.tickets WHERE show_id = $1 AND 'H7' = ANY(seats)`, show.ID); err != nil || holders != 1 {
+	if err := c.db().Get(&holders, `SELECT count(*) FROM ticket.tickets WHERE show_id = $1 AND 'H7' = ANY(seats)`, show.ID); err != nil || holders != 1 {
 		t.Errorf("%d tickets for H7 (err %v), want exactly 1", holders, err)
 	}
 }
@@ -809,7 +818,7 @@ func TestServiceRestartResumesFromCommittedOffset(t *testing.T) {
 		}
 	}
 	var tickets, bookings int
-	conn := openDB(t, c.dbURL)
+	conn := c.db()
 	if err := conn.Get(&tickets, `SELECT count(*) FROM ticket.tickets`); err != nil {
 		t.Fatal(err)
 	}
