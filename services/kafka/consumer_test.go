@@ -150,3 +150,23 @@ func TestTransientFailureIsRetriedInPlace(t *testing.T) {
 		t.Errorf("%d attempts, handled %v: want 3 attempts and the first message first", attempts, seen)
 	}
 }
+
+// TestEmbeddedBrokerOwnsItsDataDir: a second broker on the same data dir (a second `make run`)
+// is refused instead of corrupting the first one's log.
+func TestEmbeddedBrokerOwnsItsDataDir(t *testing.T) {
+	dir := t.TempDir()
+	first, err := kafka.StartEmbedded(0, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if second, err := kafka.StartEmbedded(0, dir); err == nil {
+		second.Close()
+		t.Fatal("a second broker started on a data dir in use")
+	}
+	first.Close()
+	again, err := kafka.StartEmbedded(0, dir)
+	if err != nil {
+		t.Fatalf("the data dir stayed locked after the first broker closed: %v", err)
+	}
+	again.Close()
+}

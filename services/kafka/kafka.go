@@ -10,8 +10,10 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	kafkago "github.com/segmentio/kafka-go"
@@ -22,6 +24,7 @@ import (
 // machine needs nothing but the binary. It speaks the real wire protocol: clients cannot tell.
 type EmbeddedBroker struct {
 	cluster *kfake.Cluster
+	lock    *os.File // held while the broker owns its data dir
 }
 
 // StartEmbedded starts the in-process broker on 127.0.0.1:port (0 picks a free port). With a
@@ -32,24 +35,50 @@ func StartEmbedded(port int, dataDir string) (*EmbeddedBroker, error) {
 		kfake.Ports(port),
 		kfake.ClusterID("boxoffice"),
 	}
+	var lock *os.File
 	if dataDir != "" {
 		if err := os.MkdirAll(dataDir, 0o755); err != nil {
 			return nil, fmt.Errorf("create kafka data dir: %w", err)
+		}
+		// Two brokers writing one data dir would corrupt it (a second `make run`, say).
+		var err error
+		if lock, err = lockDir(dataDir); err != nil {
+			return nil, err
 		}
 		opts = append(opts, kfake.DataDir(dataDir))
 	}
 	cluster, err := kfake.NewCluster(opts...)
 	if err != nil {
+		if lock != nil {
+			_ = lock.Close()
+		}
 		return nil, fmt.Errorf("start embedded kafka broker: %w", err)
 	}
-	return &EmbeddedBroker{cluster: cluster}, nil
+	return &EmbeddedBroker{cluster: cluster, lock: lock}, nil
+}
+
+func lockDir(dir string) (*os.File, error) {
+	f, err := os.OpenFile(filepath.Join(dir, "boxoffice.lock"), os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("lock kafka data dir: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		_ = f.Close()
+		return nil, fmt.Errorf("kafka data dir %s is in use by another boxoffice process (is `make run` already running?)", dir)
+	}
+	return f, nil
 }
 
 // Addrs are the broker addresses clients should dial.
 func (b *EmbeddedBroker) Addrs() []string { return b.cluster.ListenAddrs() }
 
-// Close stops the broker, flushing its data dir.
-func (b *EmbeddedBroker) Close() { b.cluster.Close() }
+// Close stops the broker, flushing its data dir, and releases the dir.
+func (b *EmbeddedBroker) Close() {
+	b.cluster.Close()
+	if b.lock != nil {
+		_ = b.lock.Close()
+	}
+}
 
 // EnsureTopics creates each topic with the given partition count, plus its dead-letter topic,
 // and leaves topics that already exist alone. Creating them up front matters: kafka-go fails a
