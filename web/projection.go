@@ -118,7 +118,7 @@ func (p *Projection) Record(ctx context.Context, env event.Envelope, req event.B
 		return fmt.Errorf("record booking %s: %w", env.BookingID, err)
 	}
 	if _, err := insertStage(ctx, tx, env.BookingID, Stage{Name: StatusRequested, At: env.OccurredAt,
-		Detail: fmt.Sprintf("%d seat(s) requested", len(req.Seats))}, env.ID); err != nil {
+		Detail: seatsRequested(req.Seats)}, env.ID); err != nil {
 		return err
 	}
 	if err := tx.Commit(); err != nil {
@@ -359,4 +359,11 @@ func (p *Projection) TakenCounts(ctx context.Context, showIDs []string) (map[str
 		counts[r.ShowID] = r.Taken
 	}
 	return counts, nil
+}
+
+func seatsRequested(seats []string) string {
+	if len(seats) == 1 {
+		return "Seat " + seats[0] + " requested"
+	}
+	return "Seats " + joinSeats(seats) + " requested"
 }

@@ -131,7 +131,7 @@ func (s *Sandbox) Tokenize(_ context.Context, cardNumber string) (event.Card, er
 	}
 	card, ok := sandboxCards[number]
 	if !ok {
-		return event.Card{}, &InvalidCardError{"This is a sandbox: only test cards work. " + TestCardsHint}
+		return event.Card{}, &InvalidCardError{"Only test cards work here. " + TestCardsHint}
 	}
 	last4 := number[len(number)-4:]
 	return event.Card{Brand: card.brand, Last4: last4, Token: "tok_sandbox_" + last4 + "_" + randomHex(8)}, nil

@@ -80,7 +80,7 @@ func TestTokenizeRefusesBadAndRealCards(t *testing.T) {
 		"4242":                "12 to 19 digits",
 		"4242 4242 4242 424x": "only digits",
 		"4242 4242 4242 4241": "not valid",
-		"4111 1111 1111 1111": "only test cards work",
+		"4111 1111 1111 1111": "Only test cards work here.",
 	} {
 		_, err := sandbox.Tokenize(context.Background(), number)
 		var invalid *gateway.InvalidCardError
