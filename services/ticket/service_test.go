@@ -1,0 +1,65 @@
+package ticket_test
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"regexp"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/boxoffice/boxoffice/db/dbtest"
+	"github.com/boxoffice/boxoffice/services/event"
+	"github.com/boxoffice/boxoffice/services/kafka"
+	"github.com/boxoffice/boxoffice/services/ticket"
+)
+
+type recorder struct {
+	mu   sync.Mutex
+	msgs []kafka.Message
+}
+
+func (r *recorder) Publish(_ context.Context, msgs ...kafka.Message) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.msgs = append(r.msgs, msgs...)
+	return nil
+}
+
+func TestOneTicketPerPaidBooking(t *testing.T) {
+	conn := dbtest.NewMigrated(t, nil)
+	rec := &recorder{}
+	svc := ticket.NewService(conn, rec, time.Now, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	ctx := context.Background()
+	details := event.BookingDetails{ShowID: "s", MovieTitle: "Orbital Decay", TheatreName: "Boxoffice Bankside",
+		TheatreLocation: "21 Sumner Street, SE1 9JZ, London", ScreenNumber: 1, StartsAt: time.Now().Add(time.Hour),
+		Seats: []string{"F7"}, AmountCents: 1395, Currency: "GBP", CustomerName: "Ada"}
+
+	paid, _ := event.New(event.TypeNotificationSent, uuid.NewString(), event.NotificationResult{Booking: details, Paid: true}, time.Now())
+	for range 3 {
+		if err := svc.HandleNotification(ctx, paid, event.NotificationResult{Booking: details, Paid: true}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	unpaid, _ := event.New(event.TypeNotificationSent, uuid.NewString(), event.NotificationResult{Booking: details}, time.Now())
+	if err := svc.HandleNotification(ctx, unpaid, event.NotificationResult{Booking: details}); err != nil {
+		t.Fatal(err)
+	}
+	var tickets int
+	if err := conn.Get(&tickets, `SELECT count(*) FROM ticket.tickets`); err != nil || tickets != 1 {
+		t.Fatalf("%d tickets (err %v), want 1: one for the paid booking, none for the unpaid", tickets, err)
+	}
+	if len(rec.msgs) != 3 || rec.msgs[0].Envelope.ID != rec.msgs[2].Envelope.ID {
+		t.Errorf("published %d messages, want the same ticket three times", len(rec.msgs))
+	}
+	var issued event.TicketIssued
+	if err := rec.msgs[0].Envelope.Decode(&issued); err != nil {
+		t.Fatal(err)
+	}
+	if !regexp.MustCompile(`^[2-9A-HJKMNP-Z]{3}-[2-9A-HJKMNP-Z]{4}$`).MatchString(issued.Code) || issued.BookedUnder != "Ada" || issued.TheatreLocation == "" {
+		t.Errorf("ticket %+v", issued)
+	}
+}
