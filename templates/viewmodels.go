@@ -104,6 +104,8 @@ type ShowPage struct {
 	Summary     ShowSummary
 	Form        BookingForm
 	TestCards   string // the sandbox's test-card hint
+	// IdempotencyKey is fresh for each page: pressing Book twice sends it twice and books once.
+	IdempotencyKey string
 }
 
 // StageView is one line of a booking's progress.

@@ -116,10 +116,13 @@ func (s *Server) apiCreateBooking(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, &badRequestError{"The body must hold one JSON object."})
 		return
 	}
-	id, err := s.intake.Submit(r.Context(), req)
+	id, replayed, err := s.intake.Submit(r.Context(), req, r.Header.Get("Idempotency-Key"))
 	if err != nil {
 		s.fail(w, r, err)
 		return
+	}
+	if replayed {
+		w.Header().Set("Idempotent-Replayed", "true")
 	}
 	w.Header().Set("Location", "/api/bookings/"+id)
 	writeJSON(w, http.StatusAccepted, map[string]string{

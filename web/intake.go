@@ -2,6 +2,8 @@ package web
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"regexp"
@@ -104,8 +106,20 @@ var (
 // Submit validates req, tokenises the card, records the booking as requested and publishes
 // the request. It returns the new booking's id. If the broker refuses the event the booking is
 // forgotten again: nothing half-done is left behind.
-func (in *Intake) Submit(ctx context.Context, req BookingRequest) (string, error) {
+//
+// With an idempotency key (the API's Idempotency-Key header, the form's hidden field), a request
+// sent again — a double click, a retry, a reload — returns the first booking's id with replayed
+// set, and books nothing; the same key with a different request is a ValidationError.
+func (in *Intake) Submit(ctx context.Context, req BookingRequest, idempotencyKey string) (id string, replayed bool, err error) {
 	clean, errs := normalize(req)
+	var claim *RequestClaim
+	if idempotencyKey != "" {
+		if n := len(idempotencyKey); n < 8 || n > 200 {
+			errs["idempotency_key"] = "An idempotency key has 8 to 200 characters; a random UUID is a good one."
+		} else {
+			claim = &RequestClaim{Key: idempotencyKey, Hash: requestHash(clean)}
+		}
+	}
 	var card event.Card
 	if _, bad := errs["card_number"]; !bad {
 		var err error
@@ -115,11 +129,11 @@ func (in *Intake) Submit(ctx context.Context, req BookingRequest) (string, error
 		case errors.As(err, &invalid):
 			errs["card_number"] = invalid.Reason
 		case err != nil:
-			return "", fmt.Errorf("tokenise card: %w: %w", errUnavailable, err)
+			return "", false, fmt.Errorf("tokenise card: %w: %w", errUnavailable, err)
 		}
 	}
 	if len(errs) > 0 {
-		return "", &ValidationError{Fields: errs}
+		return "", false, &ValidationError{Fields: errs}
 	}
 
 	bookingID := uuid.NewString() // version 4: 122 random bits, so one id says nothing of another
@@ -133,11 +147,18 @@ func (in *Intake) Submit(ctx context.Context, req BookingRequest) (string, error
 	}
 	env, err := event.New(event.TypeBookingRequested, bookingID, payload, in.now())
 	if err != nil {
-		return "", err
+		return "", false, err
 	}
 	env.Traceparent = kafka.NextSpan("") // every booking starts a trace
-	if err := in.projection.Record(ctx, env, payload, event.MaskPhone(clean.Phone)); err != nil {
-		return "", fmt.Errorf("%w: %w", errUnavailable, err)
+	first, err := in.projection.Record(ctx, env, payload, event.MaskPhone(clean.Phone), claim)
+	switch {
+	case errors.Is(err, errKeyReused):
+		return "", false, &ValidationError{Fields: map[string]string{
+			"idempotency_key": "This key was already used for a different booking request: use a new key for a new request."}}
+	case err != nil:
+		return "", false, fmt.Errorf("%w: %w", errUnavailable, err)
+	case first != "":
+		return first, true, nil
 	}
 	// Not the request's context: a person who closes the tab after pressing Book must not leave
 	// a request that was written to the broker yet reported as never made.
@@ -150,9 +171,20 @@ func (in *Intake) Submit(ctx context.Context, req BookingRequest) (string, error
 		if err := in.projection.Forget(pubCtx, bookingID); err != nil {
 			pubErr = errors.Join(pubErr, err)
 		}
-		return "", &UnconfirmedError{BookingID: bookingID, Err: pubErr}
+		return "", false, &UnconfirmedError{BookingID: bookingID, Err: pubErr}
 	}
-	return bookingID, nil
+	return bookingID, false, nil
+}
+
+// requestHash identifies a request for idempotency: the normalised fields, with the card
+// reduced to its last four digits so no table holds anything derived from the full number.
+func requestHash(r BookingRequest) string {
+	last4 := r.CardNumber
+	if len(last4) > 4 {
+		last4 = last4[len(last4)-4:]
+	}
+	sum := sha256.Sum256([]byte(strings.Join([]string{r.ShowID, strings.Join(r.Seats, ","), r.Name, r.Phone, last4}, "\x00")))
+	return hex.EncodeToString(sum[:])
 }
 
 // normalize trims and checks every field, returning the cleaned request and one message per

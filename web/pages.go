@@ -107,7 +107,7 @@ func (s *Server) seatsLeft(ctx context.Context, shows []catalog.Show) (map[strin
 }
 
 func (s *Server) showPage(w http.ResponseWriter, r *http.Request) {
-	page, err := s.showView(r.Context(), r.PathValue("id"), nil, templates.BookingForm{})
+	page, err := s.showView(r.Context(), r.PathValue("id"), nil, templates.BookingForm{}, uuid.NewString())
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -117,7 +117,7 @@ func (s *Server) showPage(w http.ResponseWriter, r *http.Request) {
 
 // showView builds the seat map and form of a show, with the given seats selected and the
 // form's values and errors echoed back.
-func (s *Server) showView(ctx context.Context, showID string, selected []string, form templates.BookingForm) (templates.ShowPage, error) {
+func (s *Server) showView(ctx context.Context, showID string, selected []string, form templates.BookingForm, idempotencyKey string) (templates.ShowPage, error) {
 	show, err := s.catalog.Show(ctx, showID)
 	if err != nil {
 		return templates.ShowPage{}, err
@@ -140,7 +140,7 @@ func (s *Server) showView(ctx context.Context, showID string, selected []string,
 		Screen: fmt.Sprintf("Screen %d", show.ScreenNumber),
 		When:   show.LocalStart().Format("Monday 2 January, 15:04"),
 		Price:  formatMoney(show.PriceCents, show.Currency), Started: !show.StartsAt.After(s.deps.Now()),
-		MaxSeats: MaxSeatsPerBooking, Form: form, TestCards: gateway.TestCardsHint,
+		MaxSeats: MaxSeatsPerBooking, Form: form, TestCards: gateway.TestCardsHint, IdempotencyKey: idempotencyKey,
 	}
 	for _, seat := range seats {
 		if len(page.Rows) == 0 || page.Rows[len(page.Rows)-1].Label != seat.Row {
@@ -192,7 +192,7 @@ func (s *Server) bookingFormSubmit(w http.ResponseWriter, r *http.Request) {
 		ShowID: r.PostForm.Get("show_id"), Seats: r.PostForm["seats"], Name: r.PostForm.Get("name"),
 		Phone: r.PostForm.Get("phone"), CardNumber: r.PostForm.Get("card_number"),
 	}
-	bookingID, err := s.intake.Submit(r.Context(), req)
+	bookingID, _, err := s.intake.Submit(r.Context(), req, r.PostForm.Get("idempotency_key"))
 	var validation *ValidationError
 	if errors.As(err, &validation) || errors.Is(err, errUnavailable) {
 		form := templates.BookingForm{Name: req.Name, Phone: req.Phone, Errors: map[string]string{}}
@@ -211,7 +211,12 @@ func (s *Server) bookingFormSubmit(w http.ResponseWriter, r *http.Request) {
 				form.FormMessage = unconfirmedMessage + " Booking reference: " + unconfirmed.BookingID + "."
 			}
 		}
-		page, viewErr := s.showView(r.Context(), req.ShowID, req.Seats, form)
+		// The same key again: nothing was booked with it, and a second press must not book twice.
+		key := r.PostForm.Get("idempotency_key")
+		if key == "" {
+			key = uuid.NewString()
+		}
+		page, viewErr := s.showView(r.Context(), req.ShowID, req.Seats, form, key)
 		if viewErr != nil {
 			s.fail(w, r, err) // not even the show exists: the plain error page says why
 			return

@@ -102,38 +102,72 @@ func (p *Projection) Consumers(brokers []string, instance string, pub *kafka.Pub
 	return []*kafka.Consumer{requests, stages}
 }
 
+// RequestClaim ties a booking request to the client's idempotency key.
+type RequestClaim struct {
+	Key  string
+	Hash string // of the request, so a key reused for another request is told apart
+}
+
+// errKeyReused means an idempotency key arrived again with a different request.
+var errKeyReused = errors.New("idempotency key reused for a different request")
+
 // Record stores a new booking as requested, with its first stage, in one transaction. It is
-// what the web does when a person presses Book, before publishing the request.
-func (p *Projection) Record(ctx context.Context, env event.Envelope, req event.BookingRequested, phoneMasked string) error {
+// what the web does when a person presses Book, before publishing the request. With a claim,
+// it first claims the idempotency key: if the key was already used for the same request it
+// records nothing and returns that booking's id; for another request, errKeyReused.
+func (p *Projection) Record(ctx context.Context, env event.Envelope, req event.BookingRequested, phoneMasked string, claim *RequestClaim) (existing string, err error) {
 	tx, err := p.db.BeginTxx(ctx, nil)
 	if err != nil {
-		return fmt.Errorf("record booking: %w", err)
+		return "", fmt.Errorf("record booking: %w", err)
 	}
 	defer func() { _ = tx.Rollback() }()
+	if claim != nil {
+		// A concurrent request with the same key waits here until the first one commits.
+		res, err := tx.ExecContext(ctx, `INSERT INTO web.booking_requests (idempotency_key, request_hash, booking_id)
+			VALUES ($1, $2, $3) ON CONFLICT (idempotency_key) DO NOTHING`, claim.Key, claim.Hash, env.BookingID)
+		if err != nil {
+			return "", fmt.Errorf("claim idempotency key: %w", err)
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			var first struct {
+				Hash      string `db:"request_hash"`
+				BookingID string `db:"booking_id"`
+			}
+			if err := tx.GetContext(ctx, &first, `SELECT request_hash, booking_id FROM web.booking_requests
+				WHERE idempotency_key = $1`, claim.Key); err != nil {
+				return "", fmt.Errorf("read idempotency key: %w", err)
+			}
+			if first.Hash != claim.Hash {
+				return "", errKeyReused
+			}
+			return first.BookingID, nil
+		}
+	}
 	if _, err := tx.ExecContext(ctx, `INSERT INTO web.bookings
 		(id, show_id, seats, customer_name, phone_masked, card_brand, card_last4, status, created_at, updated_at)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, 'requested', $8, $8) ON CONFLICT (id) DO NOTHING`,
 		env.BookingID, req.ShowID, pq.Array(req.Seats), req.CustomerName, phoneMasked,
 		req.Card.Brand, req.Card.Last4, env.OccurredAt); err != nil {
-		return fmt.Errorf("record booking %s: %w", env.BookingID, err)
+		return "", fmt.Errorf("record booking %s: %w", env.BookingID, err)
 	}
 	if _, err := insertStage(ctx, tx, env.BookingID, Stage{Name: StatusRequested, At: env.OccurredAt,
 		Detail: seatsRequested(req.Seats)}, env.ID); err != nil {
-		return err
+		return "", err
 	}
 	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("record booking %s: %w", env.BookingID, err)
+		return "", fmt.Errorf("record booking %s: %w", env.BookingID, err)
 	}
 	// Told even when nothing was new: another replica sharing the database may have recorded
 	// it, and the streams connected here must follow all the same.
 	p.onChange(env.BookingID)
-	return nil
+	return "", nil
 }
 
 // Forget removes a booking that was never published (the broker refused it), so nothing
 // half-done stays behind.
 func (p *Projection) Forget(ctx context.Context, bookingID string) error {
-	_, err := p.db.ExecContext(ctx, `WITH s AS (DELETE FROM web.booking_stages WHERE booking_id = $1)
+	_, err := p.db.ExecContext(ctx, `WITH s AS (DELETE FROM web.booking_stages WHERE booking_id = $1),
+		k AS (DELETE FROM web.booking_requests WHERE booking_id = $1)
 		DELETE FROM web.bookings WHERE id = $1`, bookingID)
 	if err != nil {
 		return fmt.Errorf("forget booking %s: %w", bookingID, err)
@@ -143,7 +177,8 @@ func (p *Projection) Forget(ctx context.Context, bookingID string) error {
 
 func (p *Projection) onRequested(ctx context.Context, env event.Envelope, req event.BookingRequested) error {
 	// Usually already recorded by this web process; a replay or another replica's booking is not.
-	return p.Record(ctx, env, req, event.MaskPhone(req.Phone))
+	_, err := p.Record(ctx, env, req, event.MaskPhone(req.Phone), nil)
+	return err
 }
 
 func (p *Projection) onConfirmed(ctx context.Context, env event.Envelope, c event.SeatsConfirmed) error {

@@ -1,0 +1,120 @@
+package main
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/url"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/boxoffice/boxoffice/services/event"
+)
+
+// bookWithKey posts a booking request with an Idempotency-Key header.
+func (c *cluster) bookWithKey(key string, body map[string]any) (int, bookingResponse, http.Header) {
+	c.t.Helper()
+	raw, _ := json.Marshal(body)
+	req, _ := http.NewRequest(http.MethodPost, c.web.url+"/api/bookings", strings.NewReader(string(raw)))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Idempotency-Key", key)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out bookingResponse
+	_ = json.NewDecoder(resp.Body).Decode(&out)
+	return resp.StatusCode, out, resp.Header
+}
+
+// TestIdempotencyKeyBooksOnce: the same key and body, sent again or many times at once, answer
+// with the first booking; a key reused for another request is refused; nothing extra reaches
+// Kafka or the seat map.
+func TestIdempotencyKeyBooksOnce(t *testing.T) {
+	c := startAll(t)
+	show := c.futureShow()
+	before := topicEndOffset(t, c.brokers, event.TopicBookingMovie)
+	body := request(show.ID, []string{"K11", "K12"}, cardApproves)
+
+	const key = "3f1c0e4e-retry-test-key"
+	var wg sync.WaitGroup
+	ids := make(chan string, 10)
+	for range 10 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			status, resp, _ := c.bookWithKey(key, body)
+			if status != http.StatusAccepted {
+				t.Errorf("%d %+v", status, resp)
+			}
+			ids <- resp.BookingID
+		}()
+	}
+	wg.Wait()
+	close(ids)
+	first := ""
+	for id := range ids {
+		if first == "" {
+			first = id
+		}
+		if id != first {
+			t.Errorf("the same key made bookings %s and %s", first, id)
+		}
+	}
+	status, again, headers := c.bookWithKey(key, body)
+	if status != http.StatusAccepted || again.BookingID != first || again.StatusURL != "/api/bookings/"+first || headers.Get("Idempotent-Replayed") != "true" {
+		t.Errorf("a retry: %d %+v replayed=%q, want the first booking's answer", status, again, headers.Get("Idempotent-Replayed"))
+	}
+	if st := c.waitFinal(first); st.Status != "ticketed" {
+		t.Errorf("the booking: %q", st.Status)
+	}
+
+	other := request(show.ID, []string{"K13"}, cardApproves)
+	status, refused, _ := c.bookWithKey(key, other)
+	if status != http.StatusUnprocessableEntity || refused.Field != "idempotency_key" {
+		t.Errorf("key reused for another request: %d %+v, want 422 naming idempotency_key", status, refused)
+	}
+	if after := topicEndOffset(t, c.brokers, event.TopicBookingMovie); after != before+1 {
+		t.Errorf("booking-movie grew by %d messages, want 1", after-before)
+	}
+	var bookings int
+	if err := c.db().Get(&bookings, `SELECT count(*) FROM web.bookings`); err != nil || bookings != 1 {
+		t.Errorf("%d bookings recorded (err %v), want 1", bookings, err)
+	}
+}
+
+// TestBookPressedTwiceBooksOnce: the form carries a key of its own, so pressing Book twice (or
+// resubmitting after a reload) lands on the same booking.
+func TestBookPressedTwiceBooksOnce(t *testing.T) {
+	c := startAll(t)
+	show := c.futureShow()
+	_, page := c.getPage("/shows/" + show.ID)
+	m := regexp.MustCompile(`name="idempotency_key" value="([^"]+)"`).FindStringSubmatch(page)
+	if m == nil {
+		t.Fatal("the seat map's form has no idempotency key")
+	}
+	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	form := url.Values{"show_id": {show.ID}, "seats": {"J9"}, "name": {"Grace Hopper"}, "phone": {"07700 900456"},
+		"card_number": {cardApproves}, "idempotency_key": {m[1]}}
+	var locations []string
+	for range 2 {
+		resp, err := client.PostForm(c.web.url+"/bookings", form)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		locations = append(locations, resp.Header.Get("Location"))
+	}
+	if locations[0] == "" || locations[0] != locations[1] {
+		t.Fatalf("two presses went to %v, want the same booking", locations)
+	}
+	if st := c.waitFinal(strings.TrimPrefix(locations[0], "/bookings/")); st.Status != "ticketed" {
+		t.Errorf("the booking: %q %q", st.Status, st.Reason)
+	}
+	_, fresh := c.getPage("/shows/" + show.ID)
+	if n := regexp.MustCompile(`name="idempotency_key" value="([^"]+)"`).FindStringSubmatch(fresh); n == nil || n[1] == m[1] {
+		t.Errorf("a new visit to the seat map reuses the key %v", n)
+	}
+}
