@@ -8,6 +8,8 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+
+	"github.com/boxoffice/boxoffice/services/providerhttp"
 )
 
 // Config is everything Boxoffice reads from its environment, read once at start-up. Packages
@@ -92,8 +94,8 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 		switch p.Kind {
 		case ProviderSandbox:
 		case ProviderHTTP:
-			if u, err := url.Parse(p.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-				errs = append(errs, fmt.Errorf("%s_API_URL=%q: want http(s)://host[:port] when %s_PROVIDER=http", prefix, p.URL, prefix))
+			if _, err := providerhttp.ParseBaseURL(p.URL); err != nil {
+				errs = append(errs, fmt.Errorf("%s_API_URL: %w (needed when %s_PROVIDER=http)", prefix, err, prefix))
 			}
 			if p.APIKey == "" {
 				errs = append(errs, fmt.Errorf("%s_API_KEY: required when %s_PROVIDER=http", prefix, prefix))

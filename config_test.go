@@ -40,6 +40,7 @@ func TestLoadConfigRejectsWrongValues(t *testing.T) {
 		{"WEB_INSTANCE", "web 1"},
 		{"PAYMENT_PROVIDER", "stripe"},
 		{"PAYMENT_API_URL", "processor.example"},
+		{"PAYMENT_API_URL", "http://processor.example"}, // card numbers over plain http: only to this machine
 		{"SMS_PROVIDER", "carrier-pigeon"},
 		{"SMS_API_KEY", ""},
 	} {

@@ -132,7 +132,8 @@ func runWith(ctx context.Context, target string, cfg Config, stdout io.Writer, o
 		if err != nil {
 			return err
 		}
-		actors = append(actors, httpActor, scheduleActor(conn, now, log))
+		actors = append(actors, httpActor, scheduleActor(conn, now, log),
+			actor{name: "web-outbox", run: server.Relay().Run})
 		for i, c := range server.Projection().Consumers(brokers, cfg.WebInstance, pub) {
 			actors = append(actors, consumerActor(fmt.Sprintf("web-projection-%d", i+1), c))
 		}

@@ -213,10 +213,14 @@ func (h *Hub) catchUp(s *stream, loaded *BookingStatus) {
 	if s.closed || !s.ready {
 		return
 	}
+	// When something goes wrong here the connection is ended: nothing else would catch it up
+	// (a finished booking has no more stages to come), while a browser reconnects by itself
+	// and resumes after its Last-Event-ID.
 	if loaded == nil {
 		b, err := h.load(context.Background(), s.bookingID)
 		if err != nil {
-			h.log.Warn("sse: load booking", "booking_id", s.bookingID, "err", err)
+			h.log.Warn("sse: load booking; ending the connection", "booking_id", s.bookingID, "err", err)
+			s.cancel()
 			return
 		}
 		loaded = &b
@@ -225,11 +229,13 @@ func (h *Hub) catchUp(s *stream, loaded *BookingStatus) {
 	for seq := s.sent + 1; seq <= len(b.Stages); seq++ {
 		name, data, err := h.render.StageEvent(s.kind, b, seq)
 		if err != nil {
-			h.log.Warn("sse: render stage", "booking_id", s.bookingID, "err", err)
+			h.log.Warn("sse: render stage; ending the connection", "booking_id", s.bookingID, "err", err)
+			s.cancel()
 			return
 		}
 		if !h.publish(s.id, strconv.Itoa(seq), name, data) {
-			return // the connection is gone or stuck: it resumes from Last-Event-ID
+			s.cancel() // gone or stuck: the browser resumes from Last-Event-ID
+			return
 		}
 		s.sent = seq
 	}
@@ -238,19 +244,21 @@ func (h *Hub) catchUp(s *stream, loaded *BookingStatus) {
 	}
 	names, datas, err := h.render.OutcomeEvents(s.kind, b)
 	if err != nil {
-		h.log.Warn("sse: render outcome", "booking_id", s.bookingID, "err", err)
+		h.log.Warn("sse: render outcome; ending the connection", "booking_id", s.bookingID, "err", err)
+		s.cancel()
 		return
 	}
 	// Same id as the last stage: a reconnect after this point resumes after the stages.
 	last := strconv.Itoa(s.sent)
 	for i := range names {
 		if !h.publish(s.id, last, names[i], datas[i]) {
+			s.cancel()
 			return
 		}
 	}
-	// Only a close that went out ends the stream; otherwise the next catch-up tries again, and
-	// maxStreamLifetime ends it at the latest.
-	s.closed = h.publish(s.id, last, CloseEvent, []byte(b.Status))
+	if s.closed = h.publish(s.id, last, CloseEvent, []byte(b.Status)); !s.closed {
+		s.cancel()
+	}
 }
 
 // finalStageCount is how many stages a finished booking shows before its stream closes: a

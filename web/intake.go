@@ -66,24 +66,6 @@ func (v *ValidationError) First() (field, message string) {
 // errUnavailable wraps failures of the broker or database that a retry later may fix.
 var errUnavailable = errors.New("temporarily unavailable")
 
-// UnconfirmedError says the broker did not acknowledge a booking request. The request may still
-// have been written (a timeout cannot tell), so the person is given the booking's id to check
-// rather than told that nothing happened: if the event did arrive, the web's own consumer of
-// booking-movie records the booking again and its status page shows it; if not, it stays 404.
-type UnconfirmedError struct {
-	BookingID string
-	Err       error
-}
-
-func (e *UnconfirmedError) Error() string {
-	return fmt.Sprintf("booking %s not confirmed by the broker: %v", e.BookingID, e.Err)
-}
-
-func (e *UnconfirmedError) Unwrap() error { return errUnavailable }
-
-// publishTimeout bounds how long a person waits for the broker's acknowledgement.
-const publishTimeout = 10 * time.Second
-
 // Publisher is the part of the Kafka publisher the web needs.
 type Publisher interface {
 	Publish(ctx context.Context, msgs ...kafka.Message) error
@@ -94,7 +76,6 @@ type Publisher interface {
 type Intake struct {
 	projection *Projection
 	tokenizer  gateway.Tokenizer
-	pub        Publisher
 	now        func() time.Time
 }
 
@@ -103,9 +84,9 @@ var (
 	seatLabelPattern = regexp.MustCompile(`^[A-Z][1-9][0-9]?$`)
 )
 
-// Submit validates req, tokenises the card, records the booking as requested and publishes
-// the request. It returns the new booking's id. If the broker refuses the event the booking is
-// forgotten again: nothing half-done is left behind.
+// Submit validates req, tokenises the card, and records the booking as requested together with
+// its booking-movie event in the web's outbox, from where the relay publishes it. It returns
+// the new booking's id. A broker that is down delays the booking; it cannot lose it.
 //
 // With an idempotency key (the API's Idempotency-Key header, the form's hidden field), a request
 // sent again — a double click, a retry, a reload — returns the first booking's id with replayed
@@ -150,7 +131,7 @@ func (in *Intake) Submit(ctx context.Context, req BookingRequest, idempotencyKey
 		return "", false, err
 	}
 	env.Traceparent = kafka.NextSpan("") // every booking starts a trace
-	first, err := in.projection.Record(ctx, env, payload, event.MaskPhone(clean.Phone), claim)
+	first, err := in.projection.Record(ctx, env, payload, event.MaskPhone(clean.Phone), claim, true)
 	switch {
 	case errors.Is(err, errKeyReused):
 		return "", false, &ValidationError{Fields: map[string]string{
@@ -159,19 +140,6 @@ func (in *Intake) Submit(ctx context.Context, req BookingRequest, idempotencyKey
 		return "", false, fmt.Errorf("%w: %w", errUnavailable, err)
 	case first != "":
 		return first, true, nil
-	}
-	// Not the request's context: a person who closes the tab after pressing Book must not leave
-	// a request that was written to the broker yet reported as never made.
-	pubCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), publishTimeout)
-	defer cancel()
-	pubErr := in.pub.Publish(pubCtx, kafka.Message{Topic: event.TopicBookingMovie, Key: clean.ShowID, Envelope: env})
-	if pubErr != nil {
-		// Remove what the page would show as "requested": if the event did reach the broker,
-		// the web's consumer of booking-movie records it again.
-		if err := in.projection.Forget(pubCtx, bookingID); err != nil {
-			pubErr = errors.Join(pubErr, err)
-		}
-		return "", false, &UnconfirmedError{BookingID: bookingID, Err: pubErr}
 	}
 	return bookingID, false, nil
 }

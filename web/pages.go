@@ -206,10 +206,6 @@ func (s *Server) bookingFormSubmit(w http.ResponseWriter, r *http.Request) {
 		} else {
 			status = http.StatusServiceUnavailable
 			form.FormMessage = "Booking is briefly unavailable. Nothing was booked or charged: please try again in a moment."
-			var unconfirmed *UnconfirmedError
-			if errors.As(err, &unconfirmed) {
-				form.FormMessage = unconfirmedMessage + " Booking reference: " + unconfirmed.BookingID + "."
-			}
 		}
 		// The same key again: nothing was booked with it, and a second press must not book twice.
 		key := r.PostForm.Get("idempotency_key")

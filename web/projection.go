@@ -14,6 +14,7 @@ import (
 
 	"github.com/boxoffice/boxoffice/services/event"
 	"github.com/boxoffice/boxoffice/services/kafka"
+	"github.com/boxoffice/boxoffice/services/outbox"
 )
 
 // Booking statuses, as the API reports them. The first five are the happy path in order;
@@ -71,12 +72,17 @@ var ErrBookingNotFound = errors.New("booking not found")
 type Projection struct {
 	db       *sqlx.DB
 	onChange func(bookingID string)
+	relay    *outbox.Relay
 	log      *slog.Logger
 }
 
-// NewProjection returns the projection; onChange is called after each new stage is stored.
-func NewProjection(db *sqlx.DB, onChange func(bookingID string), log *slog.Logger) *Projection {
-	return &Projection{db: db, onChange: onChange, log: log}
+// OutboxTable is where the web queues the booking requests it publishes.
+const OutboxTable = "web.outbox"
+
+// NewProjection returns the projection; onChange is called after each new stage is stored, and
+// relay is woken after a booking request is queued.
+func NewProjection(db *sqlx.DB, onChange func(bookingID string), relay *outbox.Relay, log *slog.Logger) *Projection {
+	return &Projection{db: db, onChange: onChange, relay: relay, log: log}
 }
 
 // Consumers read all five topics. Every web replica must see every event (its browsers may be
@@ -111,11 +117,12 @@ type RequestClaim struct {
 // errKeyReused means an idempotency key arrived again with a different request.
 var errKeyReused = errors.New("idempotency key reused for a different request")
 
-// Record stores a new booking as requested, with its first stage, in one transaction. It is
-// what the web does when a person presses Book, before publishing the request. With a claim,
-// it first claims the idempotency key: if the key was already used for the same request it
-// records nothing and returns that booking's id; for another request, errKeyReused.
-func (p *Projection) Record(ctx context.Context, env event.Envelope, req event.BookingRequested, phoneMasked string, claim *RequestClaim) (existing string, err error) {
+// Record stores a new booking as requested, with its first stage, in one transaction. When a
+// person presses Book it is called with publish set: the booking-movie event is queued in the
+// outbox in the same transaction, so the request is published if and only if it was recorded.
+// With a claim, it first claims the idempotency key: if the key was already used for the same
+// request it records nothing and returns that booking's id; for another request, errKeyReused.
+func (p *Projection) Record(ctx context.Context, env event.Envelope, req event.BookingRequested, phoneMasked string, claim *RequestClaim, publish bool) (existing string, err error) {
 	tx, err := p.db.BeginTxx(ctx, nil)
 	if err != nil {
 		return "", fmt.Errorf("record booking: %w", err)
@@ -154,8 +161,18 @@ func (p *Projection) Record(ctx context.Context, env event.Envelope, req event.B
 		Detail: seatsRequested(req.Seats)}, env.ID); err != nil {
 		return "", err
 	}
+	if publish {
+		// Keyed by show: one show's seat decisions are made in order.
+		msg := kafka.Message{Topic: event.TopicBookingMovie, Key: req.ShowID, Envelope: env}
+		if err := outbox.Add(ctx, tx, OutboxTable, msg); err != nil {
+			return "", err
+		}
+	}
 	if err := tx.Commit(); err != nil {
 		return "", fmt.Errorf("record booking %s: %w", env.BookingID, err)
+	}
+	if publish {
+		p.relay.Notify()
 	}
 	// Told even when nothing was new: another replica sharing the database may have recorded
 	// it, and the streams connected here must follow all the same.
@@ -163,21 +180,9 @@ func (p *Projection) Record(ctx context.Context, env event.Envelope, req event.B
 	return "", nil
 }
 
-// Forget removes a booking that was never published (the broker refused it), so nothing
-// half-done stays behind.
-func (p *Projection) Forget(ctx context.Context, bookingID string) error {
-	_, err := p.db.ExecContext(ctx, `WITH s AS (DELETE FROM web.booking_stages WHERE booking_id = $1),
-		k AS (DELETE FROM web.booking_requests WHERE booking_id = $1)
-		DELETE FROM web.bookings WHERE id = $1`, bookingID)
-	if err != nil {
-		return fmt.Errorf("forget booking %s: %w", bookingID, err)
-	}
-	return nil
-}
-
 func (p *Projection) onRequested(ctx context.Context, env event.Envelope, req event.BookingRequested) error {
 	// Usually already recorded by this web process; a replay or another replica's booking is not.
-	_, err := p.Record(ctx, env, req, event.MaskPhone(req.Phone), nil)
+	_, err := p.Record(ctx, env, req, event.MaskPhone(req.Phone), nil, false)
 	return err
 }
 

@@ -17,6 +17,7 @@ import (
 
 	"github.com/boxoffice/boxoffice/services/catalog"
 	"github.com/boxoffice/boxoffice/services/notification/sms"
+	"github.com/boxoffice/boxoffice/services/outbox"
 	"github.com/boxoffice/boxoffice/services/payment/gateway"
 	"github.com/boxoffice/boxoffice/static"
 	"github.com/boxoffice/boxoffice/templates"
@@ -36,6 +37,7 @@ type Deps struct {
 // Server serves the site and the API.
 type Server struct {
 	catalog    *catalog.Store
+	relay      *outbox.Relay
 	projection *Projection
 	intake     *Intake
 	hub        *Hub
@@ -47,10 +49,14 @@ type Server struct {
 func NewServer(d Deps) *Server {
 	s := &Server{catalog: catalog.NewStore(d.DB), deps: d, log: d.Log.With("service", "web")}
 	s.hub = NewHub(func(ctx context.Context, id string) (BookingStatus, error) { return s.projection.Booking(ctx, id) }, renderer{s}, s.log)
-	s.projection = NewProjection(d.DB, s.hub.Notify, s.log)
-	s.intake = &Intake{projection: s.projection, tokenizer: d.Tokenizer, pub: d.Publisher, now: d.Now}
+	s.relay = outbox.NewRelay(d.DB, OutboxTable, d.Publisher, s.log)
+	s.projection = NewProjection(d.DB, s.hub.Notify, s.relay, s.log)
+	s.intake = &Intake{projection: s.projection, tokenizer: d.Tokenizer, now: d.Now}
 	return s
 }
+
+// Relay publishes the booking requests the web queued; run it as an actor of its own.
+func (s *Server) Relay() *outbox.Relay { return s.relay }
 
 // Projection is the web's booking-status projection.
 func (s *Server) Projection() *Projection { return s.projection }
@@ -110,10 +116,6 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, status, checks)
 }
 
-// unconfirmedMessage is what a person reads when the broker did not acknowledge their request.
-const unconfirmedMessage = "We could not confirm that your booking was received. Do not book again yet: " +
-	"its status will show it within a minute if it went through; if the status says it was not found, nothing was booked or charged."
-
 // errNotFound answers any unknown page or resource.
 var errNotFound = errors.New("not found")
 
@@ -129,7 +131,6 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	field := ""
 	var validation *ValidationError
 	var bad *badRequestError
-	var unconfirmed *UnconfirmedError
 	switch {
 	case errors.As(err, &validation):
 		status, code = http.StatusUnprocessableEntity, "invalid_"+firstField(validation)
@@ -138,10 +139,6 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 		status, code, message = http.StatusBadRequest, "bad_request", bad.msg
 	case errors.Is(err, errNotFound), errors.Is(err, ErrBookingNotFound), errors.Is(err, catalog.ErrNotFound):
 		status, code, message = http.StatusNotFound, "not_found", "We could not find that page. It may have moved, or the link may be wrong."
-	case errors.As(err, &unconfirmed):
-		status, code = http.StatusServiceUnavailable, "unconfirmed"
-		message = unconfirmedMessage
-		w.Header().Set("Retry-After", "5")
 	case errors.Is(err, errUnavailable):
 		status, code, message = http.StatusServiceUnavailable, "unavailable", "Booking is briefly unavailable. Nothing was booked or charged: please try again in a moment."
 		w.Header().Set("Retry-After", "5")
@@ -151,10 +148,6 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	}
 	if isAPI(r) {
 		body := map[string]any{"error": code, "message": message}
-		if unconfirmed != nil {
-			body["booking_id"] = unconfirmed.BookingID
-			body["status_url"] = "/api/bookings/" + unconfirmed.BookingID
-		}
 		if field != "" {
 			body["message"] = field + ": " + message
 			body["field"] = field

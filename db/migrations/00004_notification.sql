@@ -25,9 +25,8 @@ CREATE TABLE notification.messages (
 CREATE SCHEMA sms_sandbox;
 
 CREATE TABLE sms_sandbox.messages (
-    id              text PRIMARY KEY,
-    idempotency_key text        NOT NULL UNIQUE, -- a resend with the same key delivers nothing new
-    phone           text        NOT NULL,
+    id         text PRIMARY KEY,
+    phone      text        NOT NULL,
     body       text        NOT NULL,
     sent_at    timestamptz NOT NULL DEFAULT now()
 );

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"time"
 
 	"github.com/boxoffice/boxoffice/services/providerhttp"
 )
@@ -18,18 +17,18 @@ import (
 // unreachable number) is the provider's final "no" for that message; a 5xx or a timeout is
 // retried.
 type HTTPSender struct {
-	endpoint string
+	endpoint *url.URL
 	key      string
 	client   *http.Client
 }
 
 // NewHTTPSender returns a sender for the provider at baseURL.
 func NewHTTPSender(baseURL, apiKey string) (*HTTPSender, error) {
-	u, err := url.Parse(baseURL)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("SMS provider URL %q: want http(s)://host[:port]", baseURL)
+	u, err := providerhttp.ParseBaseURL(baseURL)
+	if err != nil {
+		return nil, fmt.Errorf("SMS provider URL %w", err)
 	}
-	return &HTTPSender{endpoint: u.JoinPath("/v1/messages").String(), key: apiKey, client: &http.Client{Timeout: 10 * time.Second}}, nil
+	return &HTTPSender{endpoint: u.JoinPath("/v1/messages"), key: apiKey, client: providerhttp.NewClient()}, nil
 }
 
 // Send delivers one text, once per key.
@@ -45,10 +44,10 @@ func (s *HTTPSender) Send(ctx context.Context, msg Message) (string, error) {
 	switch {
 	case err != nil:
 		return "", err
-	case status == http.StatusUnauthorized || status == http.StatusForbidden:
-		return "", fmt.Errorf("sms provider refused our API key (%d): %s", status, problem)
-	case status >= 400:
+	case providerhttp.IsRefusal(status):
 		return "", &DeliveryError{Reason: problem}
+	case status >= 400:
+		return "", fmt.Errorf("sms provider answered %d: %s", status, problem)
 	case out.ID == "":
 		return "", fmt.Errorf("sms provider: answer without a message id")
 	}

@@ -55,6 +55,7 @@ func (e *InvalidCardError) Error() string { return e.Reason }
 const (
 	DeclineGeneric           = "card_declined"
 	DeclineInsufficientFunds = "insufficient_funds"
+	DeclineProcessing        = "processing_error" // the processor refused the request itself
 )
 
 type testCard struct {

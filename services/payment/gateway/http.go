@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-	"time"
 
 	"github.com/boxoffice/boxoffice/services/event"
 	"github.com/boxoffice/boxoffice/services/providerhttp"
@@ -29,11 +28,11 @@ type HTTPGateway struct {
 
 // NewHTTPGateway returns a gateway for the processor at baseURL.
 func NewHTTPGateway(baseURL, apiKey string) (*HTTPGateway, error) {
-	u, err := url.Parse(baseURL)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("payment processor URL %q: want http(s)://host[:port]", baseURL)
+	u, err := providerhttp.ParseBaseURL(baseURL)
+	if err != nil {
+		return nil, fmt.Errorf("payment processor URL %w", err)
 	}
-	return &HTTPGateway{base: u, key: apiKey, client: &http.Client{Timeout: 10 * time.Second}}, nil
+	return &HTTPGateway{base: u, key: apiKey, client: providerhttp.NewClient()}, nil
 }
 
 // Tokenize hands the card number to the processor and keeps only its token.
@@ -51,10 +50,10 @@ func (g *HTTPGateway) Tokenize(ctx context.Context, cardNumber string) (event.Ca
 	switch {
 	case err != nil:
 		return event.Card{}, err
-	case status == http.StatusUnauthorized || status == http.StatusForbidden:
-		return event.Card{}, fmt.Errorf("payment processor refused our API key (%d): %s", status, problem)
-	case status >= 400 && status < 500:
+	case providerhttp.IsRefusal(status):
 		return event.Card{}, &InvalidCardError{Reason: problem}
+	case status >= 400:
+		return event.Card{}, fmt.Errorf("payment processor answered %d (our API key or URL, or a passing limit; not the card): %s", status, problem)
 	case out.Token == "" || len(out.Last4) != 4:
 		return event.Card{}, fmt.Errorf("payment processor: token answer without token or last4")
 	}
@@ -77,10 +76,13 @@ func (g *HTTPGateway) Charge(ctx context.Context, req ChargeRequest) (ChargeResu
 	switch {
 	case err != nil:
 		return ChargeResult{}, err
+	case providerhttp.IsRefusal(status):
+		// The processor will never take this charge (a spent token, a 402): a failed payment,
+		// so the booking ends and its seats are freed, rather than a retry that never ends.
+		return ChargeResult{DeclineCode: DeclineProcessing,
+			DeclineReason: "The payment could not be processed: " + event.ShortReason(problem)}, nil
 	case status >= 400:
-		// A charge request we got wrong will not get better by retrying, but neither may it be
-		// dropped: it stays an error (retried, then visible in the logs) with the reason.
-		return ChargeResult{}, fmt.Errorf("payment processor refused the charge request (%d): %s", status, problem)
+		return ChargeResult{}, fmt.Errorf("payment processor answered %d: %s", status, problem)
 	}
 	switch out.Status {
 	case "succeeded":
@@ -102,5 +104,5 @@ func (g *HTTPGateway) Charge(ctx context.Context, req ChargeRequest) (ChargeResu
 // post sends a JSON request. It returns the status and, for a 4xx, the processor's message; a
 // transport failure or a 5xx is returned as an error.
 func (g *HTTPGateway) post(ctx context.Context, path, idempotencyKey string, body, out any) (int, string, error) {
-	return providerhttp.PostJSON(ctx, g.client, g.base.JoinPath(path).String(), g.key, idempotencyKey, body, out)
+	return providerhttp.PostJSON(ctx, g.client, g.base.JoinPath(path), g.key, idempotencyKey, body, out)
 }

@@ -20,6 +20,7 @@ type fakeProcessor struct {
 	mu          sync.Mutex
 	charges     map[string]map[string]any // idempotency key → answer
 	chargeCalls int
+	tokenCalls  int
 	unavailable int // answer 503 to this many more charge requests
 }
 
@@ -34,7 +35,16 @@ func (f *fakeProcessor) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	var body map[string]any
 	_ = json.NewDecoder(r.Body).Decode(&body)
 	switch r.URL.Path {
+	case "/moved/v1/tokens":
+		// 307 keeps the method and body: a client that follows it sends the card number on.
+		http.Redirect(w, r, "/v1/tokens", http.StatusTemporaryRedirect)
 	case "/v1/tokens":
+		f.tokenCalls++
+		if f.unavailable > 0 {
+			f.unavailable--
+			w.WriteHeader(http.StatusTooManyRequests)
+			return
+		}
 		number, _ := body["number"].(string)
 		if number != "4242424242424242" && number != "4000000000000002" {
 			w.WriteHeader(http.StatusPaymentRequired)
@@ -52,6 +62,11 @@ func (f *fakeProcessor) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		key := r.Header.Get("Idempotency-Key")
 		if answer, ok := f.charges[key]; ok {
 			_ = json.NewEncoder(w).Encode(answer)
+			return
+		}
+		if body["token"] == "tok_spent" {
+			w.WriteHeader(http.StatusPaymentRequired)
+			_ = json.NewEncoder(w).Encode(map[string]any{"error": map[string]string{"message": "This token was already used."}})
 			return
 		}
 		answer := map[string]any{"id": "ch_" + key, "status": "succeeded"}
@@ -135,5 +150,43 @@ func TestHTTPGatewayWrongKeyIsNotTheCardsFault(t *testing.T) {
 	}
 	if _, err := gateway.NewHTTPGateway("processor.example", "k"); err == nil {
 		t.Error("a URL without scheme was accepted")
+	}
+}
+
+// TestHTTPGatewaySortsRefusalsFromMoments: a spent token (402) fails the payment, so the
+// booking ends and frees its seats; a rate limit (429) is a moment to retry, not a bad card.
+func TestHTTPGatewaySortsRefusalsFromMoments(t *testing.T) {
+	f, url := newFakeProcessor(t)
+	g, _ := gateway.NewHTTPGateway(url, "sk_test_123")
+	ctx := context.Background()
+
+	res, err := g.Charge(ctx, gateway.ChargeRequest{IdempotencyKey: "b-4", Card: event.Card{Token: "tok_spent"}, AmountCents: 100, Currency: "GBP"})
+	if err != nil || res.Approved || res.DeclineCode != gateway.DeclineProcessing || !strings.Contains(res.DeclineReason, "already used") {
+		t.Errorf("spent token: %+v %v, want a processing decline with the reason", res, err)
+	}
+
+	f.mu.Lock()
+	f.unavailable = 1
+	f.mu.Unlock()
+	_, err = g.Tokenize(ctx, "4242424242424242")
+	var invalid *gateway.InvalidCardError
+	if err == nil || errors.As(err, &invalid) {
+		t.Errorf("rate limited: %v, want a retryable error, not an invalid card", err)
+	}
+}
+
+// TestHTTPGatewayNeverFollowsARedirect: following one would resend the card number to
+// wherever it points.
+func TestHTTPGatewayNeverFollowsARedirect(t *testing.T) {
+	f, base := newFakeProcessor(t)
+	g, err := gateway.NewHTTPGateway(base+"/moved", "sk_test_123")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := g.Tokenize(context.Background(), "4242424242424242"); err == nil || !strings.Contains(err.Error(), "not followed") {
+		t.Errorf("redirect: %v, want an error saying it was not followed", err)
+	}
+	if f.tokenCalls != 0 {
+		t.Errorf("the card number was sent on to the redirect's target %d time(s)", f.tokenCalls)
 	}
 }

@@ -1,0 +1,170 @@
+// Package outbox is the transactional outbox: a service writes the events its state change
+// causes into a table of its own schema, in the same transaction as the change, and a relay
+// publishes them to Kafka. So an event is published if and only if the change committed — a
+// crash, a broker outage or a client that hangs up cannot separate the two — and a publish that
+// fails is retried, never dropped.
+package outbox
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"hash/fnv"
+	"log/slog"
+	"regexp"
+	"time"
+
+	"github.com/jmoiron/sqlx"
+	"github.com/lib/pq"
+
+	"github.com/boxoffice/boxoffice/services/event"
+	"github.com/boxoffice/boxoffice/services/kafka"
+)
+
+// Publisher is what the relay publishes through.
+type Publisher interface {
+	Publish(ctx context.Context, msgs ...kafka.Message) error
+}
+
+var tableName = regexp.MustCompile(`^[a-z_]+\.outbox$`)
+
+// Add queues messages in the caller's transaction. table is "<schema>.outbox".
+func Add(ctx context.Context, tx *sqlx.Tx, table string, msgs ...kafka.Message) error {
+	if !tableName.MatchString(table) {
+		return fmt.Errorf("outbox: %q is not a <schema>.outbox table", table)
+	}
+	for _, m := range msgs {
+		raw, err := json.Marshal(m.Envelope)
+		if err != nil {
+			return fmt.Errorf("outbox: encode %s: %w", m.Envelope.Type, err)
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO `+table+` (topic, key, envelope) VALUES ($1, $2, $3)`,
+			m.Topic, m.Key, raw); err != nil {
+			return fmt.Errorf("outbox: queue %s: %w", m.Envelope.Type, err)
+		}
+	}
+	return nil
+}
+
+// Relay publishes one outbox table's messages in the order they were queued, then deletes
+// them. It wakes at once when told a transaction queued something (Notify) and polls as a
+// fallback, for messages queued by another process sharing the table or left by a crash.
+type Relay struct {
+	db     *sqlx.DB
+	table  string
+	pub    Publisher
+	log    *slog.Logger
+	wake   chan struct{}
+	lockID int64
+}
+
+// pollInterval is how long a message can wait when no one notified the relay.
+const pollInterval = 500 * time.Millisecond
+
+// batchSize bounds one publish: enough to drain a burst in a few round trips.
+const batchSize = 500
+
+// NewRelay returns the relay of table ("<schema>.outbox").
+func NewRelay(db *sqlx.DB, table string, pub Publisher, log *slog.Logger) *Relay {
+	h := fnv.New64a()
+	_, _ = h.Write([]byte("outbox:" + table))
+	return &Relay{db: db, table: table, pub: pub, log: log.With("outbox", table),
+		wake: make(chan struct{}, 1), lockID: int64(h.Sum64() >> 1)}
+}
+
+// Notify tells the relay that a transaction queued messages. It never blocks.
+func (r *Relay) Notify() {
+	select {
+	case r.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Run relays until ctx is cancelled, then makes one last attempt to drain.
+func (r *Relay) Run(ctx context.Context) error {
+	if !tableName.MatchString(r.table) {
+		return fmt.Errorf("outbox: %q is not a <schema>.outbox table", r.table)
+	}
+	backoff := 50 * time.Millisecond
+	for {
+		more, err := r.drain(ctx)
+		switch {
+		case err != nil && ctx.Err() == nil:
+			r.log.Warn("outbox publish failed; retrying", "err", err, "backoff", backoff)
+			select {
+			case <-ctx.Done():
+			case <-time.After(backoff):
+			}
+			backoff = min(backoff*2, 5*time.Second)
+			continue
+		case err == nil:
+			backoff = 50 * time.Millisecond
+		}
+		if ctx.Err() != nil {
+			final, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			_, _ = r.drain(final) // what is left stays queued for the next start
+			cancel()
+			return nil
+		}
+		if more {
+			continue
+		}
+		select {
+		case <-ctx.Done():
+		case <-r.wake:
+		case <-time.After(pollInterval):
+		}
+	}
+}
+
+// drain publishes one batch. Per-table order is kept across processes: a transaction-scoped
+// advisory lock lets one relay at a time read, publish and delete. It reports whether a full
+// batch was sent (so there may be more).
+func (r *Relay) drain(ctx context.Context) (bool, error) {
+	tx, err := r.db.BeginTxx(ctx, nil)
+	if err != nil {
+		return false, fmt.Errorf("outbox: %w", err)
+	}
+	defer func() { _ = tx.Rollback() }()
+	var locked bool
+	if err := tx.GetContext(ctx, &locked, `SELECT pg_try_advisory_xact_lock($1)`, r.lockID); err != nil {
+		return false, fmt.Errorf("outbox: lock: %w", err)
+	}
+	if !locked {
+		return false, nil // another replica's relay is draining this table
+	}
+	var rows []struct {
+		ID       int64  `db:"id"`
+		Topic    string `db:"topic"`
+		Key      string `db:"key"`
+		Envelope []byte `db:"envelope"`
+	}
+	if err := tx.SelectContext(ctx, &rows, `SELECT id, topic, key, envelope FROM `+r.table+` ORDER BY id LIMIT $1`, batchSize); err != nil {
+		return false, fmt.Errorf("outbox: read: %w", err)
+	}
+	if len(rows) == 0 {
+		return false, nil
+	}
+	msgs := make([]kafka.Message, len(rows))
+	ids := make([]int64, len(rows))
+	for i, row := range rows {
+		var env event.Envelope
+		if err := json.Unmarshal(row.Envelope, &env); err != nil {
+			return false, fmt.Errorf("outbox: decode row %d: %w", row.ID, err)
+		}
+		msgs[i] = kafka.Message{Topic: row.Topic, Key: row.Key, Envelope: env}
+		ids[i] = row.ID
+	}
+	if err := r.pub.Publish(ctx, msgs...); err != nil {
+		return false, err
+	}
+	// Published: delete. A crash before this commit publishes the batch again, which every
+	// consumer tolerates (delivery is at least once anyway).
+	if _, err := tx.ExecContext(ctx, `DELETE FROM `+r.table+` WHERE id = ANY($1)`, pq.Array(ids)); err != nil {
+		return false, fmt.Errorf("outbox: delete published: %w", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return false, fmt.Errorf("outbox: commit: %w", err)
+	}
+	return len(rows) == batchSize, nil
+}

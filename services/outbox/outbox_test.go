@@ -1,0 +1,148 @@
+package outbox_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jmoiron/sqlx"
+
+	"github.com/boxoffice/boxoffice/db/dbtest"
+	"github.com/boxoffice/boxoffice/services/event"
+	"github.com/boxoffice/boxoffice/services/kafka"
+	"github.com/boxoffice/boxoffice/services/outbox"
+)
+
+const table = "web.outbox"
+
+// flakyPublisher records what it publishes and fails while failing is set.
+type flakyPublisher struct {
+	mu      sync.Mutex
+	failing bool
+	calls   int
+	got     []string
+}
+
+func (p *flakyPublisher) Publish(_ context.Context, msgs ...kafka.Message) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.calls++
+	if p.failing {
+		return errors.New("broker unavailable")
+	}
+	for _, m := range msgs {
+		p.got = append(p.got, m.Key)
+	}
+	return nil
+}
+
+func (p *flakyPublisher) published() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]string(nil), p.got...)
+}
+
+func queue(t *testing.T, conn *sqlx.DB, keys ...string) {
+	t.Helper()
+	tx := conn.MustBegin()
+	for _, k := range keys {
+		env, _ := event.New(event.TypeBookingRequested, uuid.NewString(), event.BookingRequested{}, time.Now())
+		if err := outbox.Add(context.Background(), tx, table, kafka.Message{Topic: event.TopicBookingMovie, Key: k, Envelope: env}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if cond() {
+			return
+		}
+	}
+	t.Fatalf("waited 10s for %s", what)
+}
+
+func run(t *testing.T, r *outbox.Relay) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = r.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+}
+
+// TestRelayKeepsEverythingThroughAnOutage: while the broker refuses, nothing is lost or
+// dropped; once it answers, every message goes out once, in the order queued, and the table
+// empties.
+func TestRelayKeepsEverythingThroughAnOutage(t *testing.T) {
+	conn := dbtest.NewMigrated(t, nil)
+	pub := &flakyPublisher{failing: true}
+	relay := outbox.NewRelay(conn, table, pub, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	run(t, relay)
+
+	var want []string
+	for i := range 30 {
+		want = append(want, fmt.Sprintf("show-%02d", i))
+	}
+	queue(t, conn, want[:10]...)
+	relay.Notify()
+	waitFor(t, "failed attempts", func() bool { pub.mu.Lock(); defer pub.mu.Unlock(); return pub.calls >= 2 })
+	queue(t, conn, want[10:]...)
+	pub.mu.Lock()
+	pub.failing = false
+	pub.mu.Unlock()
+	relay.Notify()
+
+	waitFor(t, "all 30 published", func() bool { return len(pub.published()) >= 30 })
+	if got := pub.published(); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("published %v, want %v in order, once each", got, want)
+	}
+	var left int
+	if err := conn.Get(&left, `SELECT count(*) FROM web.outbox`); err != nil || left != 0 {
+		t.Errorf("%d rows left in the outbox (err %v)", left, err)
+	}
+}
+
+// TestTwoRelaysShareATableWithoutDuplicates: web replicas share the web schema; their relays
+// take turns, so each message goes out once and in order.
+func TestTwoRelaysShareATableWithoutDuplicates(t *testing.T) {
+	conn := dbtest.NewMigrated(t, nil)
+	pub := &flakyPublisher{}
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	first, second := outbox.NewRelay(conn, table, pub, quiet), outbox.NewRelay(conn, table, pub, quiet)
+	run(t, first)
+	run(t, second)
+	var want []string
+	for i := range 200 {
+		key := fmt.Sprintf("k%03d", i)
+		want = append(want, key)
+		queue(t, conn, key)
+		if i%2 == 0 {
+			first.Notify()
+		} else {
+			second.Notify()
+		}
+	}
+	waitFor(t, "all 200 published", func() bool { return len(pub.published()) >= 200 })
+	time.Sleep(600 * time.Millisecond) // a poll round: a duplicate would show up now
+	if got := pub.published(); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("published %d messages (want 200, in order): %v", len(got), got)
+	}
+}
+
+func TestAddRefusesOtherTables(t *testing.T) {
+	conn := dbtest.NewMigrated(t, nil)
+	tx := conn.MustBegin()
+	defer tx.Rollback()
+	if err := outbox.Add(context.Background(), tx, "web.bookings; DROP TABLE web.outbox", kafka.Message{}); err == nil {
+		t.Error("a table name that is not <schema>.outbox was accepted")
+	}
+}

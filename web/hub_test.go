@@ -1,0 +1,162 @@
+package web
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// stageNames renders each stage as its name, so a test can read the stream.
+type stageNames struct{}
+
+func (stageNames) StageEvent(_ StreamKind, b BookingStatus, seq int) (string, []byte, error) {
+	return b.Stages[seq-1].Name, []byte(b.Stages[seq-1].Name), nil
+}
+
+func (stageNames) OutcomeEvents(StreamKind, BookingStatus) ([]string, [][]byte, error) {
+	return []string{"outcome"}, [][]byte{[]byte("done")}, nil
+}
+
+// bookings is an in-memory stand-in for the projection: stages are added by the test.
+type bookings struct {
+	mu sync.Mutex
+	m  map[string]*BookingStatus
+}
+
+func (bs *bookings) load(_ context.Context, id string) (BookingStatus, error) {
+	bs.mu.Lock()
+	defer bs.mu.Unlock()
+	b, ok := bs.m[id]
+	if !ok {
+		return BookingStatus{}, ErrBookingNotFound
+	}
+	cp := *b
+	cp.Stages = append([]Stage(nil), b.Stages...)
+	return cp, nil
+}
+
+func (bs *bookings) add(id, stage string) {
+	bs.mu.Lock()
+	defer bs.mu.Unlock()
+	if bs.m[id] == nil {
+		bs.m[id] = &BookingStatus{ID: id}
+	}
+	b := bs.m[id]
+	b.Stages = append(b.Stages, Stage{Name: stage, At: time.Now()})
+	b.Status = stage
+}
+
+func newTestHub(t *testing.T) (*Hub, *bookings, string) {
+	store := &bookings{m: map[string]*BookingStatus{}}
+	hub := NewHub(store.load, stageNames{}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hub.Serve(w, r, StreamJSON, strings.TrimPrefix(r.URL.Path, "/"))
+	}))
+	t.Cleanup(srv.Close)
+	return hub, store, srv.URL
+}
+
+// follow reads one stream's event names until the server ends it.
+func follow(t *testing.T, url string) <-chan []string {
+	out := make(chan []string, 1)
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		defer resp.Body.Close()
+		var names []string
+		scanner := bufio.NewScanner(resp.Body)
+		for scanner.Scan() {
+			if name, ok := strings.CutPrefix(scanner.Text(), "event: "); ok {
+				names = append(names, name)
+			}
+		}
+		out <- names
+	}()
+	return out
+}
+
+// TestStreamsGetEveryStageOnceThenClose races many connections against stages being added:
+// each must see every stage exactly once, in order, then the outcome and the close.
+func TestStreamsGetEveryStageOnceThenClose(t *testing.T) {
+	hub, store, url := newTestHub(t)
+	path := []string{StatusRequested, StatusConfirmed, StatusPaid, StatusNotified, StatusTicketed}
+	var results []<-chan []string
+	for i := range 40 {
+		id := fmt.Sprintf("b%d", i)
+		store.add(id, path[0])
+		results = append(results, follow(t, url+"/"+id))
+		go func() {
+			for _, stage := range path[1:] {
+				store.add(id, stage)
+				hub.Notify(id)
+			}
+		}()
+	}
+	want := fmt.Sprint(append(append([]string{}, path...), "outcome", CloseEvent))
+	for i, r := range results {
+		select {
+		case got := <-r:
+			if fmt.Sprint(got) != want {
+				t.Errorf("stream %d: %v, want %s", i, got, want)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("stream %d never ended", i)
+		}
+	}
+	if n := hub.OpenStreams(); n != 0 {
+		t.Errorf("%d streams still registered after every connection ended", n)
+	}
+}
+
+// TestCloseEndsStreamsWithoutStrandingGoroutines: shutdown ends every open stream; the
+// library's own Close would leave a goroutine per connection blocked forever.
+func TestCloseEndsStreamsWithoutStrandingGoroutines(t *testing.T) {
+	hub, store, url := newTestHub(t)
+	before := runtime.NumGoroutine()
+	var results []<-chan []string
+	for i := range 50 {
+		id := fmt.Sprintf("open%d", i)
+		store.add(id, StatusRequested) // never finishes
+		results = append(results, follow(t, url+"/"+id))
+	}
+	for deadline := time.Now().Add(5 * time.Second); hub.OpenStreams() < 50 && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
+	hub.Close()
+	for i, r := range results {
+		select {
+		case <-r:
+		case <-time.After(5 * time.Second):
+			t.Fatalf("stream %d still open after Close", i)
+		}
+	}
+	http.DefaultClient.CloseIdleConnections()
+	var after int
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if after = runtime.NumGoroutine(); after <= before+5 {
+			break
+		}
+	}
+	if after > before+5 {
+		t.Errorf("%d goroutines before the streams, %d after they were closed: some are stranded", before, after)
+	}
+	resp, err := http.Get(url + "/late")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable {
+		t.Errorf("a stream opened after Close: %d, want 503", resp.StatusCode)
+	}
+}
