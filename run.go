@@ -120,7 +120,8 @@ func runWith(ctx context.Context, target string, cfg Config, stdout io.Writer, o
 		}
 	}
 	if wants(TargetTicket) {
-		actors = append(actors, consumerActor("ticket", ticket.NewService(conn, pub, now, log).Consumer(brokers, pub)))
+		svc := ticket.NewService(conn, pub, now, log)
+		actors = append(actors, consumerActor("ticket", svc.Consumer(brokers, pub)), actor{name: "ticket-outbox", run: svc.Relay().Run})
 	}
 	if wants(TargetWeb) {
 		server := web.NewServer(web.Deps{

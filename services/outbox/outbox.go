@@ -168,3 +168,44 @@ func (r *Relay) drain(ctx context.Context) (bool, error) {
 	}
 	return len(rows) == batchSize, nil
 }
+
+// Pending lists the messages a table holds that are not published yet, oldest first: the
+// backlog, for tests and operations.
+func Pending(ctx context.Context, db sqlx.QueryerContext, table string) ([]kafka.Message, error) {
+	if !tableName.MatchString(table) {
+		return nil, fmt.Errorf("outbox: %q is not a <schema>.outbox table", table)
+	}
+	var rows []struct {
+		Topic    string `db:"topic"`
+		Key      string `db:"key"`
+		Envelope []byte `db:"envelope"`
+	}
+	if err := sqlx.SelectContext(ctx, db, &rows, `SELECT topic, key, envelope FROM `+table+` ORDER BY id`); err != nil {
+		return nil, fmt.Errorf("outbox: read %s: %w", table, err)
+	}
+	msgs := make([]kafka.Message, len(rows))
+	for i, r := range rows {
+		if err := json.Unmarshal(r.Envelope, &msgs[i].Envelope); err != nil {
+			return nil, fmt.Errorf("outbox: decode: %w", err)
+		}
+		msgs[i].Topic, msgs[i].Key = r.Topic, r.Key
+	}
+	return msgs, nil
+}
+
+var inboxName = regexp.MustCompile(`^[a-z_]+\.inbox$`)
+
+// FirstDelivery records an event id in the caller's transaction and reports whether this is
+// the first time the event is handled. table is "<schema>.inbox". A false answer means the
+// event's effect is already committed: the handler does nothing more.
+func FirstDelivery(ctx context.Context, tx *sqlx.Tx, table, eventID string) (bool, error) {
+	if !inboxName.MatchString(table) {
+		return false, fmt.Errorf("inbox: %q is not a <schema>.inbox table", table)
+	}
+	res, err := tx.ExecContext(ctx, `INSERT INTO `+table+` (event_id) VALUES ($1) ON CONFLICT (event_id) DO NOTHING`, eventID)
+	if err != nil {
+		return false, fmt.Errorf("inbox: record %s: %w", eventID, err)
+	}
+	n, _ := res.RowsAffected()
+	return n == 1, nil
+}

@@ -5,7 +5,6 @@ package ticket
 import (
 	"context"
 	"crypto/rand"
-	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -19,28 +18,37 @@ import (
 
 	"github.com/boxoffice/boxoffice/services/event"
 	"github.com/boxoffice/boxoffice/services/kafka"
+	"github.com/boxoffice/boxoffice/services/outbox"
 )
 
 // GroupID is the ticket service's consumer group.
 const GroupID = "ticket"
 
-// Publisher is the part of the Kafka publisher the service needs.
-type Publisher interface {
-	Publish(ctx context.Context, msgs ...kafka.Message) error
-}
+// Publisher is the part of the Kafka publisher the service's relay needs.
+type Publisher = outbox.Publisher
+
+// Tables of the ticket service's outbox and inbox.
+const (
+	OutboxTable = "ticket.outbox"
+	InboxTable  = "ticket.inbox"
+)
 
 // Service issues tickets.
 type Service struct {
-	db  *sqlx.DB
-	pub Publisher
-	now func() time.Time
-	log *slog.Logger
+	db    *sqlx.DB
+	relay *outbox.Relay
+	now   func() time.Time
+	log   *slog.Logger
 }
 
-// NewService wires the ticket service.
+// NewService wires the ticket service; its relay publishes what it issues through pub.
 func NewService(db *sqlx.DB, pub Publisher, now func() time.Time, log *slog.Logger) *Service {
-	return &Service{db: db, pub: pub, now: now, log: log.With("service", "ticket")}
+	log = log.With("service", "ticket")
+	return &Service{db: db, relay: outbox.NewRelay(db, OutboxTable, pub, log), now: now, log: log}
 }
+
+// Relay publishes the service's outbox; run it beside the consumer.
+func (s *Service) Relay() *outbox.Relay { return s.relay }
 
 // Consumer reads notification outcomes.
 func (s *Service) Consumer(brokers []string, pub *kafka.Publisher) *kafka.Consumer {
@@ -53,15 +61,11 @@ func (s *Service) Consumer(brokers []string, pub *kafka.Publisher) *kafka.Consum
 	}, pub, s.log)
 }
 
-// HandleNotification issues the ticket of a paid booking, once.
+// HandleNotification issues the ticket of a paid booking, once: the ticket, the event id and the
+// ticket-details event are written in one transaction, and the relay publishes the event.
 func (s *Service) HandleNotification(ctx context.Context, env event.Envelope, n event.NotificationResult) error {
 	if !n.Paid {
 		return nil // the payment failed: there is nothing to print
-	}
-	if previous, err := s.outcome(ctx, env.BookingID); err != nil {
-		return err
-	} else if previous != nil {
-		return s.publish(ctx, *previous)
 	}
 	b := n.Booking
 	for attempt := 0; ; attempt++ {
@@ -81,33 +85,34 @@ func (s *Service) HandleNotification(ctx context.Context, env event.Envelope, n 
 			Currency:        b.Currency,
 			IssuedAt:        s.now().UTC(),
 		}
-		err := s.issue(ctx, env.BookingID, t)
+		err := s.issue(ctx, env, t)
 		var pqErr *pq.Error
 		if errors.As(err, &pqErr) && pqErr.Constraint == "tickets_code_key" && attempt < 5 {
 			continue // two tickets drew the same short code: draw again
 		}
-		if err != nil {
-			return err
-		}
-		break
+		return err
 	}
-	stored, err := s.outcome(ctx, env.BookingID)
-	if err != nil || stored == nil {
-		return errors.Join(errors.New("ticket recorded but not readable"), err)
-	}
-	return s.publish(ctx, *stored)
 }
 
-func (s *Service) issue(ctx context.Context, bookingID string, t event.TicketIssued) error {
-	outcome, err := event.New(event.TypeTicketIssued, bookingID, t, s.now())
+func (s *Service) issue(ctx context.Context, cause event.Envelope, t event.TicketIssued) error {
+	bookingID := cause.BookingID
+	issued, err := event.New(event.TypeTicketIssued, bookingID, t, s.now())
 	if err != nil {
 		return err
 	}
-	raw, err := json.Marshal(outcome)
+	raw, err := json.Marshal(issued)
 	if err != nil {
 		return fmt.Errorf("encode ticket: %w", err)
 	}
-	res, err := s.db.ExecContext(ctx, `INSERT INTO ticket.tickets
+	tx, err := s.db.BeginTxx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("issue ticket for %s: %w", bookingID, err)
+	}
+	defer func() { _ = tx.Rollback() }()
+	if first, err := outbox.FirstDelivery(ctx, tx, InboxTable, cause.ID); err != nil || !first {
+		return err // a redelivery: the ticket and its event were committed the first time
+	}
+	res, err := tx.ExecContext(ctx, `INSERT INTO ticket.tickets
 		(id, booking_id, code, show_id, movie_title, theatre_name, theatre_location, starts_at,
 		 screen_number, seats, booked_under, amount_cents, currency, issued_at, outcome_event)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
@@ -117,30 +122,20 @@ func (s *Service) issue(ctx context.Context, bookingID string, t event.TicketIss
 	if err != nil {
 		return fmt.Errorf("record ticket of %s: %w", bookingID, err)
 	}
-	if n, _ := res.RowsAffected(); n == 1 {
-		s.log.Info("ticket issued", "booking_id", bookingID, "ticket_id", t.TicketID, "code", t.Code)
+	if n, _ := res.RowsAffected(); n == 0 {
+		// Another event about the same booking (say, its notification announced twice)
+		// already issued the ticket: one ticket per booking.
+		return tx.Commit()
 	}
+	if err := outbox.Add(ctx, tx, OutboxTable, kafka.Message{Topic: event.TopicTicketDetails, Key: bookingID, Envelope: issued}); err != nil {
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("issue ticket for %s: %w", bookingID, err)
+	}
+	s.relay.Notify()
+	s.log.Info("ticket issued", "booking_id", bookingID, "ticket_id", t.TicketID, "code", t.Code)
 	return nil
-}
-
-func (s *Service) outcome(ctx context.Context, bookingID string) (*event.Envelope, error) {
-	var raw []byte
-	err := s.db.GetContext(ctx, &raw, `SELECT outcome_event FROM ticket.tickets WHERE booking_id = $1`, bookingID)
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("look up ticket of %s: %w", bookingID, err)
-	}
-	env, err := event.Decode(raw)
-	if err != nil {
-		return nil, fmt.Errorf("decode stored ticket: %v (our own record, so retried, not dead-lettered)", err)
-	}
-	return &env, nil
-}
-
-func (s *Service) publish(ctx context.Context, outcome event.Envelope) error {
-	return s.pub.Publish(ctx, kafka.Message{Topic: event.TopicTicketDetails, Key: outcome.BookingID, Envelope: outcome})
 }
 
 // codeAlphabet leaves out letters and digits people confuse when reading a code aloud (0/O, 1/I/L).
