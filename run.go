@@ -118,6 +118,7 @@ func runWith(ctx context.Context, target string, cfg Config, stdout io.Writer, o
 		for i, c := range svc.Consumers(brokers, pub) {
 			actors = append(actors, consumerActor(fmt.Sprintf("notification-%d", i+1), c))
 		}
+		actors = append(actors, actor{name: "notification-outbox", run: svc.Relay().Run})
 	}
 	if wants(TargetTicket) {
 		svc := ticket.NewService(conn, pub, now, log)

@@ -20,6 +20,7 @@ import (
 	"github.com/boxoffice/boxoffice/services/event"
 	"github.com/boxoffice/boxoffice/services/kafka"
 	"github.com/boxoffice/boxoffice/services/notification/sms"
+	"github.com/boxoffice/boxoffice/services/outbox"
 )
 
 // Consumer groups. Contacts get a reader of their own: a payment outcome whose contact has not
@@ -35,24 +36,32 @@ const (
 	KindPaymentFailed    = "payment_failed"
 )
 
-// Publisher is the part of the Kafka publisher the service needs.
-type Publisher interface {
-	Publish(ctx context.Context, msgs ...kafka.Message) error
-}
+// Publisher is the part of the Kafka publisher the service's relay needs.
+type Publisher = outbox.Publisher
+
+// Tables of the notification service's outbox and inbox.
+const (
+	OutboxTable = "notification.outbox"
+	InboxTable  = "notification.inbox"
+)
 
 // Service sends the SMS for each payment outcome.
 type Service struct {
 	db     *sqlx.DB
 	sender sms.Sender
-	pub    Publisher
+	relay  *outbox.Relay
 	now    func() time.Time
 	log    *slog.Logger
 }
 
-// NewService wires the notification service to its SMS provider.
+// NewService wires the notification service to its SMS provider; its relay publishes through pub.
 func NewService(db *sqlx.DB, sender sms.Sender, pub Publisher, now func() time.Time, log *slog.Logger) *Service {
-	return &Service{db: db, sender: sender, pub: pub, now: now, log: log.With("service", "notification")}
+	log = log.With("service", "notification")
+	return &Service{db: db, sender: sender, relay: outbox.NewRelay(db, OutboxTable, pub, log), now: now, log: log}
 }
+
+// Relay publishes the service's outbox; run it beside the consumers.
+func (s *Service) Relay() *outbox.Relay { return s.relay }
 
 // Consumers read booking requests (for contact details) and payment outcomes, each on its own.
 func (s *Service) Consumers(brokers []string, pub *kafka.Publisher) []*kafka.Consumer {
@@ -95,14 +104,18 @@ func (s *Service) HandlePaymentFailed(ctx context.Context, env event.Envelope, p
 	return s.notify(ctx, env, KindPaymentFailed, body, event.NotificationResult{Booking: b, Paid: false})
 }
 
-// notify sends one SMS of a kind per booking and publishes the result. A refused SMS is an
-// outcome (published as failed), never a reason to hold up the booking; an unreachable provider
-// is retried.
+// notify sends one SMS of a kind per booking and queues the result. A refused SMS is an
+// outcome (announced as failed), never a reason to hold up the booking; an unreachable provider
+// is retried. The text cannot be part of a database transaction, so it is sent first, with an
+// idempotency key: a retry after a crash before the record commits texts nobody twice.
 func (s *Service) notify(ctx context.Context, env event.Envelope, kind, body string, result event.NotificationResult) error {
-	if previous, err := s.outcome(ctx, env.BookingID, kind); err != nil {
-		return err
-	} else if previous != nil {
-		return s.publish(ctx, *previous)
+	var done bool
+	if err := s.db.GetContext(ctx, &done, `SELECT EXISTS (SELECT 1 FROM notification.messages
+		WHERE booking_id = $1 AND kind = $2)`, env.BookingID, kind); err != nil {
+		return fmt.Errorf("look up %s sms of %s: %w", kind, env.BookingID, err)
+	}
+	if done {
+		return nil // sent and recorded, with its event queued, on an earlier delivery
 	}
 	phone, err := s.phone(ctx, env.BookingID)
 	if err != nil {
@@ -130,18 +143,32 @@ func (s *Service) notify(ctx context.Context, env event.Envelope, kind, body str
 	if err != nil {
 		return fmt.Errorf("encode notification outcome: %w", err)
 	}
-	if _, err := s.db.ExecContext(ctx, `INSERT INTO notification.messages
-		(booking_id, kind, status, provider_id, error, outcome_event) VALUES ($1, $2, $3, $4, $5, $6)
-		ON CONFLICT (booking_id, kind) DO NOTHING`,
-		env.BookingID, kind, status, result.MessageID, result.Error, raw); err != nil {
+	tx, err := s.db.BeginTxx(ctx, nil)
+	if err != nil {
 		return fmt.Errorf("record %s sms for %s: %w", kind, env.BookingID, err)
 	}
-	s.log.Info("sms "+status, "booking_id", env.BookingID, "kind", kind, "error", result.Error)
-	stored, err := s.outcome(ctx, env.BookingID, kind)
-	if err != nil || stored == nil {
-		return errors.Join(errors.New("sms recorded but not readable"), err)
+	defer func() { _ = tx.Rollback() }()
+	if first, err := outbox.FirstDelivery(ctx, tx, InboxTable, env.ID); err != nil || !first {
+		return err
 	}
-	return s.publish(ctx, *stored)
+	res, err := tx.ExecContext(ctx, `INSERT INTO notification.messages
+		(booking_id, kind, status, provider_id, error, outcome_event) VALUES ($1, $2, $3, $4, $5, $6)
+		ON CONFLICT (booking_id, kind) DO NOTHING`,
+		env.BookingID, kind, status, result.MessageID, result.Error, raw)
+	if err != nil {
+		return fmt.Errorf("record %s sms for %s: %w", kind, env.BookingID, err)
+	}
+	if n, _ := res.RowsAffected(); n == 1 {
+		if err := outbox.Add(ctx, tx, OutboxTable, kafka.Message{Topic: event.TopicNotificationSent, Key: env.BookingID, Envelope: outcome}); err != nil {
+			return err
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("record %s sms for %s: %w", kind, env.BookingID, err)
+	}
+	s.relay.Notify()
+	s.log.Info("sms "+status, "booking_id", env.BookingID, "kind", kind, "error", result.Error)
+	return nil
 }
 
 // errContactNotYetKnown is transient: the booking-movie event carrying the number is on another
@@ -158,27 +185,6 @@ func (s *Service) phone(ctx context.Context, bookingID string) (string, error) {
 		return "", fmt.Errorf("look up contact of %s: %w", bookingID, err)
 	}
 	return phone, nil
-}
-
-func (s *Service) outcome(ctx context.Context, bookingID, kind string) (*event.Envelope, error) {
-	var raw []byte
-	err := s.db.GetContext(ctx, &raw, `SELECT outcome_event FROM notification.messages
-		WHERE booking_id = $1 AND kind = $2`, bookingID, kind)
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("look up %s sms of %s: %w", kind, bookingID, err)
-	}
-	env, err := event.Decode(raw)
-	if err != nil {
-		return nil, fmt.Errorf("decode stored sms outcome: %v (our own record, so retried, not dead-lettered)", err)
-	}
-	return &env, nil
-}
-
-func (s *Service) publish(ctx context.Context, outcome event.Envelope) error {
-	return s.pub.Publish(ctx, kafka.Message{Topic: event.TopicNotificationSent, Key: outcome.BookingID, Envelope: outcome})
 }
 
 // localTime formats a show's start as people at that cinema read it.
