@@ -111,7 +111,7 @@ func runWith(ctx context.Context, target string, cfg Config, stdout io.Writer, o
 	}
 	if wants(TargetPayment) {
 		svc := payment.NewService(conn, cards, pub, now, log)
-		actors = append(actors, consumerActor("payment", svc.Consumer(brokers, pub)))
+		actors = append(actors, consumerActor("payment", svc.Consumer(brokers, pub)), actor{name: "payment-outbox", run: svc.Relay().Run})
 	}
 	if wants(TargetNotification) {
 		svc := notification.NewService(conn, texts, pub, now, log)

@@ -4,9 +4,7 @@ package payment
 
 import (
 	"context"
-	"database/sql"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"time"
@@ -15,30 +13,39 @@ import (
 
 	"github.com/boxoffice/boxoffice/services/event"
 	"github.com/boxoffice/boxoffice/services/kafka"
+	"github.com/boxoffice/boxoffice/services/outbox"
 	"github.com/boxoffice/boxoffice/services/payment/gateway"
 )
 
 // GroupID is the payment service's consumer group.
 const GroupID = "payment"
 
-// Publisher is the part of the Kafka publisher the service needs.
-type Publisher interface {
-	Publish(ctx context.Context, msgs ...kafka.Message) error
-}
+// Publisher is the part of the Kafka publisher the service's relay needs.
+type Publisher = outbox.Publisher
+
+// Tables of the payment service's outbox and inbox.
+const (
+	OutboxTable = "payment.outbox"
+	InboxTable  = "payment.inbox"
+)
 
 // Service charges confirmed bookings.
 type Service struct {
 	db      *sqlx.DB
 	charger gateway.Charger
-	pub     Publisher
+	relay   *outbox.Relay
 	now     func() time.Time
 	log     *slog.Logger
 }
 
-// NewService wires the payment service to its processor.
+// NewService wires the payment service to its processor; its relay publishes through pub.
 func NewService(db *sqlx.DB, charger gateway.Charger, pub Publisher, now func() time.Time, log *slog.Logger) *Service {
-	return &Service{db: db, charger: charger, pub: pub, now: now, log: log.With("service", "payment")}
+	log = log.With("service", "payment")
+	return &Service{db: db, charger: charger, relay: outbox.NewRelay(db, OutboxTable, pub, log), now: now, log: log}
 }
+
+// Relay publishes the service's outbox; run it beside the consumer.
+func (s *Service) Relay() *outbox.Relay { return s.relay }
 
 // Consumer reads confirmed bookings from movie-found.
 func (s *Service) Consumer(brokers []string, pub *kafka.Publisher) *kafka.Consumer {
@@ -49,14 +56,17 @@ func (s *Service) Consumer(brokers []string, pub *kafka.Publisher) *kafka.Consum
 	}, pub, s.log)
 }
 
-// HandleSeatsConfirmed charges the booking's card once and publishes the outcome. A redelivered
-// event republishes the recorded outcome; the processor's idempotency key (the booking id)
-// covers a crash between the charge and the record.
+// HandleSeatsConfirmed charges the booking's card once and queues the outcome. A charge cannot
+// join a database transaction, so it goes first with the booking id as idempotency key: after a
+// crash before the record commits, the retry gets the processor's first answer and moves no
+// money. The record, the event id and the payment-topic event then commit together.
 func (s *Service) HandleSeatsConfirmed(ctx context.Context, env event.Envelope, c event.SeatsConfirmed) error {
-	if previous, err := s.outcome(ctx, env.BookingID); err != nil {
-		return err
-	} else if previous != nil {
-		return s.publish(ctx, *previous)
+	var done bool
+	if err := s.db.GetContext(ctx, &done, `SELECT EXISTS (SELECT 1 FROM payment.payments WHERE booking_id = $1)`, env.BookingID); err != nil {
+		return fmt.Errorf("look up payment of %s: %w", env.BookingID, err)
+	}
+	if done {
+		return nil // charged and recorded, with its event queued, on an earlier delivery
 	}
 
 	b := c.Booking
@@ -92,7 +102,15 @@ func (s *Service) HandleSeatsConfirmed(ctx context.Context, env event.Envelope, 
 	if result.Approved {
 		status = "succeeded"
 	}
-	_, err = s.db.ExecContext(ctx, `INSERT INTO payment.payments
+	tx, err := s.db.BeginTxx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("record payment of %s: %w", env.BookingID, err)
+	}
+	defer func() { _ = tx.Rollback() }()
+	if first, err := outbox.FirstDelivery(ctx, tx, InboxTable, env.ID); err != nil || !first {
+		return err
+	}
+	res, err := tx.ExecContext(ctx, `INSERT INTO payment.payments
 		(booking_id, amount_cents, currency, card_brand, card_last4, card_token, status, gateway_ref, failure_code, failure, outcome_event)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (booking_id) DO NOTHING`,
 		env.BookingID, b.AmountCents, b.Currency, c.Card.Brand, c.Card.Last4, c.Card.Token, status,
@@ -100,32 +118,18 @@ func (s *Service) HandleSeatsConfirmed(ctx context.Context, env event.Envelope, 
 	if err != nil {
 		return fmt.Errorf("record payment of %s: %w", env.BookingID, err)
 	}
+	if n, _ := res.RowsAffected(); n == 1 {
+		// Only the delivery that recorded the payment announces it: a concurrent duplicate
+		// got the processor's same answer and stops here.
+		if err := outbox.Add(ctx, tx, OutboxTable, kafka.Message{Topic: event.TopicPayment, Key: env.BookingID, Envelope: outcome}); err != nil {
+			return err
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("record payment of %s: %w", env.BookingID, err)
+	}
+	s.relay.Notify()
 	s.log.Info("payment "+status, "booking_id", env.BookingID, "amount_cents", b.AmountCents,
 		"card", c.Card.Brand+" •"+c.Card.Last4, "decline_code", result.DeclineCode)
-	// Publish what was recorded: if a concurrent duplicate won the insert, that is its outcome.
-	stored, err := s.outcome(ctx, env.BookingID)
-	if err != nil || stored == nil {
-		return errors.Join(errors.New("payment recorded but not readable"), err)
-	}
-	return s.publish(ctx, *stored)
-}
-
-func (s *Service) outcome(ctx context.Context, bookingID string) (*event.Envelope, error) {
-	var raw []byte
-	err := s.db.GetContext(ctx, &raw, `SELECT outcome_event FROM payment.payments WHERE booking_id = $1`, bookingID)
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("look up payment of %s: %w", bookingID, err)
-	}
-	env, err := event.Decode(raw)
-	if err != nil {
-		return nil, fmt.Errorf("decode stored payment outcome: %v (our own record, so retried, not dead-lettered)", err)
-	}
-	return &env, nil
-}
-
-func (s *Service) publish(ctx context.Context, outcome event.Envelope) error {
-	return s.pub.Publish(ctx, kafka.Message{Topic: event.TopicPayment, Key: outcome.BookingID, Envelope: outcome})
+	return nil
 }

@@ -11,10 +11,12 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jmoiron/sqlx"
 
 	"github.com/boxoffice/boxoffice/db/dbtest"
 	"github.com/boxoffice/boxoffice/services/event"
 	"github.com/boxoffice/boxoffice/services/kafka"
+	"github.com/boxoffice/boxoffice/services/outbox"
 	"github.com/boxoffice/boxoffice/services/payment"
 	"github.com/boxoffice/boxoffice/services/payment/gateway"
 )
@@ -81,10 +83,8 @@ func TestRedeliveredConfirmationChargesOnce(t *testing.T) {
 	if charger.calls != 1 {
 		t.Errorf("%d charges reached the processor, want 1", charger.calls)
 	}
-	for _, m := range rec.msgs {
-		if m.Envelope.ID != rec.msgs[0].Envelope.ID || m.Envelope.Type != event.TypePaymentSucceeded || m.Topic != event.TopicPayment {
-			t.Errorf("published %s %s on %s, want the first success again", m.Envelope.Type, m.Envelope.ID, m.Topic)
-		}
+	if msgs := queued(t, conn); len(msgs) != 1 || msgs[0].Envelope.Type != event.TypePaymentSucceeded || msgs[0].Topic != event.TopicPayment || msgs[0].Key != env.BookingID {
+		t.Errorf("queued %v, want one payment success on payment-topic keyed by booking", msgs)
 	}
 	var stored string
 	if err := conn.Get(&stored, `SELECT card_brand || ' ' || card_last4 || ' ' || card_token FROM payment.payments`); err != nil {
@@ -107,14 +107,23 @@ func TestProcessorOutageIsRetriedNotDeclined(t *testing.T) {
 	if err := svc.HandleSeatsConfirmed(context.Background(), env, c); err == nil {
 		t.Fatal("an outage was swallowed")
 	}
-	if len(rec.msgs) != 0 {
-		t.Errorf("published %d outcome(s) during an outage", len(rec.msgs))
+	if msgs := queued(t, conn); len(msgs) != 0 {
+		t.Errorf("queued %d outcome(s) during an outage", len(msgs))
 	}
 	charger.fail = nil
 	if err := svc.HandleSeatsConfirmed(context.Background(), env, c); err != nil {
 		t.Fatal(err)
 	}
-	if len(rec.msgs) != 1 || rec.msgs[0].Envelope.Type != event.TypePaymentSucceeded {
-		t.Errorf("after the outage: %v", rec.msgs)
+	if msgs := queued(t, conn); len(msgs) != 1 || msgs[0].Envelope.Type != event.TypePaymentSucceeded {
+		t.Errorf("after the outage: %v", msgs)
 	}
+}
+
+func queued(t *testing.T, conn *sqlx.DB) []kafka.Message {
+	t.Helper()
+	msgs, err := outbox.Pending(context.Background(), conn, payment.OutboxTable)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return msgs
 }
