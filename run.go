@@ -99,7 +99,8 @@ func runWith(ctx context.Context, target string, cfg Config, stdout io.Writer, o
 	var actors []actor
 	wants := func(t string) bool { return target == TargetAll || target == t }
 	if wants(TargetBooking) {
-		actors = append(actors, consumerActor("booking", booking.NewService(conn, pub, now, log).Consumer(brokers, pub)))
+		svc := booking.NewService(conn, pub, now, log)
+		actors = append(actors, consumerActor("booking", svc.Consumer(brokers, pub)), actor{name: "booking-outbox", run: svc.Relay().Run})
 	}
 	cards, err := paymentProvider(cfg.Payment, conn)
 	if err != nil {

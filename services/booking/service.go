@@ -21,6 +21,7 @@ import (
 	"github.com/boxoffice/boxoffice/services/catalog"
 	"github.com/boxoffice/boxoffice/services/event"
 	"github.com/boxoffice/boxoffice/services/kafka"
+	"github.com/boxoffice/boxoffice/services/outbox"
 )
 
 // GroupID is the booking service's consumer group: replicas share it and split the partitions.
@@ -29,24 +30,27 @@ const GroupID = "booking"
 // MaxSeatsPerBooking bounds one booking, as box offices do.
 const MaxSeatsPerBooking = 10
 
-// Publisher is the part of the Kafka publisher the service needs.
-type Publisher interface {
-	Publish(ctx context.Context, msgs ...kafka.Message) error
-}
+// Publisher is the part of the Kafka publisher the service's relay needs.
+type Publisher = outbox.Publisher
 
 // Service decides bookings.
 type Service struct {
 	store   *Store
 	catalog *catalog.Store
-	pub     Publisher
+	relay   *outbox.Relay
 	now     func() time.Time
 	log     *slog.Logger
 }
 
-// NewService wires the booking service. now is injectable so tests can stand at any moment.
+// NewService wires the booking service; its relay publishes through pub. now is injectable so
+// tests can stand at any moment.
 func NewService(db *sqlx.DB, pub Publisher, now func() time.Time, log *slog.Logger) *Service {
-	return &Service{store: NewStore(db), catalog: catalog.NewStore(db), pub: pub, now: now, log: log.With("service", "booking")}
+	log = log.With("service", "booking")
+	return &Service{store: NewStore(db), catalog: catalog.NewStore(db), relay: outbox.NewRelay(db, OutboxTable, pub, log), now: now, log: log}
 }
+
+// Relay publishes the service's outbox; run it beside the consumer.
+func (s *Service) Relay() *outbox.Relay { return s.relay }
 
 // Consumer reads what the booking service reacts to.
 func (s *Service) Consumer(brokers []string, pub *kafka.Publisher) *kafka.Consumer {
@@ -66,13 +70,12 @@ var seatLabelPattern = regexp.MustCompile(`^[A-Z][1-9][0-9]?$`)
 // rejection is a decision not to book, with a stable code and a sentence for people.
 type rejection struct{ code, reason string }
 
-// HandleRequested decides a booking request: check the show and the seats, hold them, publish
-// the outcome. A redelivered request republishes the outcome recorded the first time.
+// HandleRequested decides a booking request: check the show and the seats, hold them, and queue
+// the outcome in the same transaction. A redelivered request changes nothing: its decision and
+// its announcement were committed the first time.
 func (s *Service) HandleRequested(ctx context.Context, env event.Envelope, req event.BookingRequested) error {
-	if previous, err := s.store.Outcome(ctx, env.BookingID); err != nil {
+	if previous, err := s.store.Outcome(ctx, env.BookingID); err != nil || previous != nil {
 		return err
-	} else if previous != nil {
-		return s.publishOutcome(ctx, *previous)
 	}
 
 	show, rej, err := s.check(ctx, req)
@@ -87,16 +90,8 @@ func (s *Service) HandleRequested(ctx context.Context, env event.Envelope, req e
 	if err != nil {
 		return err
 	}
-	// Publish what is recorded, not what this delivery decided: when two deliveries of the
-	// same request race (a rebalance), the first decision recorded is the only one announced.
-	outcome, err := s.store.Outcome(ctx, env.BookingID)
-	if err != nil {
-		return err
-	}
-	if outcome == nil {
-		return fmt.Errorf("booking %s decided but not recorded", env.BookingID)
-	}
-	return s.publishOutcome(ctx, *outcome)
+	s.relay.Notify()
+	return nil
 }
 
 // check validates the request against the catalog. It returns a rejection for anything a person
@@ -157,7 +152,7 @@ func (s *Service) hold(ctx context.Context, env event.Envelope, req event.Bookin
 	if err != nil {
 		return err
 	}
-	taken, err := s.store.Hold(ctx, env.BookingID, details, outcome)
+	taken, err := s.store.Hold(ctx, env, details, outcome)
 	if err != nil {
 		return err
 	}
@@ -176,7 +171,7 @@ func (s *Service) reject(ctx context.Context, env event.Envelope, req event.Book
 	if err != nil {
 		return err
 	}
-	if err := s.store.Reject(ctx, env.BookingID, req, event.MaskPhone(req.Phone), rej.code, rej.reason, outcome); err != nil {
+	if err := s.store.Reject(ctx, env, req, event.MaskPhone(req.Phone), rej.code, rej.reason, outcome); err != nil {
 		return err
 	}
 	s.log.Info("booking rejected", "booking_id", env.BookingID, "show_id", req.ShowID, "code", rej.code, "reason", rej.reason)
@@ -185,12 +180,12 @@ func (s *Service) reject(ctx context.Context, env event.Envelope, req event.Book
 
 // HandlePaymentSucceeded marks the booking paid; its seats stay held for good.
 func (s *Service) HandlePaymentSucceeded(ctx context.Context, env event.Envelope, _ event.PaymentSucceeded) error {
-	return s.store.MarkPaid(ctx, env.BookingID)
+	return s.store.MarkPaid(ctx, env)
 }
 
 // HandlePaymentFailed fails the booking and frees its seats for other buyers.
 func (s *Service) HandlePaymentFailed(ctx context.Context, env event.Envelope, p event.PaymentFailed) error {
-	released, err := s.store.Fail(ctx, env.BookingID, p.Code, p.Reason)
+	released, err := s.store.Fail(ctx, env, p.Code, p.Reason)
 	if err != nil {
 		return err
 	}
@@ -202,10 +197,6 @@ func (s *Service) HandlePaymentFailed(ctx context.Context, env event.Envelope, p
 
 func (s *Service) newEvent(cause event.Envelope, eventType string, payload any) (event.Envelope, error) {
 	return event.New(eventType, cause.BookingID, payload, s.now())
-}
-
-func (s *Service) publishOutcome(ctx context.Context, outcome event.Envelope) error {
-	return s.pub.Publish(ctx, kafka.Message{Topic: event.TopicMovieFound, Key: outcome.BookingID, Envelope: outcome})
 }
 
 func plural(items []string, one, many string) string {

@@ -11,6 +11,8 @@ import (
 	"github.com/lib/pq"
 
 	"github.com/boxoffice/boxoffice/services/event"
+	"github.com/boxoffice/boxoffice/services/kafka"
+	"github.com/boxoffice/boxoffice/services/outbox"
 )
 
 // Store is the booking service's own schema: bookings and the seats they hold.
@@ -60,10 +62,18 @@ func (s *Store) MissingSeats(ctx context.Context, screenID string, labels []stri
 	return missing, nil
 }
 
-// Hold records a confirmed booking and holds its seats, all or nothing. If any seat is already
+// Tables of the booking service's outbox and inbox.
+const (
+	OutboxTable = "booking.outbox"
+	InboxTable  = "booking.inbox"
+)
+
+// Hold records a confirmed booking and holds its seats, all or nothing, together with the id of
+// the request event and the movie-found outcome queued in the outbox. If any seat is already
 // held it records nothing and returns the taken seats. The check is made first, so the primary
 // key on held_seats is the last line of defence, not the only one.
-func (s *Store) Hold(ctx context.Context, bookingID string, d event.BookingDetails, outcome event.Envelope) (taken []string, err error) {
+func (s *Store) Hold(ctx context.Context, cause event.Envelope, d event.BookingDetails, outcome event.Envelope) (taken []string, err error) {
+	bookingID := cause.BookingID
 	raw, err := encodeEnvelope(outcome)
 	if err != nil {
 		return nil, err
@@ -73,6 +83,9 @@ func (s *Store) Hold(ctx context.Context, bookingID string, d event.BookingDetai
 		return nil, fmt.Errorf("hold seats: %w", err)
 	}
 	defer func() { _ = tx.Rollback() }()
+	if first, err := outbox.FirstDelivery(ctx, tx, InboxTable, cause.ID); err != nil || !first {
+		return nil, err
+	}
 
 	if taken, err = heldSeats(ctx, tx, d.ShowID, d.Seats, bookingID); err != nil || len(taken) > 0 {
 		return taken, err
@@ -86,7 +99,7 @@ func (s *Store) Hold(ctx context.Context, bookingID string, d event.BookingDetai
 	}
 	if n, _ := res.RowsAffected(); n == 0 {
 		// Another delivery of the same request decided it while we were checking: its
-		// decision stands (the caller republishes it).
+		// decision stands, and was announced by it.
 		return nil, nil
 	}
 	var inserted []string
@@ -105,6 +118,9 @@ func (s *Store) Hold(ctx context.Context, bookingID string, d event.BookingDetai
 		}
 		return taken, err
 	}
+	if err := outbox.Add(ctx, tx, OutboxTable, kafka.Message{Topic: event.TopicMovieFound, Key: bookingID, Envelope: outcome}); err != nil {
+		return nil, err
+	}
 	if err := tx.Commit(); err != nil {
 		return nil, fmt.Errorf("hold seats of %s: %w", bookingID, err)
 	}
@@ -122,9 +138,11 @@ func heldSeats(ctx context.Context, q sqlx.QueryerContext, showID string, seats 
 	return taken, nil
 }
 
-// Reject records a rejected booking, so a redelivered request gets the same answer. If the
-// booking was already decided (by a concurrent delivery), that decision is kept.
-func (s *Store) Reject(ctx context.Context, bookingID string, req event.BookingRequested, phoneMasked, code, reason string, outcome event.Envelope) error {
+// Reject records a rejected booking and queues its movie-found outcome, so a redelivered
+// request changes nothing. If the booking was already decided (by a concurrent delivery), that
+// decision is kept and nothing more is announced.
+func (s *Store) Reject(ctx context.Context, cause event.Envelope, req event.BookingRequested, phoneMasked, code, reason string, outcome event.Envelope) error {
+	bookingID := cause.BookingID
 	raw, err := encodeEnvelope(outcome)
 	if err != nil {
 		return err
@@ -133,7 +151,15 @@ func (s *Store) Reject(ctx context.Context, bookingID string, req event.BookingR
 	if seats == nil {
 		seats = []string{}
 	}
-	_, err = s.db.ExecContext(ctx, `INSERT INTO booking.bookings
+	tx, err := s.db.BeginTxx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("record rejection of %s: %w", bookingID, err)
+	}
+	defer func() { _ = tx.Rollback() }()
+	if first, err := outbox.FirstDelivery(ctx, tx, InboxTable, cause.ID); err != nil || !first {
+		return err
+	}
+	res, err := tx.ExecContext(ctx, `INSERT INTO booking.bookings
 		(id, show_id, seats, customer_name, phone_masked, amount_cents, currency, status, reason_code, reason, outcome_event)
 		VALUES ($1, $2, $3, $4, $5, 0, '', 'rejected', $6, $7, $8)
 		ON CONFLICT (id) DO NOTHING`,
@@ -141,27 +167,49 @@ func (s *Store) Reject(ctx context.Context, bookingID string, req event.BookingR
 	if err != nil {
 		return fmt.Errorf("record rejection of %s: %w", bookingID, err)
 	}
+	if n, _ := res.RowsAffected(); n == 1 {
+		if err := outbox.Add(ctx, tx, OutboxTable, kafka.Message{Topic: event.TopicMovieFound, Key: bookingID, Envelope: outcome}); err != nil {
+			return err
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("record rejection of %s: %w", bookingID, err)
+	}
 	return nil
 }
 
 // MarkPaid moves a confirmed booking to paid. Replays change nothing.
-func (s *Store) MarkPaid(ctx context.Context, bookingID string) error {
-	_, err := s.db.ExecContext(ctx, `UPDATE booking.bookings SET status = 'paid', updated_at = now()
-		WHERE id = $1 AND status = 'confirmed'`, bookingID)
+func (s *Store) MarkPaid(ctx context.Context, cause event.Envelope) error {
+	tx, err := s.db.BeginTxx(ctx, nil)
 	if err != nil {
-		return fmt.Errorf("mark %s paid: %w", bookingID, err)
+		return fmt.Errorf("mark %s paid: %w", cause.BookingID, err)
+	}
+	defer func() { _ = tx.Rollback() }()
+	if first, err := outbox.FirstDelivery(ctx, tx, InboxTable, cause.ID); err != nil || !first {
+		return err
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE booking.bookings SET status = 'paid', updated_at = now()
+		WHERE id = $1 AND status = 'confirmed'`, cause.BookingID); err != nil {
+		return fmt.Errorf("mark %s paid: %w", cause.BookingID, err)
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("mark %s paid: %w", cause.BookingID, err)
 	}
 	return nil
 }
 
 // Fail moves a confirmed booking to failed and releases its seats, in one transaction. It
 // returns how many seats were released (0 on a replay).
-func (s *Store) Fail(ctx context.Context, bookingID, code, reason string) (int64, error) {
+func (s *Store) Fail(ctx context.Context, cause event.Envelope, code, reason string) (int64, error) {
+	bookingID := cause.BookingID
 	tx, err := s.db.BeginTxx(ctx, nil)
 	if err != nil {
 		return 0, fmt.Errorf("fail booking %s: %w", bookingID, err)
 	}
 	defer func() { _ = tx.Rollback() }()
+	if first, err := outbox.FirstDelivery(ctx, tx, InboxTable, cause.ID); err != nil || !first {
+		return 0, err
+	}
 	if _, err := tx.ExecContext(ctx, `UPDATE booking.bookings
 		SET status = 'failed', reason_code = $2, reason = $3, updated_at = now()
 		WHERE id = $1 AND status = 'confirmed'`, bookingID, code, reason); err != nil {
