@@ -12,7 +12,7 @@ import (
 )
 
 func main() {
-	target := flag.String("target", TargetAll, "what to run: "+targetList())
+	target := flag.String("target", TargetAll, "what to run: "+targetList()+"; or the tool "+TargetDeadLetters+" list|redrive")
 	flag.Parse()
 
 	cfg, err := LoadConfig(os.Getenv)
@@ -22,7 +22,12 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, *target, cfg, os.Stdout); err != nil {
+	if *target == TargetDeadLetters {
+		err = runDeadLetters(ctx, cfg, flag.Args(), os.Stdout)
+	} else {
+		err = run(ctx, *target, cfg, os.Stdout)
+	}
+	if err != nil {
 		fmt.Fprintf(os.Stderr, "boxoffice: %v\n", err)
 		os.Exit(1)
 	}

@@ -38,6 +38,17 @@ const (
 	TypeTicketIssued       = "ticket.issued"           // on ticket-details
 )
 
+// Known reports whether a type is part of the contract. A consumer skips known types it does
+// not handle (a topic carries several); an unknown one is a message no consumer can trust.
+func Known(eventType string) bool {
+	switch eventType {
+	case TypeBookingRequested, TypeSeatsConfirmed, TypeBookingRejected, TypePaymentSucceeded,
+		TypePaymentFailed, TypeNotificationSent, TypeNotificationFailed, TypeTicketIssued:
+		return true
+	}
+	return false
+}
+
 // CurrentSchemaVersion is the envelope version this code writes and reads.
 const CurrentSchemaVersion = 1
 

@@ -16,8 +16,9 @@ import (
 // the commit redelivers), so every handler must be safe to run twice for the same event.
 type Handler func(ctx context.Context, env event.Envelope) error
 
-// Handlers routes events by type. Types without a handler are committed and skipped: a topic
-// carries several types and a consumer may care about only some.
+// Handlers routes events by type. Contract types without a handler are committed and skipped: a
+// topic carries several types and a consumer may care about only some. A type outside the
+// contract is dead-lettered.
 type Handlers map[string]Handler
 
 // On adapts a typed function to a Handler: the payload is decoded once, here, so a service's
@@ -46,12 +47,20 @@ func isPermanent(err error) bool {
 	return errors.As(err, &p) || errors.Is(err, event.ErrMalformed)
 }
 
-// ConsumerConfig names a consumer group, what it reads and where it sends what it cannot read.
+// ConsumerConfig names a consumer group, what it reads and how long a failing message may hold
+// up its partition.
 type ConsumerConfig struct {
 	Brokers []string
 	GroupID string
 	Topics  []string
+	// MaxStall bounds how long a transient failure is retried in place before the message is
+	// dead-lettered so the partition moves on (it can be re-driven after the fix). Zero means
+	// DefaultMaxStall.
+	MaxStall time.Duration
 }
+
+// DefaultMaxStall is long enough to ride out a database restart or a provider's bad minute.
+const DefaultMaxStall = 2 * time.Minute
 
 // Consumer is the one consume loop of Boxoffice: fetch → handle → commit after success. A
 // transient failure is retried with backoff without committing; a permanent one is
@@ -119,16 +128,25 @@ func (c *Consumer) Run(ctx context.Context) error {
 	}
 }
 
-// process handles one message, retrying transient failures with capped exponential backoff for
-// as long as the service runs. It reports false if shutdown interrupted the retries.
+// process handles one message. A permanent failure is dead-lettered at once; a transient one is
+// retried with capped exponential backoff in place (order within the partition holds) for up
+// to MaxStall, then dead-lettered too. It reports false if shutdown interrupted the retries.
 func (c *Consumer) process(stop, work context.Context, msg kafkago.Message) bool {
 	backoff := 50 * time.Millisecond
+	maxStall := c.cfg.MaxStall
+	if maxStall <= 0 {
+		maxStall = DefaultMaxStall
+	}
+	first := time.Now()
 	for attempt := 1; ; attempt++ {
 		err := c.handle(work, msg)
 		if err == nil {
 			return true
 		}
 		log := c.log.With("topic", msg.Topic, "partition", msg.Partition, "offset", msg.Offset, "attempt", attempt, "err", err)
+		if !isPermanent(err) && time.Since(first) >= maxStall {
+			err = Permanent(fmt.Errorf("gave up after %d attempts over %s: %w", attempt, time.Since(first).Round(time.Second), err))
+		}
 		if isPermanent(err) {
 			log.Error("event cannot be processed; sending it to the dead-letter topic")
 			dlErr := c.deadLetter(work, msg, err, attempt)
@@ -148,12 +166,18 @@ func (c *Consumer) process(stop, work context.Context, msg kafkago.Message) bool
 }
 
 func (c *Consumer) handle(ctx context.Context, msg kafkago.Message) error {
+	if group := headerValue(msg.Headers, HeaderRedriveFor); group != "" && group != c.cfg.GroupID {
+		return nil // re-driven for another group
+	}
 	env, err := event.Decode(msg.Value)
 	if err != nil {
 		return err
 	}
 	handler, ok := c.handlers[env.Type]
 	if !ok {
+		if !event.Known(env.Type) {
+			return Permanent(fmt.Errorf("unknown event type %q", env.Type))
+		}
 		return nil
 	}
 	traceparent := headerValue(msg.Headers, event.HeaderTraceparent)

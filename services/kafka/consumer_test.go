@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -169,4 +170,91 @@ func TestEmbeddedBrokerOwnsItsDataDir(t *testing.T) {
 		t.Fatalf("the data dir stayed locked after the first broker closed: %v", err)
 	}
 	again.Close()
+}
+
+// TestStalledMessageIsParkedThenRedriven: a message that keeps failing for longer than MaxStall
+// is dead-lettered so the partition moves on; once the cause is fixed, re-driving sends it back
+// and it is handled — once, however often the re-drive runs.
+func TestStalledMessageIsParkedThenRedriven(t *testing.T) {
+	const topic = "test-stall"
+	brokers := broker(t, topic)
+	pub := kafka.NewPublisher(brokers, quiet)
+	defer pub.Close()
+	ctx := context.Background()
+	stuck, next := envelope(t), envelope(t)
+	if err := pub.Publish(ctx, kafka.Message{Topic: topic, Key: "k", Envelope: stuck}, kafka.Message{Topic: topic, Key: "k", Envelope: next}); err != nil {
+		t.Fatal(err)
+	}
+
+	var mu sync.Mutex
+	broken := true
+	var handled []string
+	done := make(chan struct{}, 10)
+	c := kafka.NewConsumer(kafka.ConsumerConfig{Brokers: brokers, GroupID: "test", Topics: []string{topic}, MaxStall: 300 * time.Millisecond},
+		kafka.Handlers{event.TypeTicketIssued: func(_ context.Context, env event.Envelope) error {
+			mu.Lock()
+			defer mu.Unlock()
+			if env.BookingID == stuck.BookingID && broken {
+				return errors.New("database unavailable")
+			}
+			handled = append(handled, env.BookingID)
+			done <- struct{}{}
+			return nil
+		}}, pub, quiet)
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() { _ = c.Run(runCtx) }()
+
+	<-done // the next message got through: the stuck one was parked
+	letters, err := kafka.ListDeadLetters(ctx, brokers, []string{topic})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(letters) != 1 || letters[0].BookingID != stuck.BookingID || letters[0].SourceTopic != topic ||
+		!strings.Contains(letters[0].Error, "gave up after") || !strings.Contains(letters[0].Error, "database unavailable") {
+		t.Fatalf("dead letters %+v, want the stuck message with why it was given up", letters)
+	}
+
+	mu.Lock()
+	broken = false
+	mu.Unlock()
+	for range 2 {
+		n, err := kafka.Redrive(ctx, brokers, pub, []string{topic})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n > 1 {
+			t.Errorf("re-drove %d messages, want the one dead letter once", n)
+		}
+	}
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the re-driven message was not handled")
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(handled) != 2 || handled[1] != stuck.BookingID {
+		t.Errorf("handled %v, want the next message, then the re-driven one", handled)
+	}
+}
+
+func TestUnknownEventTypeIsDeadLettered(t *testing.T) {
+	const topic = "test-unknown"
+	brokers := broker(t, topic)
+	pub := kafka.NewPublisher(brokers, quiet)
+	defer pub.Close()
+	odd, good := envelope(t), envelope(t)
+	odd.Type = "ticket.reprinted"
+	if err := pub.Publish(context.Background(), kafka.Message{Topic: topic, Key: "k", Envelope: odd}, kafka.Message{Topic: topic, Key: "k", Envelope: good}); err != nil {
+		t.Fatal(err)
+	}
+	seen := consume(t, brokers, topic, pub, func(context.Context, event.Envelope) error { return nil }, 1)
+	letters, err := kafka.ListDeadLetters(context.Background(), brokers, []string{topic})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if seen[0] != good.BookingID || len(letters) != 1 || !strings.Contains(letters[0].Error, "unknown event type") {
+		t.Errorf("handled %v, dead letters %+v", seen, letters)
+	}
 }

@@ -54,10 +54,33 @@ func StartEmbedded(port int, dataDir string) (*EmbeddedBroker, error) {
 		}
 		return nil, fmt.Errorf("start embedded kafka broker: %w", err)
 	}
+	if dataDir != "" {
+		// Tools (such as the dead-letter command) find the running broker here.
+		_ = os.WriteFile(filepath.Join(dataDir, addrFile), []byte(strings.Join(cluster.ListenAddrs(), ",")), 0o644)
+	}
 	return &EmbeddedBroker{cluster: cluster, lock: lock}, nil
 }
 
+const addrFile = "broker.addr"
+
+// RunningEmbedded returns the addresses of the embedded broker that owns dataDir, if one is
+// running now.
+func RunningEmbedded(dataDir string) ([]string, bool) {
+	if f, err := lockDir(dataDir); err == nil {
+		_ = f.Close() // we could take the lock: nobody is running
+		return nil, false
+	}
+	raw, err := os.ReadFile(filepath.Join(dataDir, addrFile))
+	if err != nil || len(raw) == 0 {
+		return nil, false
+	}
+	return strings.Split(string(raw), ","), true
+}
+
 func lockDir(dir string) (*os.File, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("lock kafka data dir: %w", err)
+	}
 	f, err := os.OpenFile(filepath.Join(dir, "boxoffice.lock"), os.O_CREATE|os.O_RDWR, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("lock kafka data dir: %w", err)
