@@ -46,7 +46,7 @@ type Service struct {
 // tests can stand at any moment.
 func NewService(db *sqlx.DB, pub Publisher, now func() time.Time, log *slog.Logger) *Service {
 	log = log.With("service", "booking")
-	return &Service{store: NewStore(db), catalog: catalog.NewStore(db), relay: outbox.NewRelay(db, OutboxTable, pub, log), now: now, log: log}
+	return &Service{store: NewStore(db, log), catalog: catalog.NewStore(db), relay: outbox.NewRelay(db, OutboxTable, pub, log), now: now, log: log}
 }
 
 // Relay publishes the service's outbox; run it beside the consumer.
