@@ -38,9 +38,10 @@ const (
 	TargetNotification = "notification"
 	TargetTicket       = "ticket"
 	TargetMigrate      = "migrate"
+	TargetBroker       = "broker" // only the embedded broker, for parts run as separate processes
 )
 
-var targets = []string{TargetAll, TargetWeb, TargetBooking, TargetPayment, TargetNotification, TargetTicket, TargetMigrate}
+var targets = []string{TargetAll, TargetWeb, TargetBooking, TargetPayment, TargetNotification, TargetTicket, TargetMigrate, TargetBroker}
 
 func targetList() string { return strings.Join(targets, ", ") }
 
@@ -66,6 +67,9 @@ func runWith(ctx context.Context, target string, cfg Config, stdout io.Writer, o
 	}
 	log := slog.New(slog.NewJSONHandler(logOut, &slog.HandlerOptions{Level: cfg.LogLevel})).With("target", target)
 	now := time.Now
+	if target == TargetBroker {
+		return runBroker(ctx, cfg, stdout, log)
+	}
 
 	conn, err := db.Open(ctx, cfg.DatabaseURL)
 	if err != nil {
@@ -180,6 +184,26 @@ func smsProvider(p Provider, conn *sqlx.DB, now func() time.Time) (sms.Sender, *
 	}
 	sandbox := sms.NewSandbox(conn, now)
 	return sandbox, sandbox, nil
+}
+
+// runBroker runs the embedded broker alone, with the topics created, until ctx ends: the other
+// parts, each its own process, point KAFKA_BROKERS at it.
+func runBroker(ctx context.Context, cfg Config, stdout io.Writer, log *slog.Logger) error {
+	if len(cfg.KafkaBrokers) > 0 {
+		return fmt.Errorf("-target=%s runs the embedded broker: leave KAFKA_BROKERS empty", TargetBroker)
+	}
+	broker, err := kafka.StartEmbedded(cfg.KafkaEmbeddedPort, cfg.KafkaDataDir)
+	if err != nil {
+		return fmt.Errorf("%w (KAFKA_DATA_DIR=%s, KAFKA_EMBEDDED_PORT=%d)", err, cfg.KafkaDataDir, cfg.KafkaEmbeddedPort)
+	}
+	defer broker.Close()
+	if err := kafka.EnsureTopics(ctx, broker.Addrs(), cfg.KafkaPartitions, event.Topics...); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "Boxoffice's embedded Kafka broker is running at %s\n", strings.Join(broker.Addrs(), ","))
+	log.Info("embedded kafka broker started", "addrs", broker.Addrs(), "data_dir", cfg.KafkaDataDir)
+	<-ctx.Done()
+	return nil
 }
 
 // actor is a long-running part: it runs until its context is cancelled (then drains and

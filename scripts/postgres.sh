@@ -4,6 +4,9 @@
 #
 #   scripts/postgres.sh start   # init (first time) and start; prints the DATABASE_URL
 #   scripts/postgres.sh stop
+#   scripts/postgres.sh crash   # stop at once, as a power cut would (for the crash test)
+#
+# BOXOFFICE_PG_DIR puts the cluster elsewhere (the crash test runs one of its own).
 #
 # The cluster listens on 127.0.0.1:${BOXOFFICE_PG_PORT:-55432} only, with a superuser
 # "boxoffice" (password "boxoffice") so tests can create throw-away databases.
@@ -45,6 +48,7 @@ answers() {
 # data_dir picks .data/pg inside the checkout, unless the cluster owner cannot reach it (a
 # checkout under a root-only temp dir): then a per-checkout directory under /var/tmp.
 data_dir() {
+  if [ -n "${BOXOFFICE_PG_DIR:-}" ]; then echo "$BOXOFFICE_PG_DIR"; return; fi
   local d="$repo/.data/pg"
   if [ "$(id -u)" = "0" ]; then
     mkdir -p "$repo/.data"
@@ -120,8 +124,15 @@ stop() {
   run_pg "$pg_bin/pg_ctl" -D "$dir" -m fast stop >/dev/null
 }
 
+crash() {
+  local dir; dir="$(data_dir)"
+  [ -f "$dir/postmaster.pid" ] || { log "not running"; return 0; }
+  run_pg "$pg_bin/pg_ctl" -D "$dir" -m immediate stop >/dev/null
+}
+
 case "$cmd" in
   start) start ;;
   stop) stop ;;
-  *) echo "usage: $0 start|stop" >&2; exit 2 ;;
+  crash) crash ;;
+  *) echo "usage: $0 start|stop|crash" >&2; exit 2 ;;
 esac

@@ -1,0 +1,351 @@
+//go:build chaos
+
+package main
+
+// The crash test: every part of Boxoffice as its own OS process — the broker and PostgreSQL
+// included — under booking load, SIGKILLed at random moments and restarted after a random
+// pause. Then, with the load stopped and the pipeline drained, the databases must show that
+// every booking ended exactly once and nothing was sold, charged, texted or ticketed twice.
+//
+//	make chaos KILLS=200          # or: go test -tags chaos -run TestChaos -count=1 . -args -kills=200
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jmoiron/sqlx"
+
+	"github.com/boxoffice/boxoffice/db"
+)
+
+var chaosKills = flag.Int("kills", 50, "how many processes the crash test kills")
+
+// part is one process of the system that the test can kill and start again.
+type part struct {
+	name  string
+	start func() (*exec.Cmd, error)
+	kill  func(*exec.Cmd) error
+	cmd   *exec.Cmd
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+func TestChaos(t *testing.T) {
+	repo, _ := os.Getwd()
+	pgDir := filepath.Join("/var/tmp", "boxoffice-chaos-"+uuid.NewString()[:8]) // reachable by the postgres user
+	pgPort := freePort(t)
+	pgEnv := append(os.Environ(), "BOXOFFICE_PG_DIR="+pgDir, fmt.Sprintf("BOXOFFICE_PG_PORT=%d", pgPort), "DATABASE_URL=")
+	pgScript := func(cmd string) error {
+		c := exec.Command(filepath.Join(repo, "scripts/postgres.sh"), cmd)
+		c.Env = pgEnv
+		out, err := c.CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("postgres.sh %s: %v: %s", cmd, err, out)
+		}
+		return nil
+	}
+	if err := pgScript("start"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = pgScript("stop"); _ = os.RemoveAll(pgDir) })
+	dbURL := fmt.Sprintf("postgres://boxoffice:boxoffice@127.0.0.1:%d/boxoffice?sslmode=disable", pgPort)
+	brokerPort, webPort := freePort(t), freePort(t)
+	kafkaDir := t.TempDir()
+	webURL := fmt.Sprintf("http://127.0.0.1:%d", webPort)
+	logs := t.TempDir()
+
+	child := func(target string, extra ...string) func() (*exec.Cmd, error) {
+		return func() (*exec.Cmd, error) {
+			cmd := exec.Command(os.Args[0], "-test.run=^$")
+			cmd.Env = append(os.Environ(), append([]string{
+				childTargetEnv + "=" + target, "DATABASE_URL=" + dbURL, "KAFKA_PARTITIONS=3", "LOG_LEVEL=warn",
+				fmt.Sprintf("KAFKA_BROKERS=127.0.0.1:%d", brokerPort),
+			}, extra...)...)
+			f, err := os.OpenFile(filepath.Join(logs, target+".log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+			if err != nil {
+				return nil, err
+			}
+			cmd.Stdout, cmd.Stderr = f, f
+			if err := cmd.Start(); err != nil {
+				return nil, err
+			}
+			go func() { _ = cmd.Wait(); _ = f.Close() }()
+			return cmd, nil
+		}
+	}
+	sigkill := func(cmd *exec.Cmd) error { return cmd.Process.Signal(syscall.SIGKILL) }
+	parts := []*part{
+		{name: "broker", start: child(TargetBroker, "KAFKA_BROKERS=", "KAFKA_DATA_DIR="+kafkaDir, fmt.Sprintf("KAFKA_EMBEDDED_PORT=%d", brokerPort)), kill: sigkill},
+		{name: "postgres", start: func() (*exec.Cmd, error) { return nil, pgScript("start") }, kill: func(*exec.Cmd) error { return pgScript("crash") }},
+		{name: "web", start: child(TargetWeb, fmt.Sprintf("HTTP_ADDR=127.0.0.1:%d", webPort)), kill: sigkill},
+		{name: "booking", start: child(TargetBooking), kill: sigkill},
+		{name: "payment", start: child(TargetPayment), kill: sigkill},
+		{name: "notification", start: child(TargetNotification), kill: sigkill},
+		{name: "ticket", start: child(TargetTicket), kill: sigkill},
+	}
+	for _, p := range parts {
+		if p.name == "postgres" {
+			continue
+		}
+		cmd, err := p.start()
+		if err != nil {
+			t.Fatal(err)
+		}
+		p.cmd = cmd
+		if p.name == "broker" {
+			waitListening(t, fmt.Sprintf("127.0.0.1:%d", brokerPort))
+		}
+	}
+	t.Cleanup(func() {
+		for _, p := range parts {
+			if p.cmd != nil {
+				_ = p.cmd.Process.Kill()
+			}
+		}
+	})
+	waitListening(t, fmt.Sprintf("127.0.0.1:%d", webPort))
+
+	shows := chaosShows(t, webURL)
+	ctx, stopLoad := context.WithCancel(context.Background())
+	var accepted sync.Map // booking id → true
+	var trials, refusedAtDoor atomic.Int64
+	var load sync.WaitGroup
+	for worker := range 6 {
+		load.Add(1)
+		go func() {
+			defer load.Done()
+			r := rand.New(rand.NewPCG(uint64(worker), 42))
+			for ctx.Err() == nil {
+				trials.Add(1)
+				show := shows[r.IntN(len(shows))]
+				seats := []string{fmt.Sprintf("%c%d", 'A'+r.IntN(3), 1+r.IntN(6))} // 18 seats a show: buyers fight
+				card := cardApproves
+				if r.IntN(4) == 0 {
+					card = cardDeclined
+				}
+				if id, ok := bookWithRetries(ctx, webURL, show, seats, card); ok {
+					accepted.Store(id, true)
+				} else {
+					refusedAtDoor.Add(1)
+				}
+				time.Sleep(time.Duration(20+r.IntN(60)) * time.Millisecond)
+			}
+		}()
+	}
+
+	killer := rand.New(rand.NewPCG(7, 7))
+	counts := map[string]int{}
+	for range *chaosKills {
+		time.Sleep(time.Duration(300+killer.IntN(900)) * time.Millisecond)
+		p := parts[killer.IntN(len(parts))]
+		if err := p.kill(p.cmd); err != nil {
+			t.Fatalf("kill %s: %v", p.name, err)
+		}
+		counts[p.name]++
+		time.Sleep(time.Duration(100+killer.IntN(900)) * time.Millisecond)
+		cmd, err := restart(p)
+		if err != nil {
+			t.Fatalf("restart %s: %v", p.name, err)
+		}
+		p.cmd = cmd
+	}
+	stopLoad()
+	load.Wait()
+
+	conn := waitForDB(t, dbURL)
+	var ids []string
+	accepted.Range(func(k, _ any) bool { ids = append(ids, k.(string)); return true })
+	deadline := time.Now().Add(5 * time.Minute)
+	var unfinished int
+	for {
+		if err := conn.Get(&unfinished, `SELECT count(*) FROM unnest($1::uuid[]) AS a(id)
+			LEFT JOIN web.bookings b ON b.id = a.id
+			WHERE b.status IS NULL OR b.status NOT IN ('ticketed', 'rejected', 'failed')`, pqUUIDs(ids)); err != nil {
+			t.Logf("drain: %v", err) // PostgreSQL may just be coming back
+		} else if unfinished == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(time.Second)
+	}
+
+	violations := chaosViolations(t, conn, ids)
+	if unfinished > 0 {
+		violations = append(violations, fmt.Sprintf("%d accepted bookings never reached an end", unfinished))
+	}
+	t.Logf("trials %d, accepted %d, refused at the door %d; kills %d: %v; violations %d",
+		trials.Load(), len(ids), refusedAtDoor.Load(), *chaosKills, counts, len(violations))
+	for _, v := range violations {
+		t.Error(v)
+	}
+	if t.Failed() {
+		for _, p := range parts {
+			if data, err := os.ReadFile(filepath.Join(logs, p.name+".log")); err == nil && len(data) > 0 {
+				tail := data[max(0, len(data)-3000):]
+				t.Logf("tail of %s's log:\n%s", p.name, tail)
+			}
+		}
+	}
+}
+
+func restart(p *part) (*exec.Cmd, error) {
+	var last error
+	for range 20 {
+		cmd, err := p.start()
+		if err == nil {
+			return cmd, nil
+		}
+		last = err
+		time.Sleep(500 * time.Millisecond)
+	}
+	return nil, last
+}
+
+func waitListening(t *testing.T, addr string) {
+	t.Helper()
+	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if c, err := net.Dial("tcp", addr); err == nil {
+			c.Close()
+			return
+		}
+	}
+	t.Fatalf("nothing listens on %s after 60s", addr)
+}
+
+func waitForDB(t *testing.T, url string) *sqlx.DB {
+	t.Helper()
+	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(500 * time.Millisecond) {
+		if conn, err := db.Open(context.Background(), url); err == nil {
+			t.Cleanup(func() { conn.Close() })
+			return conn
+		}
+	}
+	t.Fatal("PostgreSQL did not come back")
+	return nil
+}
+
+func chaosShows(t *testing.T, webURL string) []string {
+	t.Helper()
+	resp, err := http.Get(webURL + "/api/shows?movie_id=orbital-decay")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out struct {
+		Shows []struct {
+			ID       string    `json:"id"`
+			StartsAt time.Time `json:"starts_at"`
+		}
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, s := range out.Shows {
+		if time.Until(s.StartsAt) > time.Hour && len(ids) < 3 {
+			ids = append(ids, s.ID)
+		}
+	}
+	if len(ids) == 0 {
+		t.Fatal("no show to book")
+	}
+	return ids
+}
+
+// bookWithRetries books like a careful client: one idempotency key, retried through
+// connection errors and 5xx while the web or its database is down.
+func bookWithRetries(ctx context.Context, webURL, show string, seats []string, card string) (string, bool) {
+	body, _ := json.Marshal(request(show, seats, card))
+	key := uuid.NewString()
+	client := &http.Client{Timeout: 5 * time.Second}
+	for attempt := 0; attempt < 60 && ctx.Err() == nil; attempt++ {
+		req, _ := http.NewRequest(http.MethodPost, webURL+"/api/bookings", bytes.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Idempotency-Key", key)
+		resp, err := client.Do(req)
+		if err == nil {
+			var out bookingResponse
+			_ = json.NewDecoder(resp.Body).Decode(&out)
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusAccepted {
+				return out.BookingID, true
+			}
+			if resp.StatusCode < 500 {
+				return "", false
+			}
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	return "", false
+}
+
+func pqUUIDs(ids []string) string { return "{" + strings.Join(ids, ",") + "}" }
+
+// chaosViolations checks the promises from the databases.
+func chaosViolations(t *testing.T, conn *sqlx.DB, ids []string) []string {
+	t.Helper()
+	var out []string
+	check := func(what, query string, args ...any) {
+		var n int
+		if err := conn.Get(&n, query, args...); err != nil {
+			out = append(out, fmt.Sprintf("%s: query failed: %v", what, err))
+			return
+		}
+		if n != 0 {
+			out = append(out, fmt.Sprintf("%s: %d", what, n))
+		}
+	}
+	check("seats sold to two ticketed bookings", `SELECT count(*) FROM (
+		SELECT show_id, seat FROM web.bookings, unnest(seats) AS seat WHERE status = 'ticketed'
+		GROUP BY show_id, seat HAVING count(*) > 1) d`)
+	check("seats held by bookings that failed or were rejected", `SELECT count(*) FROM booking.held_seats h
+		JOIN booking.bookings b ON b.id = h.booking_id WHERE b.status IN ('failed', 'rejected')`)
+	check("approved charges without a ticket", `SELECT count(*) FROM payment_sandbox.charges c
+		WHERE c.approved AND NOT EXISTS (SELECT 1 FROM ticket.tickets t WHERE t.booking_id::text = c.idempotency_key)`)
+	check("tickets without an approved charge", `SELECT count(*) FROM ticket.tickets t
+		WHERE NOT EXISTS (SELECT 1 FROM payment_sandbox.charges c WHERE c.idempotency_key = t.booking_id::text AND c.approved)`)
+	check("paid bookings without a ticket", `SELECT count(*) FROM payment.payments p
+		WHERE p.status = 'succeeded' AND NOT EXISTS (SELECT 1 FROM ticket.tickets t WHERE t.booking_id = p.booking_id)`)
+	// The phone (the sandbox inbox) must hold exactly one text per text the service recorded as
+	// delivered: a resend after a crash would show up as one more.
+	check("texts in the inbox beyond those recorded as delivered", `SELECT (SELECT count(*) FROM sms_sandbox.messages)
+		- (SELECT count(*) FROM notification.messages WHERE status = 'delivered')`)
+	check("approved charges beyond the payments recorded as succeeded", `SELECT (SELECT count(*) FROM payment_sandbox.charges WHERE approved)
+		- (SELECT count(*) FROM payment.payments WHERE status = 'succeeded')`)
+	check("events still waiting in an outbox", `SELECT (SELECT count(*) FROM web.outbox) + (SELECT count(*) FROM booking.outbox)
+		+ (SELECT count(*) FROM payment.outbox) + (SELECT count(*) FROM notification.outbox) + (SELECT count(*) FROM ticket.outbox)`)
+	check("web status disagreeing with the ticket service", `SELECT count(*) FROM web.bookings b
+		WHERE (b.status = 'ticketed') <> EXISTS (SELECT 1 FROM ticket.tickets t WHERE t.booking_id = b.id)`)
+	check("accepted bookings unknown to the booking service", `SELECT count(*) FROM unnest($1::uuid[]) AS a(id)
+		WHERE NOT EXISTS (SELECT 1 FROM booking.bookings b WHERE b.id = a.id)`, pqUUIDs(ids))
+	check("bookings whose web status and booking-service status disagree", `SELECT count(*) FROM web.bookings w
+		JOIN booking.bookings b ON b.id = w.id
+		WHERE (w.status = 'rejected') <> (b.status = 'rejected') OR (w.status = 'failed') <> (b.status = 'failed')`)
+	return out
+}
