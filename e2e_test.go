@@ -475,6 +475,23 @@ func TestBookingFromRequestToTicket(t *testing.T) {
 		t.Errorf("sandbox inbox for %s: %+v, want one confirmation naming the movie and seats", normalizedPhone, inbox.Messages)
 	}
 
+	// One booking is one trace: every service's log line about it carries the same trace id,
+	// carried through Kafka headers and the outboxes.
+	traces := map[string]bool{}
+	for _, line := range strings.Split(c.web.logs.String(), "\n") {
+		var entry struct {
+			BookingID string `json:"booking_id"`
+			TraceID   string `json:"trace_id"`
+			Service   string `json:"service"`
+		}
+		if json.Unmarshal([]byte(line), &entry) == nil && entry.BookingID == resp.BookingID && entry.TraceID != "" {
+			traces[entry.TraceID] = true
+		}
+	}
+	if len(traces) != 1 {
+		t.Errorf("booking %s was logged under %d trace ids, want 1: %v", resp.BookingID, len(traces), traces)
+	}
+
 	// A browser that reconnects after the end gets the stages it missed, then the close.
 	replay := readSSE(t, c.web.url+resp.EventsURL, "3")
 	if got := eventNames(replay); !slices.Equal(got, []string{"notified", "ticketed", "outcome", "close"}) {

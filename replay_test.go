@@ -9,7 +9,9 @@ import (
 
 	"github.com/boxoffice/boxoffice/services/booking"
 	"github.com/boxoffice/boxoffice/services/event"
+	"github.com/boxoffice/boxoffice/services/notification"
 	"github.com/boxoffice/boxoffice/services/payment"
+	"github.com/boxoffice/boxoffice/services/ticket"
 )
 
 // rewindGroup sets a stopped consumer group back to the start of every partition of topics, so
@@ -36,16 +38,17 @@ func rewindGroup(t *testing.T, brokers []string, group string, topics ...string)
 	}
 }
 
-// TestReplayingWholeTopicsChangesNothing rewinds the booking and payment services to the start
-// of everything they ever read and lets them read it all again: no booking is decided twice,
-// no card charged twice, nothing new is announced.
+// TestReplayingWholeTopicsChangesNothing rewinds every consumer group — booking, payment,
+// notification, ticket and the web's — to the start of everything it ever read and lets them
+// read it all again: no booking is decided twice, no card charged, text sent or ticket issued
+// again, nothing new is announced and no status moves.
 func TestReplayingWholeTopicsChangesNothing(t *testing.T) {
 	c := newCluster(t)
-	c.start(TargetWeb)
-	c.start(TargetNotification)
-	c.start(TargetTicket)
-	bookingSvc := c.start(TargetBooking)
-	paymentSvc := c.start(TargetPayment)
+	targets := []string{TargetWeb, TargetBooking, TargetPayment, TargetNotification, TargetTicket}
+	running := map[string]*process{}
+	for _, target := range targets {
+		running[target] = c.start(target)
+	}
 	show := c.futureShow()
 
 	var ids []string
@@ -66,6 +69,7 @@ func TestReplayingWholeTopicsChangesNothing(t *testing.T) {
 			"held":     `SELECT count(*) FROM booking.held_seats`,
 			"tickets":  `SELECT count(*) FROM ticket.tickets`,
 			"texts":    `SELECT count(*) FROM sms_sandbox.messages`,
+			"stages":   `SELECT count(*) FROM web.booking_stages`,
 		} {
 			var n int
 			if err := c.db().Get(&n, query); err != nil {
@@ -73,34 +77,52 @@ func TestReplayingWholeTopicsChangesNothing(t *testing.T) {
 			}
 			out[name] = n
 		}
-		for _, topic := range []string{event.TopicMovieFound, event.TopicPayment} {
+		for _, topic := range event.Topics {
 			out[topic] = int(topicEndOffset(t, c.brokers, topic))
 		}
 		return out
 	}
+	outboxesEmpty := func() bool {
+		var n int
+		_ = c.db().Get(&n, `SELECT (SELECT count(*) FROM web.outbox) + (SELECT count(*) FROM booking.outbox)
+			+ (SELECT count(*) FROM payment.outbox) + (SELECT count(*) FROM notification.outbox) + (SELECT count(*) FROM ticket.outbox)`)
+		return n == 0
+	}
+	eventually(t, "the outboxes to drain", outboxesEmpty)
 	was := counts()
 
-	bookingSvc.stop(t)
-	paymentSvc.stop(t)
+	for _, target := range targets {
+		running[target].stop(t)
+	}
+	c.web = nil
 	rewindGroup(t, c.brokers, booking.GroupID, event.TopicBookingMovie, event.TopicPayment)
 	rewindGroup(t, c.brokers, payment.GroupID, event.TopicMovieFound)
-	replayedBooking := c.start(TargetBooking)
-	replayedPayment := c.start(TargetPayment)
+	rewindGroup(t, c.brokers, notification.ContactsGroupID, event.TopicBookingMovie)
+	rewindGroup(t, c.brokers, notification.GroupID, event.TopicPayment)
+	rewindGroup(t, c.brokers, ticket.GroupID, event.TopicNotificationSent)
+	rewindGroup(t, c.brokers, "web-web-requests", event.TopicBookingMovie)
+	rewindGroup(t, c.brokers, "web-web", event.TopicMovieFound, event.TopicPayment, event.TopicNotificationSent, event.TopicTicketDetails)
+	for _, target := range targets {
+		running[target] = c.start(target)
+	}
 
-	// Both have read everything again once their logs show the last booking's events.
-	last := ids[len(ids)-2] // the last one that was charged
-	eventually(t, "the replay to reach the last booking", func() bool {
-		return strings.Contains(replayedBooking.logs.String(), last) && strings.Contains(replayedPayment.logs.String(), last)
-	})
-
+	// Every part has read everything again once its log shows the last ticketed booking.
+	last := ids[len(ids)-2]
+	for _, target := range targets {
+		eventually(t, target+" to replay up to the last booking", func() bool {
+			return strings.Contains(running[target].logs.String(), last)
+		})
+	}
+	eventually(t, "the outboxes to drain", outboxesEmpty)
 	if now := counts(); !equalCounts(now, was) {
 		t.Errorf("after replaying every topic: %v, before: %v", now, was)
 	}
 	for _, id := range ids {
 		var st apiStatus
 		c.getJSON("/api/bookings/"+id, &st)
-		if st.Status != before[id].Status {
-			t.Errorf("booking %s went from %q to %q on replay", id, before[id].Status, st.Status)
+		if st.Status != before[id].Status || len(st.Stages) != len(before[id].Stages) {
+			t.Errorf("booking %s went from %q (%d stages) to %q (%d stages) on replay", id,
+				before[id].Status, len(before[id].Stages), st.Status, len(st.Stages))
 		}
 	}
 }

@@ -242,7 +242,7 @@ func (p *Projection) advanceStage(ctx context.Context, env event.Envelope, stage
 	var current string
 	err = tx.GetContext(ctx, &current, `SELECT status FROM web.bookings WHERE id = $1 FOR UPDATE`, env.BookingID)
 	if errors.Is(err, sql.ErrNoRows) {
-		return fmt.Errorf("%s for %s: %w", env.Type, env.BookingID, errBookingNotYetKnown)
+		return kafka.NotYet(fmt.Errorf("%s for %s: %w", env.Type, env.BookingID, errBookingNotYetKnown))
 	}
 	if err != nil {
 		return fmt.Errorf("project %s: %w", env.Type, err)

@@ -33,6 +33,21 @@ func On[T any](fn func(ctx context.Context, env event.Envelope, payload T) error
 	}
 }
 
+// NotYet marks a wait by design: the handler needs something another topic brings (a contact, a
+// booking row) and will succeed once it has been read. It is retried in place without the
+// MaxStall bound, because parking it would drop the wait for good.
+func NotYet(err error) error { return notYetError{err} }
+
+type notYetError struct{ err error }
+
+func (n notYetError) Error() string { return n.err.Error() }
+func (n notYetError) Unwrap() error { return n.err }
+
+func isNotYet(err error) bool {
+	var n notYetError
+	return errors.As(err, &n)
+}
+
 // Permanent marks an error that retrying cannot fix (bad data, not a bad moment): the message
 // goes to the dead-letter topic and the partition moves on.
 func Permanent(err error) error { return permanentError{err} }
@@ -59,8 +74,9 @@ type ConsumerConfig struct {
 	MaxStall time.Duration
 }
 
-// DefaultMaxStall is long enough to ride out a database restart or a provider's bad minute.
-const DefaultMaxStall = 2 * time.Minute
+// DefaultMaxStall is long enough to ride out a database restart or a provider's bad spell, and
+// short enough that one bad message does not hold a partition for the evening.
+const DefaultMaxStall = 10 * time.Minute
 
 // Consumer is the one consume loop of Boxoffice: fetch → handle → commit after success. A
 // transient failure is retried with backoff without committing; a permanent one is
@@ -144,7 +160,7 @@ func (c *Consumer) process(stop, work context.Context, msg kafkago.Message) bool
 			return true
 		}
 		log := c.log.With("topic", msg.Topic, "partition", msg.Partition, "offset", msg.Offset, "attempt", attempt, "err", err)
-		if !isPermanent(err) && time.Since(first) >= maxStall {
+		if !isPermanent(err) && !isNotYet(err) && time.Since(first) >= maxStall {
 			err = Permanent(fmt.Errorf("gave up after %d attempts over %s: %w", attempt, time.Since(first).Round(time.Second), err))
 		}
 		if isPermanent(err) {

@@ -258,3 +258,38 @@ func TestUnknownEventTypeIsDeadLettered(t *testing.T) {
 		t.Errorf("handled %v, dead letters %+v", seen, letters)
 	}
 }
+
+// TestAWaitByDesignIsNeverParked: "not yet" (the contact is on another topic, still unread)
+// outlasts MaxStall without being dead-lettered, and is handled once what it waits for arrives.
+func TestAWaitByDesignIsNeverParked(t *testing.T) {
+	const topic = "test-notyet"
+	brokers := broker(t, topic)
+	pub := kafka.NewPublisher(brokers, quiet)
+	defer pub.Close()
+	waiting := envelope(t)
+	if err := pub.Publish(context.Background(), kafka.Message{Topic: topic, Key: "k", Envelope: waiting}); err != nil {
+		t.Fatal(err)
+	}
+	arrives := time.Now().Add(time.Second) // well past the 200 ms MaxStall below
+	handled := make(chan struct{})
+	c := kafka.NewConsumer(kafka.ConsumerConfig{Brokers: brokers, GroupID: "test", Topics: []string{topic}, MaxStall: 200 * time.Millisecond},
+		kafka.Handlers{event.TypeTicketIssued: func(context.Context, event.Envelope) error {
+			if time.Now().Before(arrives) {
+				return kafka.NotYet(errors.New("contact not yet known"))
+			}
+			close(handled)
+			return nil
+		}}, pub, quiet)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() { _ = c.Run(ctx) }()
+	select {
+	case <-handled:
+	case <-time.After(15 * time.Second):
+		t.Fatal("the waiting message was never handled")
+	}
+	letters, err := kafka.ListDeadLetters(context.Background(), brokers, []string{topic})
+	if err != nil || len(letters) != 0 {
+		t.Errorf("dead letters %v (%v): a wait by design was parked", letters, err)
+	}
+}

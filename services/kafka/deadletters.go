@@ -97,11 +97,11 @@ func Redrive(ctx context.Context, brokers []string, pub *Publisher, topics []str
 				if err := pub.publishRaw(ctx, kafkago.Message{Topic: dl.SourceTopic, Key: m.Key, Value: m.Value, Headers: headers}); err != nil {
 					return sent, fmt.Errorf("re-drive %s/%d@%d to %s: %w", dlt, p, m.Offset, dl.SourceTopic, err)
 				}
+				// Recorded one by one: a run that fails half-way does not send the first half again.
+				if err := commitOffset(ctx, brokers, RedriveGroup, dlt, p, m.Offset+1); err != nil {
+					return sent, err
+				}
 				sent++
-			}
-			next := msgs[len(msgs)-1].Offset + 1
-			if err := commitOffset(ctx, brokers, RedriveGroup, dlt, p, next); err != nil {
-				return sent, err
 			}
 		}
 	}

@@ -179,7 +179,7 @@ func (s *Service) phone(ctx context.Context, bookingID string) (string, error) {
 	var phone string
 	err := s.db.GetContext(ctx, &phone, `SELECT phone FROM notification.contacts WHERE booking_id = $1`, bookingID)
 	if errors.Is(err, sql.ErrNoRows) {
-		return "", fmt.Errorf("booking %s: %w", bookingID, errContactNotYetKnown)
+		return "", kafka.NotYet(fmt.Errorf("booking %s: %w", bookingID, errContactNotYetKnown))
 	}
 	if err != nil {
 		return "", fmt.Errorf("look up contact of %s: %w", bookingID, err)

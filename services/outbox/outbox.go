@@ -34,6 +34,11 @@ func Add(ctx context.Context, tx *sqlx.Tx, table string, msgs ...kafka.Message) 
 		return fmt.Errorf("outbox: %q is not a <schema>.outbox table", table)
 	}
 	for _, m := range msgs {
+		if m.Envelope.Traceparent == "" {
+			// The relay publishes later, without the handler's context: the trace goes with
+			// the event, so one booking stays one trace across every service.
+			m.Envelope.Traceparent = kafka.NextSpan(kafka.TraceFrom(ctx))
+		}
 		raw, err := json.Marshal(m.Envelope)
 		if err != nil {
 			return fmt.Errorf("outbox: encode %s: %w", m.Envelope.Type, err)
