@@ -34,7 +34,10 @@ import (
 	"github.com/boxoffice/boxoffice/db"
 )
 
-var chaosKills = flag.Int("kills", 50, "how many processes the crash test kills")
+var (
+	chaosKills = flag.Int("kills", 50, "how many processes the crash test kills")
+	chaosSeed  = flag.Uint64("seed", 0, "the random seed of victims and pauses (0: a new one, printed, to rerun a failure)")
+)
 
 // part is one process of the system that the test can kill and start again.
 type part struct {
@@ -129,6 +132,11 @@ func TestChaos(t *testing.T) {
 	})
 	waitListening(t, fmt.Sprintf("127.0.0.1:%d", webPort))
 
+	seed := *chaosSeed
+	if seed == 0 {
+		seed = uint64(time.Now().UnixNano())
+	}
+	t.Logf("seed %d (rerun with -args -seed=%d)", seed, seed)
 	shows := chaosShows(t, webURL)
 	ctx, stopLoad := context.WithCancel(context.Background())
 	var accepted sync.Map // booking id → true
@@ -138,7 +146,7 @@ func TestChaos(t *testing.T) {
 		load.Add(1)
 		go func() {
 			defer load.Done()
-			r := rand.New(rand.NewPCG(uint64(worker), 42))
+			r := rand.New(rand.NewPCG(uint64(worker), seed))
 			for ctx.Err() == nil {
 				trials.Add(1)
 				show := shows[r.IntN(len(shows))]
@@ -157,7 +165,7 @@ func TestChaos(t *testing.T) {
 		}()
 	}
 
-	killer := rand.New(rand.NewPCG(7, 7))
+	killer := rand.New(rand.NewPCG(seed, 7))
 	counts := map[string]int{}
 	for range *chaosKills {
 		time.Sleep(time.Duration(300+killer.IntN(900)) * time.Millisecond)
