@@ -1003,3 +1003,23 @@ func topicEndOffset(t testing.TB, brokers []string, topic string) int64 {
 	}
 	return total
 }
+
+// TestRealSMSProviderHidesTheSandboxInbox: with a real SMS provider there is no inbox page
+// listing people's texts, and the navigation does not link to one.
+func TestRealSMSProviderHidesTheSandboxInbox(t *testing.T) {
+	c := newCluster(t)
+	c.startWith(TargetWeb, map[string]string{"SMS_PROVIDER": "http", "SMS_API_URL": "http://127.0.0.1:9", "SMS_API_KEY": "k"})
+	_, home := c.getPage("/")
+	if strings.Contains(home, `href="/dev/sms"`) {
+		t.Error("the navigation links to a sandbox inbox that does not exist")
+	}
+	for _, path := range []string{"/dev/sms", "/api/dev/sms"} {
+		if status, _ := c.getPage(path); status != http.StatusNotFound {
+			t.Errorf("GET %s: %d, want 404", path, status)
+		}
+	}
+	sandbox := startAll(t)
+	if _, home := sandbox.getPage("/"); !strings.Contains(home, `href="/dev/sms"`) {
+		t.Error("with the sandbox, the navigation does not link to its inbox")
+	}
+}

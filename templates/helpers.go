@@ -1,6 +1,7 @@
 package templates
 
 import (
+	"context"
 	"strconv"
 	"strings"
 
@@ -99,4 +100,17 @@ func hintID(hint, id string) string {
 // joinSeats lists seat labels as people write them: "F7, F8".
 func joinSeats(seats []string) string {
 	return strings.Join(seats, ", ")
+}
+
+type sandboxInboxKey struct{}
+
+// WithSandboxInbox tells the layout whether the sandbox SMS inbox exists (it does not with a
+// real SMS provider), so the navigation only links to pages that are there.
+func WithSandboxInbox(ctx context.Context, present bool) context.Context {
+	return context.WithValue(ctx, sandboxInboxKey{}, present)
+}
+
+func sandboxInbox(ctx context.Context) bool {
+	present, _ := ctx.Value(sandboxInboxKey{}).(bool)
+	return present
 }

@@ -81,6 +81,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /bookings/{id}/ticket", s.ticketPrintPage)
 	if s.deps.SMSInbox != nil {
 		mux.HandleFunc("GET /dev/sms", s.smsInboxPage)
+		mux.HandleFunc("GET /api/dev/sms", s.apiSMSInbox)
 	}
 
 	// JSON API: stable, scripts and load tools depend on it.
@@ -91,7 +92,6 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /api/bookings/{id}", s.apiBooking)
 	mux.HandleFunc("GET /api/bookings/{id}/events", s.bookingEvents(StreamJSON))
 	mux.HandleFunc("GET /api/tickets/{id}", s.apiTicket)
-	mux.HandleFunc("GET /api/dev/sms", s.apiSMSInbox)
 
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
@@ -171,7 +171,8 @@ func isAPI(r *http.Request) bool {
 func (s *Server) render(w http.ResponseWriter, r *http.Request, status int, c templ.Component) {
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.WriteHeader(status)
-	if err := c.Render(r.Context(), w); err != nil {
+	ctx := templates.WithSandboxInbox(r.Context(), s.deps.SMSInbox != nil)
+	if err := c.Render(ctx, w); err != nil {
 		s.log.Warn("render page", "path", r.URL.Path, "err", err)
 	}
 }
