@@ -22,13 +22,13 @@ chaos: postgres ## the crash test: SIGKILL random parts (broker and PostgreSQL t
 	$(GO) test -tags chaos -run TestChaos -count=1 -v -timeout 60m . -args -kills=$(KILLS)
 
 generate: ## regenerate the templ components (the output is committed)
-	$(GO) tool templ generate -path templates
+	$(GO) tool templ generate
 
 check: ## what CI fails on besides the tests: formatting, vet, stale generated code
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
 	$(GO) vet ./...
 	$(GO) vet -tags chaos .
-	$(GO) tool templ generate -path templates
+	$(GO) tool templ generate
 	@git diff --exit-code -- templates || { echo "templ generate changed files: commit the generated code"; exit 1; }
 	@test -z "$$(git ls-files --others --exclude-standard templates)" || { echo "untracked generated files:"; git ls-files --others --exclude-standard templates; exit 1; }
 
