@@ -323,8 +323,8 @@ func (p *Projection) Booking(ctx context.Context, id string) (BookingStatus, err
 	return b, nil
 }
 
-// stagePaths are the orders in which stages can happen; SSE streams them in this order even if
-// the topics were read in another.
+// stageOrder is each stage's place in a booking's progress (a failure takes the place of the
+// success it replaces); SSE streams stages in this order even if the topics were read in another.
 var stageOrder = map[string]int{
 	StatusRequested: 0, StatusConfirmed: 1, StatusRejected: 1, StatusPaid: 2, StatusFailed: 2,
 	StatusNotified: 3, StatusTicketed: 4,

@@ -49,9 +49,6 @@ func progressView(b BookingStatus, n int) templates.Progress {
 		if st.Name == StatusRejected || st.Name == StatusFailed {
 			view.State = "failed"
 		}
-		if st.Name == StatusNotified && b.Status == StatusFailed {
-			view.Title = "Text message sent"
-		}
 		p.Stages = append(p.Stages, view)
 		if statusRank[st.Name] > statusRank[status] {
 			status = st.Name

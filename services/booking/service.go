@@ -74,7 +74,7 @@ type rejection struct{ code, reason string }
 // the outcome in the same transaction. A redelivered request changes nothing: its decision and
 // its announcement were committed the first time.
 func (s *Service) HandleRequested(ctx context.Context, env event.Envelope, req event.BookingRequested) error {
-	if previous, err := s.store.Outcome(ctx, env.BookingID); err != nil || previous != nil {
+	if decided, err := s.store.Decided(ctx, env.BookingID); err != nil || decided {
 		return err
 	}
 

@@ -31,28 +31,16 @@ func queued(t *testing.T, conn *sqlx.DB) []kafka.Message {
 	return msgs
 }
 
-// recorder is a publisher that keeps what it was asked to publish.
-type recorder struct {
-	mu   sync.Mutex
-	msgs []kafka.Message
-}
-
-func (r *recorder) Publish(_ context.Context, msgs ...kafka.Message) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.msgs = append(r.msgs, msgs...)
-	return nil
-}
-
 var now = time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
 
 const show = "ldn-1-20261125-1930" // 19:30 London on the seeded day
 
-func newService(t *testing.T) (*booking.Service, *recorder, *sqlx.DB) {
+// newService returns the booking service at now. Its relay is never run: tests read what it
+// queued straight from the outbox.
+func newService(t *testing.T) (*booking.Service, *sqlx.DB) {
 	t.Helper()
 	conn := dbtest.NewMigrated(t, func(ctx context.Context, d *sqlx.DB) error { return catalog.Seed(ctx, d, now) })
-	rec := &recorder{}
-	return booking.NewService(conn, rec, func() time.Time { return now }, slog.New(slog.NewTextHandler(io.Discard, nil))), rec, conn
+	return booking.NewService(conn, nil, func() time.Time { return now }, slog.New(slog.NewTextHandler(io.Discard, nil))), conn
 }
 
 func requested(t *testing.T, seats ...string) (event.Envelope, event.BookingRequested) {
@@ -69,7 +57,7 @@ func requested(t *testing.T, seats ...string) (event.Envelope, event.BookingRequ
 // TestRedeliveredRequestChangesNothing: at-least-once delivery must neither announce a booking
 // twice nor turn it into a "seat taken" rejection of itself.
 func TestRedeliveredRequestChangesNothing(t *testing.T) {
-	svc, _, conn := newService(t)
+	svc, conn := newService(t)
 	env, req := requested(t, "A1", "A2")
 	for range 3 {
 		if err := svc.HandleRequested(context.Background(), env, req); err != nil {
@@ -97,7 +85,7 @@ func TestRedeliveredRequestChangesNothing(t *testing.T) {
 
 // TestFailedPaymentReleasesTheSeats, once, and a replay of the failure changes nothing.
 func TestFailedPaymentReleasesTheSeats(t *testing.T) {
-	svc, _, conn := newService(t)
+	svc, conn := newService(t)
 	env, req := requested(t, "B1")
 	ctx := context.Background()
 	if err := svc.HandleRequested(ctx, env, req); err != nil {
@@ -126,9 +114,9 @@ func TestFailedPaymentReleasesTheSeats(t *testing.T) {
 
 // TestShowThatStartedIsRejected: the 13:15 show, asked for at 14:00, cannot be booked.
 func TestShowThatStartedIsRejected(t *testing.T) {
-	_, rec, conn := newService(t)
+	_, conn := newService(t)
 	at14 := time.Date(2026, 11, 25, 14, 0, 0, 0, time.UTC)
-	late := booking.NewService(conn, rec, func() time.Time { return at14 }, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	late := booking.NewService(conn, nil, func() time.Time { return at14 }, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	env, req := requested(t, "A1")
 	req.ShowID = "ldn-1-20261125-1315"
 	if err := late.HandleRequested(context.Background(), env, req); err != nil {
@@ -145,7 +133,7 @@ func TestShowThatStartedIsRejected(t *testing.T) {
 // once (a rebalance hands a partition over while the old owner is still working) must not let
 // the second see the first's seats as taken and reject its own booking.
 func TestConcurrentDeliveriesAnnounceOneDecision(t *testing.T) {
-	svc, _, conn := newService(t)
+	svc, conn := newService(t)
 	ctx := context.Background()
 	for i := range 20 {
 		env, req := requested(t, fmt.Sprintf("%c%d", 'A'+i%12, 1+i/12)) // all exist in Screen 1

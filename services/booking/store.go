@@ -2,7 +2,6 @@ package booking
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -25,21 +24,14 @@ type Store struct {
 // NewStore returns the booking store over db.
 func NewStore(db *sqlx.DB, log *slog.Logger) *Store { return &Store{db: db, log: log} }
 
-// Outcome returns the movie-found event already decided for a booking, or nil if it is new.
-func (s *Store) Outcome(ctx context.Context, bookingID string) (*event.Envelope, error) {
-	var raw []byte
-	err := s.db.GetContext(ctx, &raw, `SELECT outcome_event FROM booking.bookings WHERE id = $1`, bookingID)
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil, nil
-	}
+// Decided reports whether the booking was already decided (confirmed or rejected).
+func (s *Store) Decided(ctx context.Context, bookingID string) (bool, error) {
+	var decided bool
+	err := s.db.GetContext(ctx, &decided, `SELECT EXISTS (SELECT 1 FROM booking.bookings WHERE id = $1)`, bookingID)
 	if err != nil {
-		return nil, fmt.Errorf("look up booking %s: %w", bookingID, err)
+		return false, fmt.Errorf("look up booking %s: %w", bookingID, err)
 	}
-	env, err := event.Decode(raw)
-	if err != nil {
-		return nil, fmt.Errorf("decode stored outcome of %s: %v (our own record, so retried, not dead-lettered)", bookingID, err)
-	}
-	return &env, nil
+	return decided, nil
 }
 
 // MissingSeats returns the labels that are not seats of the screen, sorted.

@@ -6,7 +6,6 @@ import (
 	"io"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -21,25 +20,12 @@ import (
 	"github.com/boxoffice/boxoffice/services/outbox"
 )
 
-type recorder struct {
-	mu   sync.Mutex
-	msgs []kafka.Message
-}
-
-func (r *recorder) Publish(_ context.Context, msgs ...kafka.Message) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.msgs = append(r.msgs, msgs...)
-	return nil
-}
-
 // TestOneTextPerOutcome: a payment outcome handled before its contact is known is retried
 // (an error, nothing sent); once known, redeliveries send one text and announce one outcome.
 func TestOneTextPerOutcome(t *testing.T) {
 	conn := dbtest.NewMigrated(t, nil)
 	inbox := sms.NewSandbox(conn, time.Now)
-	rec := &recorder{}
-	svc := notification.NewService(conn, inbox, rec, time.Now, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	svc := notification.NewService(conn, inbox, nil, time.Now, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	ctx := context.Background()
 	bookingID := uuid.NewString()
 	paid := event.PaymentSucceeded{Booking: event.BookingDetails{MovieTitle: "Orbital Decay", TheatreName: "Boxoffice Bankside",
@@ -79,9 +65,8 @@ func TestOneTextPerOutcome(t *testing.T) {
 // one that refuses the number produces a "failed" outcome so the ticket is not held up.
 func TestProviderOutageIsRetriedRefusalIsAnOutcome(t *testing.T) {
 	conn := dbtest.NewMigrated(t, nil)
-	rec := &recorder{}
 	sender := &scriptedSender{errs: []error{errors.New("provider timeout"), &sms.DeliveryError{Reason: "Not a mobile number."}}}
-	svc := notification.NewService(conn, sender, rec, time.Now, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	svc := notification.NewService(conn, sender, nil, time.Now, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	ctx := context.Background()
 	bookingID := uuid.NewString()
 	req, _ := event.New(event.TypeBookingRequested, bookingID, event.BookingRequested{Phone: "+441"}, time.Now())

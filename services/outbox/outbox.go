@@ -17,7 +17,6 @@ import (
 	"github.com/jmoiron/sqlx"
 	"github.com/lib/pq"
 
-	"github.com/boxoffice/boxoffice/services/event"
 	"github.com/boxoffice/boxoffice/services/kafka"
 )
 
@@ -138,27 +137,9 @@ func (r *Relay) drain(ctx context.Context) (bool, error) {
 	if !locked {
 		return false, nil // another replica's relay is draining this table
 	}
-	var rows []struct {
-		ID       int64  `db:"id"`
-		Topic    string `db:"topic"`
-		Key      string `db:"key"`
-		Envelope []byte `db:"envelope"`
-	}
-	if err := tx.SelectContext(ctx, &rows, `SELECT id, topic, key, envelope FROM `+r.table+` ORDER BY id LIMIT $1`, batchSize); err != nil {
-		return false, fmt.Errorf("outbox: read: %w", err)
-	}
-	if len(rows) == 0 {
-		return false, nil
-	}
-	msgs := make([]kafka.Message, len(rows))
-	ids := make([]int64, len(rows))
-	for i, row := range rows {
-		var env event.Envelope
-		if err := json.Unmarshal(row.Envelope, &env); err != nil {
-			return false, fmt.Errorf("outbox: decode row %d: %w", row.ID, err)
-		}
-		msgs[i] = kafka.Message{Topic: row.Topic, Key: row.Key, Envelope: env}
-		ids[i] = row.ID
+	ids, msgs, err := queued(ctx, tx, r.table, batchSize)
+	if err != nil || len(msgs) == 0 {
+		return false, err
 	}
 	if err := r.pub.Publish(ctx, msgs...); err != nil {
 		return false, err
@@ -171,7 +152,36 @@ func (r *Relay) drain(ctx context.Context) (bool, error) {
 	if err := tx.Commit(); err != nil {
 		return false, fmt.Errorf("outbox: commit: %w", err)
 	}
-	return len(rows) == batchSize, nil
+	return len(msgs) == batchSize, nil
+}
+
+// queued reads up to limit messages of a table (all of them for limit 0), oldest first, with
+// their row ids.
+func queued(ctx context.Context, q sqlx.QueryerContext, table string, limit int) ([]int64, []kafka.Message, error) {
+	query := `SELECT id, topic, key, envelope FROM ` + table + ` ORDER BY id`
+	args := []any{}
+	if limit > 0 {
+		query += ` LIMIT $1`
+		args = append(args, limit)
+	}
+	var rows []struct {
+		ID       int64  `db:"id"`
+		Topic    string `db:"topic"`
+		Key      string `db:"key"`
+		Envelope []byte `db:"envelope"`
+	}
+	if err := sqlx.SelectContext(ctx, q, &rows, query, args...); err != nil {
+		return nil, nil, fmt.Errorf("outbox: read %s: %w", table, err)
+	}
+	ids := make([]int64, len(rows))
+	msgs := make([]kafka.Message, len(rows))
+	for i, row := range rows {
+		if err := json.Unmarshal(row.Envelope, &msgs[i].Envelope); err != nil {
+			return nil, nil, fmt.Errorf("outbox: decode row %d of %s: %w", row.ID, table, err)
+		}
+		ids[i], msgs[i].Topic, msgs[i].Key = row.ID, row.Topic, row.Key
+	}
+	return ids, msgs, nil
 }
 
 // Pending lists the messages a table holds that are not published yet, oldest first: the
@@ -180,22 +190,8 @@ func Pending(ctx context.Context, db sqlx.QueryerContext, table string) ([]kafka
 	if !tableName.MatchString(table) {
 		return nil, fmt.Errorf("outbox: %q is not a <schema>.outbox table", table)
 	}
-	var rows []struct {
-		Topic    string `db:"topic"`
-		Key      string `db:"key"`
-		Envelope []byte `db:"envelope"`
-	}
-	if err := sqlx.SelectContext(ctx, db, &rows, `SELECT topic, key, envelope FROM `+table+` ORDER BY id`); err != nil {
-		return nil, fmt.Errorf("outbox: read %s: %w", table, err)
-	}
-	msgs := make([]kafka.Message, len(rows))
-	for i, r := range rows {
-		if err := json.Unmarshal(r.Envelope, &msgs[i].Envelope); err != nil {
-			return nil, fmt.Errorf("outbox: decode: %w", err)
-		}
-		msgs[i].Topic, msgs[i].Key = r.Topic, r.Key
-	}
-	return msgs, nil
+	_, msgs, err := queued(ctx, db, table, 0)
+	return msgs, err
 }
 
 var inboxName = regexp.MustCompile(`^[a-z_]+\.inbox$`)

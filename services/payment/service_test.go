@@ -21,18 +21,6 @@ import (
 	"github.com/boxoffice/boxoffice/services/payment/gateway"
 )
 
-type recorder struct {
-	mu   sync.Mutex
-	msgs []kafka.Message
-}
-
-func (r *recorder) Publish(_ context.Context, msgs ...kafka.Message) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.msgs = append(r.msgs, msgs...)
-	return nil
-}
-
 // countingCharger wraps a processor and counts the charges that reach it.
 type countingCharger struct {
 	gateway.Charger
@@ -72,8 +60,7 @@ func TestRedeliveredConfirmationChargesOnce(t *testing.T) {
 	conn := dbtest.NewMigrated(t, nil)
 	sandbox := gateway.NewSandbox(conn)
 	charger := &countingCharger{Charger: sandbox}
-	rec := &recorder{}
-	svc := payment.NewService(conn, charger, rec, time.Now, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	svc := payment.NewService(conn, charger, nil, time.Now, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	env, c := confirmed(t, sandbox, "4242424242424242")
 	for range 3 {
 		if err := svc.HandleSeatsConfirmed(context.Background(), env, c); err != nil {
@@ -101,8 +88,7 @@ func TestProcessorOutageIsRetriedNotDeclined(t *testing.T) {
 	conn := dbtest.NewMigrated(t, nil)
 	sandbox := gateway.NewSandbox(conn)
 	charger := &countingCharger{Charger: sandbox, fail: errors.New("processor timeout")}
-	rec := &recorder{}
-	svc := payment.NewService(conn, charger, rec, time.Now, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	svc := payment.NewService(conn, charger, nil, time.Now, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	env, c := confirmed(t, sandbox, "4242424242424242")
 	if err := svc.HandleSeatsConfirmed(context.Background(), env, c); err == nil {
 		t.Fatal("an outage was swallowed")

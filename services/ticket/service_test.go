@@ -5,7 +5,6 @@ import (
 	"io"
 	"log/slog"
 	"regexp"
-	"sync"
 	"testing"
 	"time"
 
@@ -13,27 +12,13 @@ import (
 
 	"github.com/boxoffice/boxoffice/db/dbtest"
 	"github.com/boxoffice/boxoffice/services/event"
-	"github.com/boxoffice/boxoffice/services/kafka"
 	"github.com/boxoffice/boxoffice/services/outbox"
 	"github.com/boxoffice/boxoffice/services/ticket"
 )
 
-type recorder struct {
-	mu   sync.Mutex
-	msgs []kafka.Message
-}
-
-func (r *recorder) Publish(_ context.Context, msgs ...kafka.Message) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.msgs = append(r.msgs, msgs...)
-	return nil
-}
-
 func TestOneTicketPerPaidBooking(t *testing.T) {
 	conn := dbtest.NewMigrated(t, nil)
-	rec := &recorder{}
-	svc := ticket.NewService(conn, rec, time.Now, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	svc := ticket.NewService(conn, nil, time.Now, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	ctx := context.Background()
 	details := event.BookingDetails{ShowID: "s", MovieTitle: "Orbital Decay", TheatreName: "Boxoffice Bankside",
 		TheatreLocation: "21 Sumner Street, SE1 9JZ, London", ScreenNumber: 1, StartsAt: time.Now().Add(time.Hour),
