@@ -88,6 +88,17 @@ func TestReplayingWholeTopicsChangesNothing(t *testing.T) {
 			+ (SELECT count(*) FROM payment.outbox) + (SELECT count(*) FROM notification.outbox) + (SELECT count(*) FROM ticket.outbox)`)
 		return n == 0
 	}
+	// A failed booking's SMS stage comes after its final status: wait until every booking has
+	// all its stages (ticketed 5, failed 4, rejected 2) before taking the picture to compare.
+	settled := map[string]int{"ticketed": 5, "failed": 4, "rejected": 2}
+	for _, id := range ids {
+		eventually(t, "booking "+id+" to have all its stages", func() bool {
+			var st apiStatus
+			c.getJSON("/api/bookings/"+id, &st)
+			before[id] = st
+			return len(st.Stages) == settled[st.Status]
+		})
+	}
 	eventually(t, "the outboxes to drain", outboxesEmpty)
 	was := counts()
 
