@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/boxoffice/boxoffice/services/providerhttp"
 )
@@ -15,16 +16,18 @@ import (
 // Config is everything Boxoffice reads from its environment, read once at start-up. Packages
 // receive what they need from it; none of them reads the environment itself.
 type Config struct {
-	HTTPAddr          string     // HTTP_ADDR: where the web (User Service) listens
-	DatabaseURL       string     // DATABASE_URL: PostgreSQL
-	KafkaBrokers      []string   // KAFKA_BROKERS: comma-separated; empty starts the embedded broker
-	KafkaDataDir      string     // KAFKA_DATA_DIR: where the embedded broker keeps its log
-	KafkaEmbeddedPort int        // KAFKA_EMBEDDED_PORT: the embedded broker's port; 0 picks one
-	KafkaPartitions   int        // KAFKA_PARTITIONS: partitions per topic when creating topics
-	WebInstance       string     // WEB_INSTANCE: names this web replica's consumer group
-	LogLevel          slog.Level // LOG_LEVEL: debug, info, warn or error
-	Payment           Provider   // PAYMENT_PROVIDER, PAYMENT_API_URL, PAYMENT_API_KEY
-	SMS               Provider   // SMS_PROVIDER, SMS_API_URL, SMS_API_KEY
+	HTTPAddr          string        // HTTP_ADDR: where the web (User Service) listens
+	DatabaseURL       string        // DATABASE_URL: PostgreSQL
+	KafkaBrokers      []string      // KAFKA_BROKERS: comma-separated; empty starts the embedded broker
+	KafkaDataDir      string        // KAFKA_DATA_DIR: where the embedded broker keeps its log
+	KafkaEmbeddedPort int           // KAFKA_EMBEDDED_PORT: the embedded broker's port; 0 picks one
+	KafkaPartitions   int           // KAFKA_PARTITIONS: partitions per topic when creating topics
+	WebInstance       string        // WEB_INSTANCE: names this web replica's consumer group
+	LogLevel          slog.Level    // LOG_LEVEL: debug, info, warn or error
+	HoldDuration      time.Duration // HOLD_DURATION: how long confirmed seats wait for payment
+	ConsumerMaxStall  time.Duration // CONSUMER_MAX_STALL: how long a failing message is retried before the DLT
+	Payment           Provider      // PAYMENT_PROVIDER, PAYMENT_API_URL, PAYMENT_API_KEY
+	SMS               Provider      // SMS_PROVIDER, SMS_API_URL, SMS_API_KEY
 }
 
 // Provider chooses an outside service: the built-in sandbox, or a real one over HTTP.
@@ -74,6 +77,16 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 	}
 	cfg.KafkaPartitions = intVar("KAFKA_PARTITIONS", "6", 1, 1000)
 	cfg.KafkaEmbeddedPort = intVar("KAFKA_EMBEDDED_PORT", "0", 0, 65535)
+	durationVar := func(key, def string, lo, hi time.Duration) time.Duration {
+		raw := get(key, def)
+		d, err := time.ParseDuration(raw)
+		if err != nil || d < lo || d > hi {
+			errs = append(errs, fmt.Errorf("%s=%q: want a duration from %s to %s, like %s", key, raw, lo, hi, def))
+		}
+		return d
+	}
+	cfg.HoldDuration = durationVar("HOLD_DURATION", "10m", time.Second, 24*time.Hour)
+	cfg.ConsumerMaxStall = durationVar("CONSUMER_MAX_STALL", "10m", time.Second, 24*time.Hour)
 
 	if _, _, err := net.SplitHostPort(cfg.HTTPAddr); err != nil {
 		errs = append(errs, fmt.Errorf("HTTP_ADDR=%q: want host:port, like 127.0.0.1:8080", cfg.HTTPAddr))

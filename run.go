@@ -103,8 +103,9 @@ func runWith(ctx context.Context, target string, cfg Config, stdout io.Writer, o
 	var actors []actor
 	wants := func(t string) bool { return target == TargetAll || target == t }
 	if wants(TargetBooking) {
-		svc := booking.NewService(conn, pub, now, log)
-		actors = append(actors, consumerActor("booking", svc.Consumer(brokers, pub)), actor{name: "booking-outbox", run: svc.Relay().Run})
+		svc := booking.NewService(conn, pub, cfg.HoldDuration, now, log)
+		actors = append(actors, consumerActor("booking", svc.Consumer(brokers, pub), cfg.ConsumerMaxStall), actor{name: "booking-outbox", run: svc.Relay().Run},
+			actor{name: "booking-hold-sweeper", run: svc.RunHoldSweeper})
 	}
 	cards, err := paymentProvider(cfg.Payment, conn)
 	if err != nil {
@@ -116,18 +117,18 @@ func runWith(ctx context.Context, target string, cfg Config, stdout io.Writer, o
 	}
 	if wants(TargetPayment) {
 		svc := payment.NewService(conn, cards, pub, now, log)
-		actors = append(actors, consumerActor("payment", svc.Consumer(brokers, pub)), actor{name: "payment-outbox", run: svc.Relay().Run})
+		actors = append(actors, consumerActor("payment", svc.Consumer(brokers, pub), cfg.ConsumerMaxStall), actor{name: "payment-outbox", run: svc.Relay().Run})
 	}
 	if wants(TargetNotification) {
 		svc := notification.NewService(conn, texts, pub, now, log)
 		for i, c := range svc.Consumers(brokers, pub) {
-			actors = append(actors, consumerActor(fmt.Sprintf("notification-%d", i+1), c))
+			actors = append(actors, consumerActor(fmt.Sprintf("notification-%d", i+1), c, cfg.ConsumerMaxStall))
 		}
 		actors = append(actors, actor{name: "notification-outbox", run: svc.Relay().Run})
 	}
 	if wants(TargetTicket) {
 		svc := ticket.NewService(conn, pub, now, log)
-		actors = append(actors, consumerActor("ticket", svc.Consumer(brokers, pub)), actor{name: "ticket-outbox", run: svc.Relay().Run})
+		actors = append(actors, consumerActor("ticket", svc.Consumer(brokers, pub), cfg.ConsumerMaxStall), actor{name: "ticket-outbox", run: svc.Relay().Run})
 	}
 	if wants(TargetWeb) {
 		server := web.NewServer(web.Deps{
@@ -142,7 +143,7 @@ func runWith(ctx context.Context, target string, cfg Config, stdout io.Writer, o
 		actors = append(actors, httpActor, scheduleActor(conn, now, log),
 			actor{name: "web-outbox", run: server.Relay().Run})
 		for i, c := range server.Projection().Consumers(brokers, cfg.WebInstance, pub) {
-			actors = append(actors, consumerActor(fmt.Sprintf("web-projection-%d", i+1), c))
+			actors = append(actors, consumerActor(fmt.Sprintf("web-projection-%d", i+1), c, cfg.ConsumerMaxStall))
 		}
 		fmt.Fprintf(stdout, "Boxoffice is running at %s\n", url)
 		if opts.started != nil {
@@ -155,10 +156,11 @@ func runWith(ctx context.Context, target string, cfg Config, stdout io.Writer, o
 	return runActors(ctx, actors, log)
 }
 
-// cardProcessor is both halves of a card processor: the web tokenises, payment charges.
+// cardProcessor is both halves of a card processor: the web tokenises, payment charges and
+// refunds.
 type cardProcessor interface {
 	gateway.Tokenizer
-	gateway.Charger
+	gateway.Processor
 }
 
 func paymentProvider(p Provider, conn *sqlx.DB) (cardProcessor, error) {
@@ -242,7 +244,8 @@ func runActors(ctx context.Context, actors []actor, log *slog.Logger) error {
 	return firstErr
 }
 
-func consumerActor(name string, c *kafka.Consumer) actor {
+func consumerActor(name string, c *kafka.Consumer, maxStall time.Duration) actor {
+	c.SetMaxStall(maxStall)
 	return actor{name: name, run: c.Run}
 }
 

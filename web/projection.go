@@ -201,7 +201,7 @@ func (p *Projection) onPaid(ctx context.Context, env event.Envelope, ps event.Pa
 }
 
 func (p *Projection) onPaymentFailed(ctx context.Context, env event.Envelope, pf event.PaymentFailed) error {
-	detail := fmt.Sprintf("%s (%s ending %s). You were not charged and the seats were released.", pf.Reason, brandName(pf.CardBrand), pf.CardLast4)
+	detail := fmt.Sprintf("%s (%s ending %s). %s", pf.Reason, brandName(pf.CardBrand), pf.CardLast4, pf.Consequence())
 	return p.advance(ctx, env, StatusFailed, detail, pf.Reason, nil)
 }
 

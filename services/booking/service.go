@@ -3,6 +3,12 @@
 //
 // It consumes booking-movie (requests, keyed by show so one show's seat decisions happen in
 // order) and payment-topic (outcomes), and publishes movie-found.
+//
+// Confirmed seats are held for a while (DefaultHold). A sweeper announces holds that ran out
+// unpaid (booking.hold_expired); the payment service, which alone knows whether money moved,
+// answers on payment-topic, and the seats are freed on that answer like on any failed payment.
+// The booking service never frees seats on its own clock: a payment it has not heard of yet
+// could otherwise end in a ticket for seats sold again.
 package booking
 
 import (
@@ -30,6 +36,9 @@ const GroupID = "booking"
 // MaxSeatsPerBooking bounds one booking, as box offices do.
 const MaxSeatsPerBooking = 10
 
+// DefaultHold is how long confirmed seats wait for their payment.
+const DefaultHold = 10 * time.Minute
+
 // Publisher is the part of the Kafka publisher the service's relay needs.
 type Publisher = outbox.Publisher
 
@@ -38,15 +47,20 @@ type Service struct {
 	store   *Store
 	catalog *catalog.Store
 	relay   *outbox.Relay
+	holdFor time.Duration
 	now     func() time.Time
 	log     *slog.Logger
 }
 
-// NewService wires the booking service; its relay publishes through pub. now is injectable so
-// tests can stand at any moment.
-func NewService(db *sqlx.DB, pub Publisher, now func() time.Time, log *slog.Logger) *Service {
+// NewService wires the booking service; its relay publishes through pub. Confirmed seats are
+// held for hold (DefaultHold if 0). now is injectable so tests can stand at any moment.
+func NewService(db *sqlx.DB, pub Publisher, hold time.Duration, now func() time.Time, log *slog.Logger) *Service {
 	log = log.With("service", "booking")
-	return &Service{store: NewStore(db, log), catalog: catalog.NewStore(db), relay: outbox.NewRelay(db, OutboxTable, pub, log), now: now, log: log}
+	if hold <= 0 {
+		hold = DefaultHold
+	}
+	return &Service{store: NewStore(db, log), catalog: catalog.NewStore(db), relay: outbox.NewRelay(db, OutboxTable, pub, log),
+		holdFor: hold, now: now, log: log}
 }
 
 // Relay publishes the service's outbox; run it beside the consumer.
@@ -148,11 +162,12 @@ func (s *Service) hold(ctx context.Context, env event.Envelope, req event.Bookin
 		CustomerName:    req.CustomerName,
 		PhoneMasked:     event.MaskPhone(req.Phone),
 	}
-	outcome, err := s.newEvent(env, event.TypeSeatsConfirmed, event.SeatsConfirmed{Booking: details, Card: req.Card})
+	expires := s.now().Add(s.holdFor).UTC()
+	outcome, err := s.newEvent(env, event.TypeSeatsConfirmed, event.SeatsConfirmed{Booking: details, Card: req.Card, HoldExpiresAt: expires})
 	if err != nil {
 		return err
 	}
-	taken, err := s.store.Hold(ctx, env, details, outcome)
+	taken, err := s.store.Hold(ctx, env, details, expires, outcome)
 	if err != nil {
 		return err
 	}
@@ -160,7 +175,7 @@ func (s *Service) hold(ctx context.Context, env event.Envelope, req event.Bookin
 		return s.reject(ctx, env, req, rejection{event.RejectSeatTaken,
 			fmt.Sprintf("%s %s already taken. Pick other seats.", seatList(taken), plural(taken, "is", "are"))})
 	}
-	s.log.Info("seats held", "booking_id", env.BookingID, "show_id", show.ID, "seats", req.Seats)
+	s.log.Info("seats held", "booking_id", env.BookingID, "show_id", show.ID, "seats", req.Seats, "until", expires)
 	return nil
 }
 
@@ -190,9 +205,42 @@ func (s *Service) HandlePaymentFailed(ctx context.Context, env event.Envelope, p
 		return err
 	}
 	if released > 0 {
-		s.log.Info("seats released after failed payment", "booking_id", env.BookingID, "seats", released)
+		s.log.Info("seats released after failed payment", "booking_id", env.BookingID, "seats", released, "code", p.Code)
 	}
 	return nil
+}
+
+// ExpireHolds announces, once each, the holds that ran out before their payment was heard of,
+// and returns how many it announced.
+func (s *Service) ExpireHolds(ctx context.Context) (int, error) {
+	n, err := s.store.ExpireHolds(ctx, s.now(), func(bookingID string, c event.SeatsConfirmed) (event.Envelope, error) {
+		return event.New(event.TypeHoldExpired, bookingID, event.HoldExpired{
+			Booking: c.Booking, CardBrand: c.Card.Brand, CardLast4: c.Card.Last4, HoldExpiresAt: c.HoldExpiresAt,
+		}, s.now())
+	})
+	if n > 0 {
+		s.relay.Notify()
+		s.log.Info("seat holds expired unpaid; payment asked to close them", "bookings", n)
+	}
+	return n, err
+}
+
+// RunHoldSweeper looks for expired holds until ctx ends, often enough that a hold ends within
+// a tenth of its length (at most 5 s) after it ran out.
+func (s *Service) RunHoldSweeper(ctx context.Context) error {
+	every := min(max(s.holdFor/10, 100*time.Millisecond), 5*time.Second)
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		}
+		if _, err := s.ExpireHolds(ctx); err != nil && ctx.Err() == nil {
+			s.log.Warn("hold sweep failed; retrying at the next tick", "error", err)
+		}
+	}
 }
 
 func (s *Service) newEvent(cause event.Envelope, eventType string, payload any) (event.Envelope, error) {

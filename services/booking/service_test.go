@@ -40,7 +40,7 @@ const show = "ldn-1-20261125-1930" // 19:30 London on the seeded day
 func newService(t *testing.T) (*booking.Service, *sqlx.DB) {
 	t.Helper()
 	conn := dbtest.NewMigrated(t, func(ctx context.Context, d *sqlx.DB) error { return catalog.Seed(ctx, d, now) })
-	return booking.NewService(conn, nil, func() time.Time { return now }, slog.New(slog.NewTextHandler(io.Discard, nil))), conn
+	return booking.NewService(conn, nil, 0, func() time.Time { return now }, slog.New(slog.NewTextHandler(io.Discard, nil))), conn
 }
 
 func requested(t *testing.T, seats ...string) (event.Envelope, event.BookingRequested) {
@@ -116,7 +116,7 @@ func TestFailedPaymentReleasesTheSeats(t *testing.T) {
 func TestShowThatStartedIsRejected(t *testing.T) {
 	_, conn := newService(t)
 	at14 := time.Date(2026, 11, 25, 14, 0, 0, 0, time.UTC)
-	late := booking.NewService(conn, nil, func() time.Time { return at14 }, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	late := booking.NewService(conn, nil, 0, func() time.Time { return at14 }, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	env, req := requested(t, "A1")
 	req.ShowID = "ldn-1-20261125-1315"
 	if err := late.HandleRequested(context.Background(), env, req); err != nil {
@@ -168,5 +168,84 @@ func TestConcurrentDeliveriesAnnounceOneDecision(t *testing.T) {
 		if len(decisions) != 1 {
 			t.Errorf("booking %s: %d different decisions announced: %v", id, len(decisions), decisions)
 		}
+	}
+}
+
+// TestExpiredHoldIsAnnouncedOnceAndFreedOnPaymentsAnswer: a hold that runs out unpaid is
+// announced on movie-found once, with what payment needs to close it; its seats stay held until
+// payment answers, then go to the next buyer. A paid booking's hold never expires.
+func TestExpiredHoldIsAnnouncedOnceAndFreedOnPaymentsAnswer(t *testing.T) {
+	conn := dbtest.NewMigrated(t, func(ctx context.Context, d *sqlx.DB) error { return catalog.Seed(ctx, d, now) })
+	clock := now
+	svc := booking.NewService(conn, nil, 10*time.Minute, func() time.Time { return clock }, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	ctx := context.Background()
+	unpaid, unpaidReq := requested(t, "C1", "C2")
+	paid, paidReq := requested(t, "C3")
+	for _, r := range []struct {
+		env event.Envelope
+		req event.BookingRequested
+	}{{unpaid, unpaidReq}, {paid, paidReq}} {
+		if err := svc.HandleRequested(ctx, r.env, r.req); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var confirmed event.SeatsConfirmed
+	if err := queued(t, conn)[0].Envelope.Decode(&confirmed); err != nil {
+		t.Fatal(err)
+	}
+	if !confirmed.HoldExpiresAt.Equal(now.Add(10 * time.Minute)) {
+		t.Errorf("hold expires at %v, want 10 minutes after the decision", confirmed.HoldExpiresAt)
+	}
+	succeeded, _ := event.New(event.TypePaymentSucceeded, paid.BookingID, event.PaymentSucceeded{}, now)
+	if err := svc.HandlePaymentSucceeded(ctx, succeeded, event.PaymentSucceeded{}); err != nil {
+		t.Fatal(err)
+	}
+
+	clock = now.Add(9 * time.Minute)
+	if n, err := svc.ExpireHolds(ctx); err != nil || n != 0 {
+		t.Fatalf("at 9 minutes: %d holds expired (err %v), want none", n, err)
+	}
+	clock = now.Add(10 * time.Minute)
+	if n, err := svc.ExpireHolds(ctx); err != nil || n != 1 {
+		t.Fatalf("at 10 minutes: %d holds expired (err %v), want the unpaid one", n, err)
+	}
+	if n, err := svc.ExpireHolds(ctx); err != nil || n != 0 {
+		t.Fatalf("a second sweep announced %d more (err %v)", n, err)
+	}
+	msgs := queued(t, conn)
+	last := msgs[len(msgs)-1]
+	var expired event.HoldExpired
+	if err := last.Envelope.Decode(&expired); err != nil {
+		t.Fatal(err)
+	}
+	if len(msgs) != 3 || last.Envelope.Type != event.TypeHoldExpired || last.Topic != event.TopicMovieFound || last.Key != unpaid.BookingID ||
+		expired.Booking.AmountCents != 2*1395 || expired.CardLast4 != "4242" || !expired.HoldExpiresAt.Equal(now.Add(10*time.Minute)) {
+		t.Fatalf("queued %d events, last %s %+v; want a hold_expired for the unpaid booking with its details", len(msgs), last.Envelope.Type, expired)
+	}
+
+	// The seats wait for payment's answer: a buyer now is still told C1 is taken.
+	early, earlyReq := requested(t, "C1")
+	if err := svc.HandleRequested(ctx, early, earlyReq); err != nil {
+		t.Fatal(err)
+	}
+	answer := event.PaymentFailed{Code: event.PaymentHoldExpired, Reason: "The payment did not complete while your seats were held."}
+	failed, _ := event.New(event.TypePaymentFailed, unpaid.BookingID, answer, clock)
+	if err := svc.HandlePaymentFailed(ctx, failed, answer); err != nil {
+		t.Fatal(err)
+	}
+	late, lateReq := requested(t, "C1", "C2")
+	if err := svc.HandleRequested(ctx, late, lateReq); err != nil {
+		t.Fatal(err)
+	}
+	statuses := map[string]string{}
+	for id, want := range map[string]string{unpaid.BookingID: "failed", paid.BookingID: "paid", early.BookingID: "rejected", late.BookingID: "confirmed"} {
+		var got string
+		if err := conn.Get(&got, `SELECT status || ':' || reason_code FROM booking.bookings WHERE id = $1`, id); err != nil {
+			t.Fatal(err)
+		}
+		statuses[want] = got
+	}
+	if statuses["failed"] != "failed:hold_expired" || statuses["paid"] != "paid:" || statuses["rejected"] != "rejected:seat_taken" || statuses["confirmed"] != "confirmed:" {
+		t.Errorf("statuses %v: want the unpaid booking failed with hold_expired, the paid one paid, C1 refused before payment's answer and sold after", statuses)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sort"
+	"time"
 
 	"github.com/jmoiron/sqlx"
 	"github.com/lib/pq"
@@ -66,7 +67,7 @@ const (
 // the request event and the movie-found outcome queued in the outbox. If any seat is already
 // held it records nothing and returns the taken seats. The check is made first, so the primary
 // key on held_seats is the last line of defence, not the only one.
-func (s *Store) Hold(ctx context.Context, cause event.Envelope, d event.BookingDetails, outcome event.Envelope) (taken []string, err error) {
+func (s *Store) Hold(ctx context.Context, cause event.Envelope, d event.BookingDetails, holdExpiresAt time.Time, outcome event.Envelope) (taken []string, err error) {
 	bookingID := cause.BookingID
 	raw, err := encodeEnvelope(outcome)
 	if err != nil {
@@ -85,9 +86,9 @@ func (s *Store) Hold(ctx context.Context, cause event.Envelope, d event.BookingD
 		return taken, err
 	}
 	res, err := tx.ExecContext(ctx, `INSERT INTO booking.bookings
-		(id, show_id, seats, customer_name, phone_masked, amount_cents, currency, status, outcome_event)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, 'confirmed', $8) ON CONFLICT (id) DO NOTHING`,
-		bookingID, d.ShowID, pq.Array(d.Seats), d.CustomerName, d.PhoneMasked, d.AmountCents, d.Currency, raw)
+		(id, show_id, seats, customer_name, phone_masked, amount_cents, currency, status, outcome_event, hold_expires_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, 'confirmed', $8, $9) ON CONFLICT (id) DO NOTHING`,
+		bookingID, d.ShowID, pq.Array(d.Seats), d.CustomerName, d.PhoneMasked, d.AmountCents, d.Currency, raw, holdExpiresAt)
 	if err != nil {
 		return nil, fmt.Errorf("record booking %s: %w", bookingID, err)
 	}
@@ -173,6 +174,58 @@ func (s *Store) Reject(ctx context.Context, cause event.Envelope, req event.Book
 		return fmt.Errorf("record rejection of %s: %w", bookingID, err)
 	}
 	return nil
+}
+
+// ExpireHolds finds confirmed bookings whose hold ran out by now and whose expiry was not yet
+// announced, and queues a booking.hold_expired event for each (built by newEvent from the
+// booking's seats-confirmed event), marking them announced in the same transaction. Replicas
+// sweeping at once skip each other's rows.
+func (s *Store) ExpireHolds(ctx context.Context, now time.Time, newEvent func(bookingID string, c event.SeatsConfirmed) (event.Envelope, error)) (int, error) {
+	tx, err := s.db.BeginTxx(ctx, nil)
+	if err != nil {
+		return 0, fmt.Errorf("expire holds: %w", err)
+	}
+	defer func() { _ = tx.Rollback() }()
+	var rows []struct {
+		ID      string `db:"id"`
+		Outcome []byte `db:"outcome_event"`
+	}
+	if err := tx.SelectContext(ctx, &rows, `SELECT id, outcome_event FROM booking.bookings
+		WHERE status = 'confirmed' AND expiry_requested_at IS NULL AND hold_expires_at <= $1
+		ORDER BY hold_expires_at LIMIT 500 FOR UPDATE SKIP LOCKED`, now); err != nil {
+		return 0, fmt.Errorf("expire holds: %w", err)
+	}
+	ids := make([]string, 0, len(rows))
+	for _, r := range rows {
+		var confirmed event.SeatsConfirmed
+		env, err := event.Decode(r.Outcome)
+		if err == nil {
+			err = env.Decode(&confirmed)
+		}
+		if err != nil {
+			return 0, fmt.Errorf("expire hold of %s: its seats-confirmed event: %w", r.ID, err)
+		}
+		expired, err := newEvent(r.ID, confirmed)
+		if err != nil {
+			return 0, err
+		}
+		expired.Traceparent = kafka.NextSpan(env.Traceparent) // one booking, one trace
+		if err := outbox.Add(ctx, tx, OutboxTable, kafka.Message{Topic: event.TopicMovieFound, Key: r.ID, Envelope: expired}); err != nil {
+			return 0, err
+		}
+		ids = append(ids, r.ID)
+	}
+	if len(ids) == 0 {
+		return 0, nil
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE booking.bookings SET expiry_requested_at = $2, updated_at = now()
+		WHERE id = ANY($1::uuid[])`, pq.Array(ids), now); err != nil {
+		return 0, fmt.Errorf("expire holds: %w", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return 0, fmt.Errorf("expire holds: %w", err)
+	}
+	return len(ids), nil
 }
 
 // MarkPaid moves a confirmed booking to paid. Replays change nothing.

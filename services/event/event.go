@@ -31,6 +31,7 @@ const (
 	TypeBookingRequested   = "booking.requested"       // on booking-movie
 	TypeSeatsConfirmed     = "booking.seats_confirmed" // on movie-found
 	TypeBookingRejected    = "booking.rejected"        // on movie-found
+	TypeHoldExpired        = "booking.hold_expired"    // on movie-found: the seats' hold ran out unpaid
 	TypePaymentSucceeded   = "payment.succeeded"       // on payment-topic
 	TypePaymentFailed      = "payment.failed"          // on payment-topic
 	TypeNotificationSent   = "notification.delivered"  // on notification-sent
@@ -42,7 +43,7 @@ const (
 // not handle (a topic carries several); an unknown one is a message no consumer can trust.
 func Known(eventType string) bool {
 	switch eventType {
-	case TypeBookingRequested, TypeSeatsConfirmed, TypeBookingRejected, TypePaymentSucceeded,
+	case TypeBookingRequested, TypeSeatsConfirmed, TypeBookingRejected, TypeHoldExpired, TypePaymentSucceeded,
 		TypePaymentFailed, TypeNotificationSent, TypeNotificationFailed, TypeTicketIssued:
 		return true
 	}
@@ -170,10 +171,22 @@ func InZone(t time.Time, zone string) time.Time {
 	return t.UTC()
 }
 
-// SeatsConfirmed says the booking service recorded the booking and holds its seats.
+// SeatsConfirmed says the booking service recorded the booking and holds its seats until
+// HoldExpiresAt: a payment that completes later is refunded.
 type SeatsConfirmed struct {
-	Booking BookingDetails `json:"booking"`
-	Card    Card           `json:"card"`
+	Booking       BookingDetails `json:"booking"`
+	Card          Card           `json:"card"`
+	HoldExpiresAt time.Time      `json:"hold_expires_at"` // zero: no deadline (events from before holds ended)
+}
+
+// HoldExpired says a booking's hold ran out before the booking service heard of its payment. It
+// asks the payment service, the only one that knows whether money moved, to close the payment:
+// the seats are released when payment-topic answers (a success that was already recorded stands).
+type HoldExpired struct {
+	Booking       BookingDetails `json:"booking"`
+	CardBrand     string         `json:"card_brand"`
+	CardLast4     string         `json:"card_last4"`
+	HoldExpiresAt time.Time      `json:"hold_expires_at"`
 }
 
 // BookingRejected says the booking could not be accepted, with a reason a person can read.
@@ -201,13 +214,29 @@ type PaymentSucceeded struct {
 	CardLast4 string         `json:"card_last4"`
 }
 
-// PaymentFailed says the card was not charged, and why.
+// PaymentFailed says the booking's payment did not stand, and why: the card was declined, the
+// hold ran out before any charge, or a charge came too late and was refunded.
 type PaymentFailed struct {
 	Booking   BookingDetails `json:"booking"`
 	Code      string         `json:"code"`
 	Reason    string         `json:"reason"`
 	CardBrand string         `json:"card_brand"`
 	CardLast4 string         `json:"card_last4"`
+	Refunded  bool           `json:"refunded,omitempty"` // the card was charged, then refunded in full
+}
+
+// Payment failure codes of Boxoffice's own, beside the processor's decline codes.
+const (
+	PaymentHoldExpired = "hold_expired" // the hold ran out before the card was charged
+	PaymentLate        = "payment_late" // the charge completed after the hold ran out: refunded
+)
+
+// Consequence is the sentence that tells the customer where their money and seats stand.
+func (p PaymentFailed) Consequence() string {
+	if p.Refunded {
+		return "Your payment was refunded in full and the seats were released."
+	}
+	return "You were not charged and the seats were released."
 }
 
 // NotificationResult says whether the SMS about a payment outcome went out. It carries the

@@ -74,6 +74,9 @@ type ConsumerConfig struct {
 	MaxStall time.Duration
 }
 
+// SetMaxStall changes MaxStall; call it before Run.
+func (c *Consumer) SetMaxStall(d time.Duration) { c.cfg.MaxStall = d }
+
 // DefaultMaxStall is long enough to ride out a database restart or a provider's bad spell, and
 // short enough that one bad message does not hold a partition for the evening.
 const DefaultMaxStall = 10 * time.Minute

@@ -1,10 +1,20 @@
 // Package payment is the payment service: it charges the card of every confirmed booking
 // through a card processor and announces the outcome on payment-topic.
+//
+// It is also the one service that knows whether money moved, so it decides how a booking whose
+// seat hold ran out ends: not charged at all, or charged too late and refunded. Each booking has
+// one row in payment.payments, and every decision is a change of that row's status under its lock:
+//
+//	(none) ──► charging ──► succeeded | failed        the processor answered in time
+//	              │   └───► refunded                  it approved after the hold ran out
+//	              └──► expiring ──► refunded | failed  the hold ran out while a charge was open
+//	(none) ──► failed (hold_expired)                  the hold ran out before any charge
 package payment
 
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"time"
@@ -29,48 +39,85 @@ const (
 	InboxTable  = "payment.inbox"
 )
 
+// Payment statuses (see the package comment).
+const (
+	statusCharging  = "charging"
+	statusExpiring  = "expiring"
+	statusSucceeded = "succeeded"
+	statusFailed    = "failed"
+	statusRefunded  = "refunded"
+)
+
+// Reasons for the two ways a hold's end fails a booking; PaymentFailed.Consequence says where
+// the money and the seats stand.
+const (
+	reasonHoldExpired = "The payment did not complete while your seats were held."
+	reasonLate        = "The payment completed after the hold on your seats had ended."
+)
+
 // Service charges confirmed bookings.
 type Service struct {
-	db      *sqlx.DB
-	charger gateway.Charger
-	relay   *outbox.Relay
-	now     func() time.Time
-	log     *slog.Logger
+	db        *sqlx.DB
+	processor gateway.Processor
+	relay     *outbox.Relay
+	now       func() time.Time
+	log       *slog.Logger
 }
 
 // NewService wires the payment service to its processor; its relay publishes through pub.
-func NewService(db *sqlx.DB, charger gateway.Charger, pub Publisher, now func() time.Time, log *slog.Logger) *Service {
+func NewService(db *sqlx.DB, processor gateway.Processor, pub Publisher, now func() time.Time, log *slog.Logger) *Service {
 	log = log.With("service", "payment")
-	return &Service{db: db, charger: charger, relay: outbox.NewRelay(db, OutboxTable, pub, log), now: now, log: log}
+	return &Service{db: db, processor: processor, relay: outbox.NewRelay(db, OutboxTable, pub, log), now: now, log: log}
 }
 
 // Relay publishes the service's outbox; run it beside the consumer.
 func (s *Service) Relay() *outbox.Relay { return s.relay }
 
-// Consumer reads confirmed bookings from movie-found.
+// Consumer reads confirmed bookings and expired holds from movie-found. Both are keyed by
+// booking, so a booking's expiry is read after its confirmation.
 func (s *Service) Consumer(brokers []string, pub *kafka.Publisher) *kafka.Consumer {
 	return kafka.NewConsumer(kafka.ConsumerConfig{
 		Brokers: brokers, GroupID: GroupID, Topics: []string{event.TopicMovieFound},
 	}, kafka.Handlers{
 		event.TypeSeatsConfirmed: kafka.On(s.HandleSeatsConfirmed),
+		event.TypeHoldExpired:    kafka.On(s.HandleHoldExpired),
 	}, pub, s.log)
 }
 
+// payment is the row the service keeps per booking.
+type payment struct {
+	Status      string `db:"status"`
+	AmountCents int64  `db:"amount_cents"`
+	Currency    string `db:"currency"`
+	CardBrand   string `db:"card_brand"`
+	CardLast4   string `db:"card_last4"`
+	CardToken   string `db:"card_token"`
+}
+
 // HandleSeatsConfirmed charges the booking's card once and queues the outcome. A charge cannot
-// join a database transaction, so it goes first with the booking id as idempotency key: after a
-// crash before the record commits, the retry gets the processor's first answer and moves no
-// money. The record, the event id and the payment-topic event then commit together.
+// join a database transaction, so the row is written first ('charging'), then the processor is
+// called with the booking id as idempotency key, then the answer and the payment-topic event
+// commit together. After a crash in between, the retry gets the processor's first answer and
+// moves no money; and whoever closes an expired hold meanwhile knows a charge may be open.
 func (s *Service) HandleSeatsConfirmed(ctx context.Context, env event.Envelope, c event.SeatsConfirmed) error {
-	var done bool
-	if err := s.db.GetContext(ctx, &done, `SELECT EXISTS (SELECT 1 FROM payment.payments WHERE booking_id = $1)`, env.BookingID); err != nil {
-		return fmt.Errorf("look up payment of %s: %w", env.BookingID, err)
+	b := c.Booking
+	if !c.HoldExpiresAt.IsZero() && !s.now().Before(c.HoldExpiresAt) {
+		// Read too late (the service was down or behind): never charge for seats no longer held.
+		return s.closeExpired(ctx, env, b, c.Card.Brand, c.Card.Last4)
 	}
-	if done {
-		return nil // charged and recorded, with its event queued, on an earlier delivery
+	status, err := s.open(ctx, env.BookingID, b, c.Card)
+	if err != nil {
+		return err
+	}
+	switch status {
+	case statusCharging:
+	case statusExpiring:
+		return s.closeExpired(ctx, env, b, c.Card.Brand, c.Card.Last4) // finish what a crash interrupted
+	default:
+		return nil // decided, with its event queued, on an earlier delivery
 	}
 
-	b := c.Booking
-	result, err := s.charger.Charge(ctx, gateway.ChargeRequest{
+	result, err := s.processor.Charge(ctx, gateway.ChargeRequest{
 		IdempotencyKey: env.BookingID,
 		Card:           c.Card,
 		AmountCents:    b.AmountCents,
@@ -81,55 +128,199 @@ func (s *Service) HandleSeatsConfirmed(ctx context.Context, env event.Envelope, 
 		return fmt.Errorf("charge booking %s: %w", env.BookingID, err)
 	}
 
-	var outcome event.Envelope
-	if result.Approved {
-		outcome, err = event.New(event.TypePaymentSucceeded, env.BookingID, event.PaymentSucceeded{
-			Booking: b, PaymentID: result.Reference, CardBrand: c.Card.Brand, CardLast4: c.Card.Last4,
-		}, s.now())
-	} else {
-		outcome, err = event.New(event.TypePaymentFailed, env.BookingID, event.PaymentFailed{
-			Booking: b, Code: result.DeclineCode, Reason: result.DeclineReason, CardBrand: c.Card.Brand, CardLast4: c.Card.Last4,
-		}, s.now())
+	if result.Approved && !c.HoldExpiresAt.IsZero() && !s.now().Before(c.HoldExpiresAt) {
+		// The processor said yes after the seats' hold ran out: the booking service may already
+		// have let them go, so the charge must not stand.
+		refund, err := s.refund(ctx, env.BookingID, result.Reference, b)
+		if err != nil {
+			return err
+		}
+		failed := event.PaymentFailed{Booking: b, Code: event.PaymentLate, Reason: reasonLate,
+			CardBrand: c.Card.Brand, CardLast4: c.Card.Last4, Refunded: true}
+		return s.finish(ctx, env, statusCharging, statusRefunded, result.Reference, refund, event.TypePaymentFailed, failed)
 	}
+	if result.Approved {
+		return s.finish(ctx, env, statusCharging, statusSucceeded, result.Reference, "", event.TypePaymentSucceeded,
+			event.PaymentSucceeded{Booking: b, PaymentID: result.Reference, CardBrand: c.Card.Brand, CardLast4: c.Card.Last4})
+	}
+	return s.finish(ctx, env, statusCharging, statusFailed, result.Reference, "", event.TypePaymentFailed,
+		event.PaymentFailed{Booking: b, Code: result.DeclineCode, Reason: result.DeclineReason, CardBrand: c.Card.Brand, CardLast4: c.Card.Last4})
+}
+
+// HandleHoldExpired closes the payment of a booking whose hold ran out before the booking
+// service heard how its payment went.
+func (s *Service) HandleHoldExpired(ctx context.Context, env event.Envelope, h event.HoldExpired) error {
+	return s.closeExpired(ctx, env, h.Booking, h.CardBrand, h.CardLast4)
+}
+
+// open records that a charge is about to be made, unless the booking's payment already has a
+// row, and returns the row's status.
+func (s *Service) open(ctx context.Context, bookingID string, b event.BookingDetails, card event.Card) (string, error) {
+	var status string
+	err := s.db.GetContext(ctx, &status, `INSERT INTO payment.payments
+		(booking_id, amount_cents, currency, card_brand, card_last4, card_token, status)
+		VALUES ($1, $2, $3, $4, $5, $6, 'charging')
+		ON CONFLICT (booking_id) DO UPDATE SET updated_at = payment.payments.updated_at
+		RETURNING status`,
+		bookingID, b.AmountCents, b.Currency, card.Brand, card.Last4, card.Token)
+	if err != nil {
+		return "", fmt.Errorf("open payment of %s: %w", bookingID, err)
+	}
+	return status, nil
+}
+
+// closeExpired ends the payment of a booking whose hold ran out. Without a row, no charge was
+// ever tried: the booking fails uncharged. An open charge is first taken over ('expiring', so
+// its own handler can no longer record a success), then settled: asking the processor again
+// with the same idempotency key gives its answer, and an approval is refunded. A payment
+// already decided stands: the booking service releases nothing until payment-topic answers.
+func (s *Service) closeExpired(ctx context.Context, cause event.Envelope, b event.BookingDetails, brand, last4 string) error {
+	failed := event.PaymentFailed{Booking: b, Code: event.PaymentHoldExpired, Reason: reasonHoldExpired, CardBrand: brand, CardLast4: last4}
+	outcome, raw, err := s.newOutcome(cause.BookingID, event.TypePaymentFailed, failed)
 	if err != nil {
 		return err
+	}
+	var row payment
+	err = s.inTx(ctx, "close expired payment of "+cause.BookingID, func(tx *sqlx.Tx) error {
+		res, err := tx.ExecContext(ctx, `INSERT INTO payment.payments
+			(booking_id, amount_cents, currency, card_brand, card_last4, card_token, status, failure_code, failure, outcome_event)
+			VALUES ($1, $2, $3, $4, $5, '', 'failed', $6, $7, $8) ON CONFLICT (booking_id) DO NOTHING`,
+			cause.BookingID, b.AmountCents, b.Currency, brand, last4, failed.Code, failed.Reason, raw)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 1 {
+			row.Status = statusFailed
+			s.log.Info("payment closed: hold expired before any charge", "booking_id", cause.BookingID)
+			return s.announce(ctx, tx, cause, outcome)
+		}
+		if err := tx.GetContext(ctx, &row, `SELECT status, amount_cents, currency, card_brand, card_last4, card_token
+			FROM payment.payments WHERE booking_id = $1 FOR UPDATE`, cause.BookingID); err != nil {
+			return err
+		}
+		if row.Status == statusCharging {
+			row.Status = statusExpiring
+			_, err = tx.ExecContext(ctx, `UPDATE payment.payments SET status = 'expiring', updated_at = now() WHERE booking_id = $1`, cause.BookingID)
+			return err
+		}
+		return nil
+	})
+	if err != nil || row.Status != statusExpiring {
+		return err
+	}
+
+	// A charge was open when the hold ran out. Replaying it is the one way to learn what it did
+	// (if it never reached the processor, this makes it, and it is refunded at once).
+	result, err := s.processor.Charge(ctx, gateway.ChargeRequest{
+		IdempotencyKey: cause.BookingID,
+		Card:           event.Card{Brand: row.CardBrand, Last4: row.CardLast4, Token: row.CardToken},
+		AmountCents:    row.AmountCents,
+		Currency:       row.Currency,
+		Description:    fmt.Sprintf("%s, %s, seats %v", b.MovieTitle, b.StartsAt.Format(time.RFC3339), b.Seats),
+	})
+	if err != nil {
+		return fmt.Errorf("settle the open charge of %s: %w", cause.BookingID, err)
+	}
+	if !result.Approved {
+		return s.finish(ctx, cause, statusExpiring, statusFailed, result.Reference, "", event.TypePaymentFailed, failed)
+	}
+	refund, err := s.refund(ctx, cause.BookingID, result.Reference, b)
+	if err != nil {
+		return err
+	}
+	failed.Code, failed.Reason, failed.Refunded = event.PaymentLate, reasonLate, true
+	return s.finish(ctx, cause, statusExpiring, statusRefunded, result.Reference, refund, event.TypePaymentFailed, failed)
+}
+
+// refund gives an approved charge back, once: the refund's idempotency key is derived from the
+// booking, so every path that refunds a booking asks for the same refund.
+func (s *Service) refund(ctx context.Context, bookingID, chargeRef string, b event.BookingDetails) (string, error) {
+	res, err := s.processor.Refund(ctx, gateway.RefundRequest{
+		IdempotencyKey:  "refund/" + bookingID,
+		ChargeReference: chargeRef,
+		AmountCents:     b.AmountCents,
+		Currency:        b.Currency,
+		Reason:          "seat hold expired before the payment completed",
+	})
+	var refused *gateway.RefundRefusedError
+	if errors.As(err, &refused) {
+		// Money taken for seats we no longer hold, and the processor will not give it back:
+		// parked in the dead-letter topic for a person, with the reason.
+		return "", kafka.Permanent(fmt.Errorf("refund of charge %s for booking %s: %w", chargeRef, bookingID, err))
+	}
+	if err != nil {
+		return "", fmt.Errorf("refund charge %s for booking %s: %w", chargeRef, bookingID, err)
+	}
+	s.log.Warn("late payment refunded", "booking_id", bookingID, "charge", chargeRef, "refund", res.Reference)
+	return res.Reference, nil
+}
+
+// finish moves the payment from one status to its final one and queues the outcome, in one
+// transaction with the inbox. If the row is no longer in the expected status, someone else
+// decided it (a concurrent duplicate, or the hold's expiry took an open charge over) and their
+// decision and event stand.
+func (s *Service) finish(ctx context.Context, cause event.Envelope, from, to, chargeRef, refundRef, eventType string, payload any) error {
+	outcome, raw, err := s.newOutcome(cause.BookingID, eventType, payload)
+	if err != nil {
+		return err
+	}
+	var failureCode, failure string
+	if f, ok := payload.(event.PaymentFailed); ok {
+		failureCode, failure = f.Code, f.Reason
+	}
+	won := false
+	err = s.inTx(ctx, "record payment of "+cause.BookingID, func(tx *sqlx.Tx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE payment.payments
+			SET status = $3, gateway_ref = $4, refund_ref = $5, failure_code = $6, failure = $7, outcome_event = $8, updated_at = now()
+			WHERE booking_id = $1 AND status = $2`, cause.BookingID, from, to, chargeRef, refundRef, failureCode, failure, raw)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return nil
+		}
+		won = true
+		return s.announce(ctx, tx, cause, outcome)
+	})
+	if err == nil && won {
+		s.log.Info("payment "+to, "booking_id", cause.BookingID, "code", failureCode)
+	}
+	return err
+}
+
+// announce records the cause in the inbox and queues the outcome on payment-topic.
+func (s *Service) announce(ctx context.Context, tx *sqlx.Tx, cause event.Envelope, outcome event.Envelope) error {
+	if _, err := outbox.FirstDelivery(ctx, tx, InboxTable, cause.ID); err != nil {
+		return err
+	}
+	return outbox.Add(ctx, tx, OutboxTable, kafka.Message{Topic: event.TopicPayment, Key: cause.BookingID, Envelope: outcome})
+}
+
+func (s *Service) newOutcome(bookingID, eventType string, payload any) (event.Envelope, []byte, error) {
+	outcome, err := event.New(eventType, bookingID, payload, s.now())
+	if err != nil {
+		return event.Envelope{}, nil, err
 	}
 	raw, err := json.Marshal(outcome)
 	if err != nil {
-		return fmt.Errorf("encode payment outcome: %w", err)
+		return event.Envelope{}, nil, fmt.Errorf("encode payment outcome: %w", err)
 	}
-	status := "failed"
-	if result.Approved {
-		status = "succeeded"
-	}
+	return outcome, raw, nil
+}
+
+// inTx runs fn in a transaction and wakes the relay after a commit.
+func (s *Service) inTx(ctx context.Context, what string, fn func(tx *sqlx.Tx) error) error {
 	tx, err := s.db.BeginTxx(ctx, nil)
 	if err != nil {
-		return fmt.Errorf("record payment of %s: %w", env.BookingID, err)
+		return fmt.Errorf("%s: %w", what, err)
 	}
 	defer func() { _ = tx.Rollback() }()
-	if first, err := outbox.FirstDelivery(ctx, tx, InboxTable, env.ID); err != nil || !first {
-		return err
-	}
-	res, err := tx.ExecContext(ctx, `INSERT INTO payment.payments
-		(booking_id, amount_cents, currency, card_brand, card_last4, card_token, status, gateway_ref, failure_code, failure, outcome_event)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (booking_id) DO NOTHING`,
-		env.BookingID, b.AmountCents, b.Currency, c.Card.Brand, c.Card.Last4, c.Card.Token, status,
-		result.Reference, result.DeclineCode, result.DeclineReason, raw)
-	if err != nil {
-		return fmt.Errorf("record payment of %s: %w", env.BookingID, err)
-	}
-	if n, _ := res.RowsAffected(); n == 1 {
-		// Only the delivery that recorded the payment announces it: a concurrent duplicate
-		// got the processor's same answer and stops here.
-		if err := outbox.Add(ctx, tx, OutboxTable, kafka.Message{Topic: event.TopicPayment, Key: env.BookingID, Envelope: outcome}); err != nil {
-			return err
-		}
+	if err := fn(tx); err != nil {
+		return fmt.Errorf("%s: %w", what, err)
 	}
 	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("record payment of %s: %w", env.BookingID, err)
+		return fmt.Errorf("%s: %w", what, err)
 	}
 	s.relay.Notify()
-	s.log.Info("payment "+status, "booking_id", env.BookingID, "amount_cents", b.AmountCents,
-		"card", c.Card.Brand+" •"+c.Card.Last4, "decline_code", result.DeclineCode)
 	return nil
 }

@@ -23,7 +23,7 @@ import (
 
 // countingCharger wraps a processor and counts the charges that reach it.
 type countingCharger struct {
-	gateway.Charger
+	gateway.Processor
 	mu    sync.Mutex
 	calls int
 	fail  error
@@ -37,7 +37,7 @@ func (c *countingCharger) Charge(ctx context.Context, req gateway.ChargeRequest)
 	if fail != nil {
 		return gateway.ChargeResult{}, fail
 	}
-	return c.Charger.Charge(ctx, req)
+	return c.Processor.Charge(ctx, req)
 }
 
 func confirmed(t *testing.T, sandbox *gateway.Sandbox, card string) (event.Envelope, event.SeatsConfirmed) {
@@ -59,7 +59,7 @@ func confirmed(t *testing.T, sandbox *gateway.Sandbox, card string) (event.Envel
 func TestRedeliveredConfirmationChargesOnce(t *testing.T) {
 	conn := dbtest.NewMigrated(t, nil)
 	sandbox := gateway.NewSandbox(conn)
-	charger := &countingCharger{Charger: sandbox}
+	charger := &countingCharger{Processor: sandbox}
 	svc := payment.NewService(conn, charger, nil, time.Now, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	env, c := confirmed(t, sandbox, "4242424242424242")
 	for range 3 {
@@ -87,7 +87,7 @@ func TestRedeliveredConfirmationChargesOnce(t *testing.T) {
 func TestProcessorOutageIsRetriedNotDeclined(t *testing.T) {
 	conn := dbtest.NewMigrated(t, nil)
 	sandbox := gateway.NewSandbox(conn)
-	charger := &countingCharger{Charger: sandbox, fail: errors.New("processor timeout")}
+	charger := &countingCharger{Processor: sandbox, fail: errors.New("processor timeout")}
 	svc := payment.NewService(conn, charger, nil, time.Now, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	env, c := confirmed(t, sandbox, "4242424242424242")
 	if err := svc.HandleSeatsConfirmed(context.Background(), env, c); err == nil {
@@ -112,4 +112,180 @@ func queued(t *testing.T, conn *sqlx.DB) []kafka.Message {
 		t.Fatal(err)
 	}
 	return msgs
+}
+
+// clock is a test's movable now.
+type clock struct {
+	mu sync.Mutex
+	at time.Time
+}
+
+func (c *clock) Now() time.Time          { c.mu.Lock(); defer c.mu.Unlock(); return c.at }
+func (c *clock) Advance(d time.Duration) { c.mu.Lock(); defer c.mu.Unlock(); c.at = c.at.Add(d) }
+
+// slowCharger is a processor that takes its time: the clock moves on during each charge.
+type slowCharger struct {
+	*countingCharger
+	clock *clock
+	takes time.Duration
+	// fakeTimeout, if set, makes the charge reach the processor and then fail as a timeout
+	// would: the money moved, and the service did not hear of it.
+	fakeTimeout bool
+}
+
+func (c *slowCharger) Charge(ctx context.Context, req gateway.ChargeRequest) (gateway.ChargeResult, error) {
+	res, err := c.countingCharger.Charge(ctx, req)
+	c.clock.Advance(c.takes)
+	if c.fakeTimeout {
+		c.fakeTimeout = false
+		return gateway.ChargeResult{}, errors.New("processor timeout")
+	}
+	return res, err
+}
+
+type ledger struct{ charges, approved, refunds int }
+
+func readLedger(t *testing.T, conn *sqlx.DB) ledger {
+	t.Helper()
+	var l ledger
+	if err := conn.QueryRow(`SELECT (SELECT count(*) FROM payment_sandbox.charges), (SELECT count(*) FROM payment_sandbox.charges WHERE approved),
+		(SELECT count(*) FROM payment_sandbox.refunds)`).Scan(&l.charges, &l.approved, &l.refunds); err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+// onlyOutcome checks that exactly one outcome was queued, of the wanted type, and returns it.
+func onlyOutcome(t *testing.T, conn *sqlx.DB, wantType string) event.PaymentFailed {
+	t.Helper()
+	msgs := queued(t, conn)
+	if len(msgs) != 1 || msgs[0].Envelope.Type != wantType {
+		t.Fatalf("queued %v, want exactly one %s", msgs, wantType)
+	}
+	var f event.PaymentFailed
+	if err := msgs[0].Envelope.Decode(&f); err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+func holdFixture(t *testing.T, card string) (*sqlx.DB, *clock, *slowCharger, *payment.Service, event.Envelope, event.SeatsConfirmed) {
+	t.Helper()
+	conn := dbtest.NewMigrated(t, nil)
+	sandbox := gateway.NewSandbox(conn)
+	clk := &clock{at: time.Date(2026, 11, 25, 18, 0, 0, 0, time.UTC)}
+	charger := &slowCharger{countingCharger: &countingCharger{Processor: sandbox}, clock: clk}
+	svc := payment.NewService(conn, charger, nil, clk.Now, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	env, c := confirmed(t, sandbox, card)
+	c.HoldExpiresAt = clk.Now().Add(10 * time.Minute)
+	return conn, clk, charger, svc, env, c
+}
+
+// TestConfirmationReadAfterTheHoldEndedIsNeverCharged: a payment service that was down past
+// the hold fails the booking without calling the processor.
+func TestConfirmationReadAfterTheHoldEndedIsNeverCharged(t *testing.T) {
+	conn, clk, charger, svc, env, c := holdFixture(t, "4242424242424242")
+	clk.Advance(11 * time.Minute)
+	if err := svc.HandleSeatsConfirmed(context.Background(), env, c); err != nil {
+		t.Fatal(err)
+	}
+	f := onlyOutcome(t, conn, event.TypePaymentFailed)
+	if charger.calls != 0 || f.Code != event.PaymentHoldExpired || f.Refunded || f.Reason == "" || f.CardLast4 != c.Card.Last4 {
+		t.Errorf("%d charges; outcome %+v; want no charge and a hold_expired failure", charger.calls, f)
+	}
+}
+
+// TestLatePaymentIsRefunded: the processor approves after the hold ran out. The charge is
+// refunded through the gateway, the booking fails saying so, and redeliveries refund nothing
+// more and announce nothing more.
+func TestLatePaymentIsRefunded(t *testing.T) {
+	conn, _, charger, svc, env, c := holdFixture(t, "4242424242424242")
+	charger.takes = 11 * time.Minute
+	for range 3 {
+		if err := svc.HandleSeatsConfirmed(context.Background(), env, c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f := onlyOutcome(t, conn, event.TypePaymentFailed)
+	if f.Code != event.PaymentLate || !f.Refunded || !strings.Contains(f.Consequence(), "refunded in full") {
+		t.Errorf("outcome %+v, want a refunded payment_late failure", f)
+	}
+	if l := readLedger(t, conn); l != (ledger{charges: 1, approved: 1, refunds: 1}) || charger.calls != 1 {
+		t.Errorf("ledger %+v after %d charge calls; want one approved charge and its one refund", l, charger.calls)
+	}
+}
+
+// TestHoldExpiryBeforeAnyChargeClosesThePayment: payment hears of the expiry first (its
+// confirmation was dead-lettered, say). The booking fails uncharged, and the confirmation, when
+// it comes, charges nothing.
+func TestHoldExpiryBeforeAnyChargeClosesThePayment(t *testing.T) {
+	conn, _, charger, svc, env, c := holdFixture(t, "4242424242424242")
+	expired, _ := event.New(event.TypeHoldExpired, env.BookingID, event.HoldExpired{Booking: c.Booking}, time.Now())
+	if err := svc.HandleHoldExpired(context.Background(), expired, event.HoldExpired{Booking: c.Booking, CardBrand: "visa", CardLast4: "4242"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := svc.HandleSeatsConfirmed(context.Background(), env, c); err != nil {
+		t.Fatal(err)
+	}
+	if f := onlyOutcome(t, conn, event.TypePaymentFailed); f.Code != event.PaymentHoldExpired || charger.calls != 0 {
+		t.Errorf("outcome %+v after %d charges; want hold_expired and no charge", f, charger.calls)
+	}
+}
+
+// TestHoldExpiryAfterASuccessChangesNothing: the booking service swept before it read the
+// success. The success stands: no refund, no second outcome.
+func TestHoldExpiryAfterASuccessChangesNothing(t *testing.T) {
+	conn, _, _, svc, env, c := holdFixture(t, "4242424242424242")
+	ctx := context.Background()
+	if err := svc.HandleSeatsConfirmed(ctx, env, c); err != nil {
+		t.Fatal(err)
+	}
+	expired, _ := event.New(event.TypeHoldExpired, env.BookingID, event.HoldExpired{Booking: c.Booking}, time.Now())
+	if err := svc.HandleHoldExpired(ctx, expired, event.HoldExpired{Booking: c.Booking}); err != nil {
+		t.Fatal(err)
+	}
+	onlyOutcome(t, conn, event.TypePaymentSucceeded)
+	if l := readLedger(t, conn); l.refunds != 0 {
+		t.Errorf("a successful payment was refunded: %+v", l)
+	}
+}
+
+// TestHoldExpiryTakesOverAnOpenCharge: the charge reached the processor, but the service never
+// heard the answer (a timeout, a crash) before the hold ran out. Closing the hold learns the
+// answer with the same idempotency key and refunds it; the original delivery, retried, can no
+// longer record a success.
+func TestHoldExpiryTakesOverAnOpenCharge(t *testing.T) {
+	conn, _, charger, svc, env, c := holdFixture(t, "4242424242424242")
+	ctx := context.Background()
+	charger.fakeTimeout = true
+	if err := svc.HandleSeatsConfirmed(ctx, env, c); err == nil {
+		t.Fatal("the timeout was swallowed")
+	}
+	expired, _ := event.New(event.TypeHoldExpired, env.BookingID, event.HoldExpired{Booking: c.Booking}, time.Now())
+	if err := svc.HandleHoldExpired(ctx, expired, event.HoldExpired{Booking: c.Booking, CardBrand: "visa", CardLast4: "4242"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := svc.HandleSeatsConfirmed(ctx, env, c); err != nil {
+		t.Fatal(err)
+	}
+	if f := onlyOutcome(t, conn, event.TypePaymentFailed); f.Code != event.PaymentLate || !f.Refunded {
+		t.Errorf("outcome %+v, want the open charge refunded", f)
+	}
+	if l := readLedger(t, conn); l != (ledger{charges: 1, approved: 1, refunds: 1}) {
+		t.Errorf("ledger %+v, want one charge and its refund", l)
+	}
+}
+
+// TestDeclinedCardIsNotRefunded: a decline within the hold is an ordinary failure.
+func TestDeclinedCardIsNotRefunded(t *testing.T) {
+	conn, _, _, svc, env, c := holdFixture(t, "4000000000000002")
+	if err := svc.HandleSeatsConfirmed(context.Background(), env, c); err != nil {
+		t.Fatal(err)
+	}
+	if f := onlyOutcome(t, conn, event.TypePaymentFailed); f.Code != gateway.DeclineGeneric || f.Refunded {
+		t.Errorf("outcome %+v, want a plain decline", f)
+	}
+	if l := readLedger(t, conn); l.refunds != 0 {
+		t.Errorf("ledger %+v", l)
+	}
 }

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/jmoiron/sqlx"
 
@@ -26,6 +27,32 @@ type Tokenizer interface {
 // with the same key returns the first result and moves no money.
 type Charger interface {
 	Charge(ctx context.Context, req ChargeRequest) (ChargeResult, error)
+}
+
+// Refunder gives back a charge in full. Implementations must honour IdempotencyKey: a second
+// refund with the same key returns the first result and moves no money.
+type Refunder interface {
+	Refund(ctx context.Context, req RefundRequest) (RefundResult, error)
+}
+
+// Processor is what the payment service needs of a card processor.
+type Processor interface {
+	Charger
+	Refunder
+}
+
+// RefundRequest asks for an approved charge to be refunded in full.
+type RefundRequest struct {
+	IdempotencyKey  string
+	ChargeReference string
+	AmountCents     int64
+	Currency        string
+	Reason          string
+}
+
+// RefundResult is the processor's receipt for a refund.
+type RefundResult struct {
+	Reference string
 }
 
 // ChargeRequest asks for one payment.
@@ -62,6 +89,7 @@ type testCard struct {
 	brand         string
 	declineCode   string // empty: the card pays
 	declineReason string
+	delay         time.Duration // how long the processor takes to answer
 }
 
 // Test cards the sandbox knows, by their full number. Any other valid number is refused at
@@ -71,7 +99,13 @@ var sandboxCards = map[string]testCard{
 	"5555555555554444": {brand: "mastercard"},
 	"4000000000000002": {brand: "visa", declineCode: DeclineGeneric, declineReason: "Your card was declined."},
 	"4000000000009995": {brand: "visa", declineCode: DeclineInsufficientFunds, declineReason: "Your card has insufficient funds."},
+	// Pays, slowly: with a short HOLD_DURATION it shows a payment that completes after the
+	// seats' hold ran out, and its refund.
+	"4000000000003063": {brand: "visa", delay: SlowCardDelay},
 }
+
+// SlowCardDelay is how long the sandbox takes to approve its slow test card.
+const SlowCardDelay = 3 * time.Second
 
 // TestCardsHint is what the form says about which cards work.
 const TestCardsHint = "Sandbox: 4242 4242 4242 4242 pays, 4000 0000 0000 0002 is declined, 4000 0000 0000 9995 has insufficient funds."
@@ -161,6 +195,13 @@ func (s *Sandbox) Charge(ctx context.Context, req ChargeRequest) (ChargeResult, 
 
 	result := ChargeResult{Approved: true, Reference: "ch_sandbox_" + randomHex(12)}
 	card, known := sandboxCardForToken(req.Card.Token)
+	if card.delay > 0 {
+		select {
+		case <-time.After(card.delay):
+		case <-ctx.Done():
+			return ChargeResult{}, ctx.Err()
+		}
+	}
 	switch {
 	case !known:
 		result = ChargeResult{Reference: result.Reference, DeclineCode: DeclineGeneric, DeclineReason: "The card token is not known to the sandbox."}
@@ -183,6 +224,49 @@ func (s *Sandbox) Charge(ctx context.Context, req ChargeRequest) (ChargeResult, 
 	}
 	return ChargeResult(existing), nil
 }
+
+// Refund refunds an approved sandbox charge in full, once per idempotency key; a charge already
+// refunded under another key is refused, as processors do.
+func (s *Sandbox) Refund(ctx context.Context, req RefundRequest) (RefundResult, error) {
+	if req.IdempotencyKey == "" {
+		return RefundResult{}, errors.New("sandbox refund: idempotency key required")
+	}
+	var charge struct {
+		Approved    bool  `db:"approved"`
+		AmountCents int64 `db:"amount_cents"`
+	}
+	err := s.db.GetContext(ctx, &charge, `SELECT approved, amount_cents FROM payment_sandbox.charges WHERE reference = $1`, req.ChargeReference)
+	if errors.Is(err, sql.ErrNoRows) || (err == nil && !charge.Approved) {
+		return RefundResult{}, &RefundRefusedError{Reason: fmt.Sprintf("no approved charge %q to refund", req.ChargeReference)}
+	}
+	if err != nil {
+		return RefundResult{}, fmt.Errorf("sandbox refund: %w", err)
+	}
+	_, err = s.db.ExecContext(ctx, `INSERT INTO payment_sandbox.refunds (idempotency_key, reference, charge_reference, amount_cents, reason)
+		VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING`,
+		req.IdempotencyKey, "re_sandbox_"+randomHex(12), req.ChargeReference, charge.AmountCents, req.Reason)
+	if err != nil {
+		return RefundResult{}, fmt.Errorf("sandbox refund: %w", err)
+	}
+	var refund struct {
+		Key       string `db:"idempotency_key"`
+		Reference string `db:"reference"`
+	}
+	err = s.db.GetContext(ctx, &refund, `SELECT idempotency_key, reference FROM payment_sandbox.refunds WHERE charge_reference = $1`, req.ChargeReference)
+	if err != nil {
+		return RefundResult{}, fmt.Errorf("sandbox refund: %w", err)
+	}
+	if refund.Key != req.IdempotencyKey {
+		return RefundResult{}, &RefundRefusedError{Reason: fmt.Sprintf("charge %s was already refunded (%s)", req.ChargeReference, refund.Reference)}
+	}
+	return RefundResult{Reference: refund.Reference}, nil
+}
+
+// RefundRefusedError is a refund the processor will never make: no retry can help, a person must
+// look at it.
+type RefundRefusedError struct{ Reason string }
+
+func (e *RefundRefusedError) Error() string { return "refund refused: " + e.Reason }
 
 // sandboxCardForToken reads the test card back from a tok_sandbox_<last4>_<random> token; the
 // test cards' last four digits are all different.

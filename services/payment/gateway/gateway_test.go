@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/boxoffice/boxoffice/db/dbtest"
 	"github.com/boxoffice/boxoffice/services/payment/gateway"
@@ -70,6 +71,65 @@ func TestSandboxChargesOncePerIdempotencyKey(t *testing.T) {
 	}
 	if again != first || charges != 1 {
 		t.Errorf("second charge %+v (first %+v), %d charges in the ledger; want the same result and 1 charge", again, first, charges)
+	}
+}
+
+// TestSandboxRefundsApprovedChargesOnce: one refund per charge, the same answer per key, and
+// nothing to refund on a decline.
+func TestSandboxRefundsApprovedChargesOnce(t *testing.T) {
+	conn := dbtest.NewMigrated(t, nil)
+	sandbox := gateway.NewSandbox(conn)
+	ctx := context.Background()
+	charge := func(number, key string) gateway.ChargeResult {
+		card, err := sandbox.Tokenize(ctx, number)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := sandbox.Charge(ctx, gateway.ChargeRequest{IdempotencyKey: key, Card: card, AmountCents: 1395, Currency: "GBP"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res
+	}
+	paid, declined := charge("4242424242424242", "k1"), charge("4000000000000002", "k2")
+	req := gateway.RefundRequest{IdempotencyKey: "refund/k1", ChargeReference: paid.Reference}
+	first, err := sandbox.Refund(ctx, req)
+	if err != nil || first.Reference == "" {
+		t.Fatalf("refund: %+v %v", first, err)
+	}
+	if again, err := sandbox.Refund(ctx, req); err != nil || again != first {
+		t.Errorf("repeated refund: %+v %v, want %+v", again, err, first)
+	}
+	var refused *gateway.RefundRefusedError
+	if _, err := sandbox.Refund(ctx, gateway.RefundRequest{IdempotencyKey: "other", ChargeReference: paid.Reference}); !errors.As(err, &refused) {
+		t.Errorf("a second refund of one charge: %v, want a refusal", err)
+	}
+	if _, err := sandbox.Refund(ctx, gateway.RefundRequest{IdempotencyKey: "refund/k2", ChargeReference: declined.Reference}); !errors.As(err, &refused) {
+		t.Errorf("refund of a declined charge: %v, want a refusal", err)
+	}
+	var refunded int64
+	if err := conn.Get(&refunded, `SELECT coalesce(sum(amount_cents), 0) FROM payment_sandbox.refunds`); err != nil || refunded != 1395 {
+		t.Errorf("refunded %d (err %v), want the one charge's 1395", refunded, err)
+	}
+}
+
+// TestSandboxSlowCardApprovesLate: the slow test card pays after SlowCardDelay, and gives up
+// when the caller does.
+func TestSandboxSlowCardApprovesLate(t *testing.T) {
+	sandbox := gateway.NewSandbox(dbtest.NewMigrated(t, nil))
+	card, err := sandbox.Tokenize(context.Background(), "4000 0000 0000 3063")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	if _, err := sandbox.Charge(ctx, gateway.ChargeRequest{IdempotencyKey: "slow-1", Card: card}); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("cancelled slow charge: %v, want the context's error", err)
+	}
+	start := time.Now()
+	res, err := sandbox.Charge(context.Background(), gateway.ChargeRequest{IdempotencyKey: "slow-2", Card: card})
+	if err != nil || !res.Approved || time.Since(start) < gateway.SlowCardDelay {
+		t.Errorf("slow card: %+v %v after %v, want approved after %v", res, err, time.Since(start), gateway.SlowCardDelay)
 	}
 }
 

@@ -16,8 +16,9 @@ import (
 //
 //	POST /v1/tokens   {"number"}                                 → 200 {"token","brand","last4"}
 //	POST /v1/charges  {"token","amount","currency","description"} → 200 {"id","status","decline_code","decline_message"}
+//	POST /v1/refunds  {"charge","amount","reason"}                → 200 {"id","status"}
 //
-// with "Authorization: Bearer <key>" and, on charges, an "Idempotency-Key" header. A 4xx with
+// with "Authorization: Bearer <key>" and, on charges and refunds, an "Idempotency-Key" header. A 4xx with
 // {"error":{"message"}} on a token request is a card the processor refuses; a 5xx, a timeout or
 // an unreadable answer is an error worth retrying.
 type HTTPGateway struct {
@@ -99,6 +100,32 @@ func (g *HTTPGateway) Charge(ctx context.Context, req ChargeRequest) (ChargeResu
 		return ChargeResult{Reference: out.ID, DeclineCode: code, DeclineReason: reason}, nil
 	}
 	return ChargeResult{}, fmt.Errorf("payment processor: unknown charge status %q", out.Status)
+}
+
+// Refund asks the processor to give a charge back in full, once per idempotency key. A 4xx is a
+// refund the processor will never make (a *RefundRefusedError); anything else is retried.
+func (g *HTTPGateway) Refund(ctx context.Context, req RefundRequest) (RefundResult, error) {
+	if req.IdempotencyKey == "" {
+		return RefundResult{}, errors.New("refund: idempotency key required")
+	}
+	var out struct {
+		ID     string `json:"id"`
+		Status string `json:"status"`
+	}
+	body := map[string]any{"charge": req.ChargeReference, "amount": req.AmountCents, "reason": req.Reason}
+	status, problem, err := g.post(ctx, "/v1/refunds", req.IdempotencyKey, body, &out)
+	switch {
+	case err != nil:
+		return RefundResult{}, err
+	case providerhttp.IsRefusal(status):
+		return RefundResult{}, &RefundRefusedError{Reason: event.ShortReason(problem)}
+	case status >= 400:
+		return RefundResult{}, fmt.Errorf("payment processor answered %d to a refund: %s", status, problem)
+	case out.ID == "" || (out.Status != "succeeded" && out.Status != "pending"):
+		// "pending" is a refund the processor accepted and will settle: the money is on its way back.
+		return RefundResult{}, fmt.Errorf("payment processor: refund answer with id %q and status %q", out.ID, out.Status)
+	}
+	return RefundResult{Reference: out.ID}, nil
 }
 
 // post sends a JSON request. It returns the status and, for a 4xx, the processor's message; a

@@ -19,6 +19,8 @@ import (
 type fakeProcessor struct {
 	mu          sync.Mutex
 	charges     map[string]map[string]any // idempotency key → answer
+	refunds     map[string]map[string]any // idempotency key → answer
+	refunded    map[string]bool           // charge id → refunded
 	chargeCalls int
 	tokenCalls  int
 	unavailable int // answer 503 to this many more charge requests
@@ -75,13 +77,38 @@ func (f *fakeProcessor) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		f.charges[key] = answer
 		_ = json.NewEncoder(w).Encode(answer)
+	case "/v1/refunds":
+		key := r.Header.Get("Idempotency-Key")
+		if f.unavailable > 0 {
+			f.unavailable--
+			w.WriteHeader(http.StatusBadGateway)
+			return
+		}
+		if answer, ok := f.refunds[key]; ok {
+			_ = json.NewEncoder(w).Encode(answer)
+			return
+		}
+		charge, _ := body["charge"].(string)
+		known := false
+		for _, c := range f.charges {
+			known = known || (c["id"] == charge && c["status"] == "succeeded")
+		}
+		if !known || f.refunded[charge] {
+			w.WriteHeader(http.StatusBadRequest)
+			_ = json.NewEncoder(w).Encode(map[string]any{"error": map[string]string{"message": "Charge " + charge + " cannot be refunded."}})
+			return
+		}
+		f.refunded[charge] = true
+		answer := map[string]any{"id": "re_" + key, "status": "succeeded"}
+		f.refunds[key] = answer
+		_ = json.NewEncoder(w).Encode(answer)
 	default:
 		http.NotFound(w, r)
 	}
 }
 
 func newFakeProcessor(t *testing.T) (*fakeProcessor, string) {
-	f := &fakeProcessor{charges: map[string]map[string]any{}}
+	f := &fakeProcessor{charges: map[string]map[string]any{}, refunds: map[string]map[string]any{}, refunded: map[string]bool{}}
 	srv := httptest.NewServer(f)
 	t.Cleanup(srv.Close)
 	return f, srv.URL
@@ -188,5 +215,38 @@ func TestHTTPGatewayNeverFollowsARedirect(t *testing.T) {
 	}
 	if f.tokenCalls != 0 {
 		t.Errorf("the card number was sent on to the redirect's target %d time(s)", f.tokenCalls)
+	}
+}
+
+// TestHTTPGatewayRefundsOnceAndReportsRefusals: a refund is made once per key, an outage is an
+// error to retry, and a refund the processor will never make is a RefundRefusedError.
+func TestHTTPGatewayRefundsOnceAndReportsRefusals(t *testing.T) {
+	f, url := newFakeProcessor(t)
+	g, _ := gateway.NewHTTPGateway(url, "sk_test_123")
+	ctx := context.Background()
+	charge, err := g.Charge(ctx, gateway.ChargeRequest{IdempotencyKey: "b-5", Card: event.Card{Token: "tok_4242"}, AmountCents: 100, Currency: "GBP"})
+	if err != nil || !charge.Approved {
+		t.Fatalf("charge: %+v %v", charge, err)
+	}
+	req := gateway.RefundRequest{IdempotencyKey: "refund/b-5", ChargeReference: charge.Reference, AmountCents: 100, Currency: "GBP"}
+
+	f.mu.Lock()
+	f.unavailable = 1
+	f.mu.Unlock()
+	var refused *gateway.RefundRefusedError
+	if _, err := g.Refund(ctx, req); err == nil || errors.As(err, &refused) {
+		t.Errorf("502: %v, want a retryable error", err)
+	}
+	first, err := g.Refund(ctx, req)
+	if err != nil || first.Reference != "re_refund/b-5" {
+		t.Fatalf("refund: %+v %v", first, err)
+	}
+	again, err := g.Refund(ctx, req)
+	if err != nil || again != first || len(f.refunds) != 1 {
+		t.Errorf("repeated refund: %+v %v (%d refunds); want the first answer", again, err, len(f.refunds))
+	}
+	_, err = g.Refund(ctx, gateway.RefundRequest{IdempotencyKey: "other", ChargeReference: charge.Reference, AmountCents: 100})
+	if !errors.As(err, &refused) || !strings.Contains(refused.Reason, "cannot be refunded") {
+		t.Errorf("second refund of one charge under another key: %v, want a refusal with the processor's reason", err)
 	}
 }
