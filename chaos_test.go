@@ -105,7 +105,9 @@ func TestChaos(t *testing.T) {
 		{name: "broker", start: child(TargetBroker, "KAFKA_BROKERS=", "KAFKA_DATA_DIR="+kafkaDir, fmt.Sprintf("KAFKA_EMBEDDED_PORT=%d", brokerPort)), kill: sigkill},
 		{name: "postgres", start: func() (*exec.Cmd, error) { return nil, pgScript("start") }, kill: func(*exec.Cmd) error { return pgScript("crash") }},
 		{name: "web", start: child(TargetWeb, fmt.Sprintf("HTTP_ADDR=127.0.0.1:%d", webPort)), kill: sigkill},
-		{name: "booking", start: child(TargetBooking), kill: sigkill},
+		// A short hold, so that killing payment (or the broker) makes holds run out and late
+		// payments happen: their refunds are part of what is checked.
+		{name: "booking", start: child(TargetBooking, "HOLD_DURATION="+chaosHold), kill: sigkill},
 		{name: "payment", start: child(TargetPayment), kill: sigkill},
 		{name: "notification", start: child(TargetNotification), kill: sigkill},
 		{name: "ticket", start: child(TargetTicket), kill: sigkill},
@@ -207,8 +209,23 @@ func TestChaos(t *testing.T) {
 	if unfinished > 0 {
 		violations = append(violations, fmt.Sprintf("%d accepted bookings never reached an end", unfinished))
 	}
+	var ends struct {
+		Ticketed    int `db:"ticketed"`
+		Declined    int `db:"declined"`
+		HoldExpired int `db:"hold_expired"`
+		Refunded    int `db:"refunded"`
+	}
+	if err := conn.Get(&ends, `SELECT
+		(SELECT count(*) FROM ticket.tickets) AS ticketed,
+		(SELECT count(*) FROM payment.payments WHERE status = 'failed' AND failure_code <> 'hold_expired') AS declined,
+		(SELECT count(*) FROM payment.payments WHERE failure_code = 'hold_expired') AS hold_expired,
+		(SELECT count(*) FROM payment.payments WHERE status = 'refunded') AS refunded`); err != nil {
+		t.Errorf("count the ends: %v", err)
+	}
 	t.Logf("trials %d, accepted %d, refused at the door %d; kills %d: %v; violations %d",
 		trials.Load(), len(ids), refusedAtDoor.Load(), *chaosKills, counts, len(violations))
+	t.Logf("ends: %d ticketed, %d declined, %d holds ran out uncharged, %d late payments refunded (hold %s)",
+		ends.Ticketed, ends.Declined, ends.HoldExpired, ends.Refunded, chaosHold)
 	for _, v := range violations {
 		t.Error(v)
 	}
@@ -316,6 +333,10 @@ func bookWithRetries(ctx context.Context, webURL, show string, seats []string, c
 func pqUUIDs(ids []string) string { return "{" + strings.Join(ids, ",") + "}" }
 
 // chaosViolations checks the promises from the databases.
+// chaosHold is the seat hold under chaos: long enough for a healthy pipeline (tens of ms), short
+// enough that kills make some holds run out.
+const chaosHold = "3s"
+
 func chaosViolations(t *testing.T, conn *sqlx.DB, ids []string) []string {
 	t.Helper()
 	var out []string
@@ -334,17 +355,27 @@ func chaosViolations(t *testing.T, conn *sqlx.DB, ids []string) []string {
 		GROUP BY show_id, seat HAVING count(*) > 1) d`)
 	check("seats held by bookings that failed or were rejected", `SELECT count(*) FROM booking.held_seats h
 		JOIN booking.bookings b ON b.id = h.booking_id WHERE b.status IN ('failed', 'rejected')`)
-	check("approved charges without a ticket", `SELECT count(*) FROM payment_sandbox.charges c
-		WHERE c.approved AND NOT EXISTS (SELECT 1 FROM ticket.tickets t WHERE t.booking_id::text = c.idempotency_key)`)
-	check("tickets without an approved charge", `SELECT count(*) FROM ticket.tickets t
-		WHERE NOT EXISTS (SELECT 1 FROM payment_sandbox.charges c WHERE c.idempotency_key = t.booking_id::text AND c.approved)`)
+	// Money: every approved charge ends in a ticket or a refund, never both, never neither.
+	check("approved charges neither ticketed nor refunded", `SELECT count(*) FROM payment_sandbox.charges c
+		WHERE c.approved AND NOT EXISTS (SELECT 1 FROM ticket.tickets t WHERE t.booking_id::text = c.idempotency_key)
+		AND NOT EXISTS (SELECT 1 FROM payment_sandbox.refunds r WHERE r.charge_reference = c.reference)`)
+	check("refunded charges with a ticket", `SELECT count(*) FROM payment_sandbox.refunds r
+		JOIN payment_sandbox.charges c ON c.reference = r.charge_reference
+		WHERE EXISTS (SELECT 1 FROM ticket.tickets t WHERE t.booking_id::text = c.idempotency_key)`)
+	check("tickets without an approved, unrefunded charge", `SELECT count(*) FROM ticket.tickets t
+		WHERE NOT EXISTS (SELECT 1 FROM payment_sandbox.charges c WHERE c.idempotency_key = t.booking_id::text AND c.approved
+			AND NOT EXISTS (SELECT 1 FROM payment_sandbox.refunds r WHERE r.charge_reference = c.reference))`)
+	check("payments left open (charging or expiring)", `SELECT count(*) FROM payment.payments WHERE status IN ('charging', 'expiring')`)
+	check("refunded payments whose booking did not fail", `SELECT count(*) FROM payment.payments p
+		JOIN booking.bookings b ON b.id = p.booking_id WHERE p.status = 'refunded' AND b.status <> 'failed'`)
 	check("paid bookings without a ticket", `SELECT count(*) FROM payment.payments p
 		WHERE p.status = 'succeeded' AND NOT EXISTS (SELECT 1 FROM ticket.tickets t WHERE t.booking_id = p.booking_id)`)
 	// The phone (the sandbox inbox) must hold exactly one text per text the service recorded as
 	// delivered: a resend after a crash would show up as one more.
 	check("texts in the inbox beyond those recorded as delivered", `SELECT (SELECT count(*) FROM sms_sandbox.messages)
 		- (SELECT count(*) FROM notification.messages WHERE status = 'delivered')`)
-	check("approved charges beyond the payments recorded as succeeded", `SELECT (SELECT count(*) FROM payment_sandbox.charges WHERE approved)
+	check("unrefunded approved charges beyond the payments recorded as succeeded", `SELECT (SELECT count(*) FROM payment_sandbox.charges c
+			WHERE approved AND NOT EXISTS (SELECT 1 FROM payment_sandbox.refunds r WHERE r.charge_reference = c.reference))
 		- (SELECT count(*) FROM payment.payments WHERE status = 'succeeded')`)
 	check("events still waiting in an outbox", `SELECT (SELECT count(*) FROM web.outbox) + (SELECT count(*) FROM booking.outbox)
 		+ (SELECT count(*) FROM payment.outbox) + (SELECT count(*) FROM notification.outbox) + (SELECT count(*) FROM ticket.outbox)`)

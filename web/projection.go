@@ -187,7 +187,12 @@ func (p *Projection) onRequested(ctx context.Context, env event.Envelope, req ev
 }
 
 func (p *Projection) onConfirmed(ctx context.Context, env event.Envelope, c event.SeatsConfirmed) error {
-	detail := fmt.Sprintf("Seats %s held · %s to pay", joinSeats(c.Booking.Seats), formatMoney(c.Booking.AmountCents, c.Booking.Currency))
+	held := "held"
+	if !c.HoldExpiresAt.IsZero() {
+		// In the theatre's time, like the show: the customer is there or on their way.
+		held = "held until " + event.InZone(c.HoldExpiresAt, c.Booking.Timezone).Format("15:04:05")
+	}
+	detail := fmt.Sprintf("Seats %s %s · %s to pay", joinSeats(c.Booking.Seats), held, formatMoney(c.Booking.AmountCents, c.Booking.Currency))
 	return p.advance(ctx, env, StatusConfirmed, detail, "", nil)
 }
 
