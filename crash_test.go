@@ -38,14 +38,21 @@ func TestMain(m *testing.M) {
 // startChild runs a target as its own OS process against the cluster.
 func (c *cluster) startChild(target string) *exec.Cmd {
 	c.t.Helper()
+	cmd, _ := c.startChildWith(target, "LOG_LEVEL=warn")
+	return cmd
+}
+
+// startChildWith runs a target as its own OS process with extra environment, and returns its
+// logs too.
+func (c *cluster) startChildWith(target string, extraEnv ...string) (*exec.Cmd, *syncBuffer) {
+	c.t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(),
+	cmd.Env = append(append(os.Environ(),
 		childTargetEnv+"="+target,
 		"DATABASE_URL="+c.dbURL,
 		"KAFKA_BROKERS="+strings.Join(c.brokers, ","),
 		fmt.Sprintf("KAFKA_PARTITIONS=%d", testPartitions),
-		"LOG_LEVEL=warn",
-	)
+	), extraEnv...)
 	logs := &syncBuffer{}
 	cmd.Stdout, cmd.Stderr = logs, logs
 	if err := cmd.Start(); err != nil {
@@ -58,7 +65,7 @@ func (c *cluster) startChild(target string) *exec.Cmd {
 			c.t.Logf("logs of the %s process:\n%s", target, logs)
 		}
 	})
-	return cmd
+	return cmd, logs
 }
 
 // TestKilledServiceLosesNothing runs the ticket service as a real process and SIGKILLs it in
@@ -114,4 +121,59 @@ func (c *cluster) ticketCount() int {
 		c.t.Fatal(err)
 	}
 	return n
+}
+
+// TestKilledReplicaHandsItsPartitionsOver runs two payment replicas as OS processes in one
+// consumer group, both with partitions, and SIGKILLs one for good. Its partitions move to the
+// survivor: every booking made after the kill is paid and ticketed once, and the time the
+// hand-over took is printed (the consumer settings aim at about 6 s).
+func TestKilledReplicaHandsItsPartitionsOver(t *testing.T) {
+	c := newCluster(t)
+	c.start(TargetWeb)
+	c.start(TargetBooking)
+	c.start(TargetNotification)
+	c.start(TargetTicket)
+	doomed, doomedLogs := c.startChildWith(TargetPayment, "LOG_LEVEL=debug")
+	_, survivorLogs := c.startChildWith(TargetPayment, "LOG_LEVEL=debug")
+	show := c.futureShow()
+
+	// Book until each replica has charged some: then both hold partitions.
+	handled := func(logs *syncBuffer) bool {
+		return strings.Contains(logs.String(), `"type":"booking.seats_confirmed"`)
+	}
+	seat := 0
+	nextSeat := func() string { seat++; return fmt.Sprintf("%c%d", 'A'+(seat-1)/16, 1+(seat-1)%16) }
+	eventually(t, "both payment replicas charging", func() bool {
+		if st := c.waitFinal(c.mustBook(show.ID, []string{nextSeat()}, cardApproves).BookingID); st.Status != "ticketed" {
+			t.Fatalf("before the kill: %q (%q)", st.Status, st.Reason)
+		}
+		return handled(doomedLogs) && handled(survivorLogs)
+	})
+
+	if err := doomed.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = doomed.Wait()
+	killedAt := time.Now()
+	const after = 12 // across 3 partitions: the dead replica's share among them
+	ids := make([]string, after)
+	for i := range ids {
+		ids[i] = c.mustBook(show.ID, []string{nextSeat()}, cardApproves).BookingID
+	}
+	for _, id := range ids {
+		if st := c.waitFinal(id); st.Status != "ticketed" {
+			t.Errorf("booking %s after the kill: %q (%q)", id, st.Status, st.Reason)
+		}
+	}
+	t.Logf("all %d bookings made after the kill ticketed %.1f s after it", after, time.Since(killedAt).Seconds())
+	var charges, tickets int
+	if err := c.db().Get(&charges, `SELECT count(*) FROM payment_sandbox.charges WHERE idempotency_key = ANY($1::text[])`, pqUUIDs(ids)); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.db().Get(&tickets, `SELECT count(*) FROM ticket.tickets WHERE booking_id = ANY($1::uuid[])`, pqUUIDs(ids)); err != nil {
+		t.Fatal(err)
+	}
+	if charges != after || tickets != after {
+		t.Errorf("%d charges and %d tickets for %d bookings, want one of each per booking", charges, tickets, after)
+	}
 }

@@ -1023,3 +1023,6 @@ func TestRealSMSProviderHidesTheSandboxInbox(t *testing.T) {
 		t.Error("with the sandbox, the navigation does not link to its inbox")
 	}
 }
+
+// pqUUIDs writes ids as a PostgreSQL array literal.
+func pqUUIDs(ids []string) string { return "{" + strings.Join(ids, ",") + "}" }
