@@ -13,6 +13,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"math/rand/v2"
@@ -21,6 +22,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -80,6 +82,22 @@ func TestChaos(t *testing.T) {
 	webURL := fmt.Sprintf("http://127.0.0.1:%d", webPort)
 	logs := t.TempDir()
 
+	// exits holds, per started process, a channel closed when it exits: a part can also end by
+	// itself (say, started while the broker it needs was still down), and then, as a supervisor
+	// such as systemd would, the test starts it again.
+	var exits sync.Map // *exec.Cmd → chan struct{}
+	hasExited := func(cmd *exec.Cmd) bool {
+		done, ok := exits.Load(cmd)
+		if !ok {
+			return false
+		}
+		select {
+		case <-done.(chan struct{}):
+			return true
+		default:
+			return false
+		}
+	}
 	child := func(target string, extra ...string) func() (*exec.Cmd, error) {
 		return func() (*exec.Cmd, error) {
 			cmd := exec.Command(os.Args[0], "-test.run=^$")
@@ -95,7 +113,9 @@ func TestChaos(t *testing.T) {
 			if err := cmd.Start(); err != nil {
 				return nil, err
 			}
-			go func() { _ = cmd.Wait(); _ = f.Close() }()
+			done := make(chan struct{})
+			exits.Store(cmd, done)
+			go func() { _ = cmd.Wait(); _ = f.Close(); close(done) }()
 			return cmd, nil
 		}
 	}
@@ -172,12 +192,28 @@ func TestChaos(t *testing.T) {
 		}()
 	}
 
+	selfExits := map[string]int{}
+	supervise := func() {
+		for _, p := range parts {
+			if p.cmd == nil || !hasExited(p.cmd) {
+				continue
+			}
+			selfExits[p.name]++
+			t.Logf("%s exited by itself (%s); starting it again", p.name, lastLogLine(filepath.Join(logs, p.name+".log")))
+			cmd, err := restart(p)
+			if err != nil {
+				t.Fatalf("restart %s: %v", p.name, err)
+			}
+			p.cmd = cmd
+		}
+	}
 	killer := rand.New(rand.NewPCG(seed, 7))
 	counts := map[string]int{}
 	for range *chaosKills {
 		time.Sleep(time.Duration(300+killer.IntN(900)) * time.Millisecond)
+		supervise()
 		p := parts[killer.IntN(len(parts))]
-		if err := p.kill(p.cmd); err != nil {
+		if err := p.kill(p.cmd); err != nil && !errors.Is(err, os.ErrProcessDone) {
 			t.Fatalf("kill %s: %v", p.name, err)
 		}
 		counts[p.name]++
@@ -188,6 +224,7 @@ func TestChaos(t *testing.T) {
 		}
 		p.cmd = cmd
 	}
+	supervise()
 	stopLoad()
 	load.Wait()
 
@@ -204,6 +241,7 @@ func TestChaos(t *testing.T) {
 		} else if unfinished == 0 {
 			break
 		}
+		supervise()
 		if time.Now().After(deadline) {
 			break
 		}
@@ -227,8 +265,8 @@ func TestChaos(t *testing.T) {
 		(SELECT count(*) FROM payment.payments WHERE status = 'refunded') AS refunded`); err != nil {
 		t.Errorf("count the ends: %v", err)
 	}
-	t.Logf("trials %d, accepted %d, refused at the door %d; kills %d: %v; violations %d",
-		trials.Load(), len(ids), refusedAtDoor.Load(), *chaosKills, counts, len(violations))
+	t.Logf("trials %d, accepted %d, refused at the door %d; kills %d: %v; restarted after exiting by themselves: %v; violations %d",
+		trials.Load(), len(ids), refusedAtDoor.Load(), *chaosKills, counts, selfExits, len(violations))
 	t.Logf("ends: %d ticketed, %d declined, %d holds ran out uncharged, %d late payments refunded (hold %s)",
 		ends.Ticketed, ends.Declined, ends.HoldExpired, ends.Refunded, chaosHold)
 	for _, v := range violations {
@@ -242,6 +280,16 @@ func TestChaos(t *testing.T) {
 			}
 		}
 	}
+}
+
+// lastLogLine is the last line a part logged: why it exited, usually.
+func lastLogLine(path string) string {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return err.Error()
+	}
+	lines := strings.Split(strings.TrimSpace(string(data)), "\n")
+	return lines[len(lines)-1]
 }
 
 func restart(p *part) (*exec.Cmd, error) {

@@ -85,7 +85,9 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 		}
 		return d
 	}
-	cfg.HoldDuration = durationVar("HOLD_DURATION", "10m", time.Second, 24*time.Hour)
+	// At most 2 h: a late charge is settled by asking the processor again with the same
+	// idempotency key, which processors remember for a day or so.
+	cfg.HoldDuration = durationVar("HOLD_DURATION", "10m", time.Second, 2*time.Hour)
 	cfg.ConsumerMaxStall = durationVar("CONSUMER_MAX_STALL", "10m", time.Second, 24*time.Hour)
 
 	if _, _, err := net.SplitHostPort(cfg.HTTPAddr); err != nil {

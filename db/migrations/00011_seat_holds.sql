@@ -2,12 +2,12 @@
 -- Seat holds that end by themselves, and refunds for payments that come too late.
 
 -- The booking service holds confirmed seats until hold_expires_at. Its sweeper announces an
--- expiry once (expiry_requested_at) and frees the seats when payment-topic answers.
+-- expiry (expiry_requested_at; again if unanswered for long) and frees the seats when
+-- payment-topic answers.
 ALTER TABLE booking.bookings
     ADD COLUMN hold_expires_at     timestamptz,
     ADD COLUMN expiry_requested_at timestamptz;
-CREATE INDEX bookings_open_holds ON booking.bookings (hold_expires_at)
-    WHERE status = 'confirmed' AND expiry_requested_at IS NULL;
+CREATE INDEX bookings_open_holds ON booking.bookings (hold_expires_at) WHERE status = 'confirmed';
 
 -- The payment service writes its row before it calls the processor ('charging'), so whoever
 -- closes an expired hold knows a charge may be open. 'expiring' means the hold ran out while it
@@ -32,6 +32,9 @@ CREATE TABLE payment_sandbox.refunds (
 
 -- +goose Down
 DROP TABLE payment_sandbox.refunds;
+-- A refunded payment stays a failed one (so a replayed confirmation charges nothing); open
+-- ones carry no outcome yet and cannot be kept.
+UPDATE payment.payments SET status = 'failed' WHERE status = 'refunded';
 DELETE FROM payment.payments WHERE status NOT IN ('succeeded', 'failed');
 ALTER TABLE payment.payments DROP COLUMN refund_ref, DROP COLUMN updated_at;
 ALTER TABLE payment.payments DROP CONSTRAINT payments_status_check;

@@ -210,10 +210,13 @@ func (s *Service) HandlePaymentFailed(ctx context.Context, env event.Envelope, p
 	return nil
 }
 
-// ExpireHolds announces, once each, the holds that ran out before their payment was heard of,
-// and returns how many it announced.
+// ExpireHolds announces the holds that ran out before their payment was heard of, and returns
+// how many it announced. An expiry still unanswered after max(hold, 1 minute) is announced again:
+// the payment service may have dead-lettered it during a long processor outage, and a repeat
+// changes nothing once it has answered.
 func (s *Service) ExpireHolds(ctx context.Context) (int, error) {
-	n, err := s.store.ExpireHolds(ctx, s.now(), func(bookingID string, c event.SeatsConfirmed) (event.Envelope, error) {
+	now := s.now()
+	n, err := s.store.ExpireHolds(ctx, now, now.Add(-max(s.holdFor, time.Minute)), func(bookingID string, c event.SeatsConfirmed) (event.Envelope, error) {
 		return event.New(event.TypeHoldExpired, bookingID, event.HoldExpired{
 			Booking: c.Booking, CardBrand: c.Card.Brand, CardLast4: c.Card.Last4, HoldExpiresAt: c.HoldExpiresAt,
 		}, s.now())

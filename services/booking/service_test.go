@@ -212,13 +212,23 @@ func TestExpiredHoldIsAnnouncedOnceAndFreedOnPaymentsAnswer(t *testing.T) {
 	if n, err := svc.ExpireHolds(ctx); err != nil || n != 0 {
 		t.Fatalf("a second sweep announced %d more (err %v)", n, err)
 	}
+	// Still unanswered one hold later (payment dead-lettered it in a long outage, say):
+	// announced again.
+	clock = now.Add(19 * time.Minute)
+	if n, err := svc.ExpireHolds(ctx); err != nil || n != 0 {
+		t.Fatalf("9 minutes after the expiry: %d announced again (err %v), want none yet", n, err)
+	}
+	clock = now.Add(20 * time.Minute)
+	if n, err := svc.ExpireHolds(ctx); err != nil || n != 1 {
+		t.Fatalf("one hold after the expiry, unanswered: %d announced (err %v), want it again", n, err)
+	}
 	msgs := queued(t, conn)
 	last := msgs[len(msgs)-1]
 	var expired event.HoldExpired
 	if err := last.Envelope.Decode(&expired); err != nil {
 		t.Fatal(err)
 	}
-	if len(msgs) != 3 || last.Envelope.Type != event.TypeHoldExpired || last.Topic != event.TopicMovieFound || last.Key != unpaid.BookingID ||
+	if len(msgs) != 4 || last.Envelope.Type != event.TypeHoldExpired || last.Topic != event.TopicMovieFound || last.Key != unpaid.BookingID ||
 		expired.Booking.AmountCents != 2*1395 || expired.CardLast4 != "4242" || !expired.HoldExpiresAt.Equal(now.Add(10*time.Minute)) {
 		t.Fatalf("queued %d events, last %s %+v; want a hold_expired for the unpaid booking with its details", len(msgs), last.Envelope.Type, expired)
 	}
@@ -232,6 +242,10 @@ func TestExpiredHoldIsAnnouncedOnceAndFreedOnPaymentsAnswer(t *testing.T) {
 	failed, _ := event.New(event.TypePaymentFailed, unpaid.BookingID, answer, clock)
 	if err := svc.HandlePaymentFailed(ctx, failed, answer); err != nil {
 		t.Fatal(err)
+	}
+	clock = now.Add(40 * time.Minute)
+	if n, err := svc.ExpireHolds(ctx); err != nil || n != 0 {
+		t.Fatalf("after payment answered: %d announced (err %v), want none", n, err)
 	}
 	late, lateReq := requested(t, "C1", "C2")
 	if err := svc.HandleRequested(ctx, late, lateReq); err != nil {

@@ -177,10 +177,11 @@ func (s *Store) Reject(ctx context.Context, cause event.Envelope, req event.Book
 }
 
 // ExpireHolds finds confirmed bookings whose hold ran out by now and whose expiry was not yet
-// announced, and queues a booking.hold_expired event for each (built by newEvent from the
-// booking's seats-confirmed event), marking them announced in the same transaction. Replicas
-// sweeping at once skip each other's rows.
-func (s *Store) ExpireHolds(ctx context.Context, now time.Time, newEvent func(bookingID string, c event.SeatsConfirmed) (event.Envelope, error)) (int, error) {
+// announced, or was announced before reannounceBefore without an answer, and queues a
+// booking.hold_expired event for each (built by newEvent from the booking's seats-confirmed
+// event), marking them announced in the same transaction. Replicas sweeping at once skip each
+// other's rows.
+func (s *Store) ExpireHolds(ctx context.Context, now, reannounceBefore time.Time, newEvent func(bookingID string, c event.SeatsConfirmed) (event.Envelope, error)) (int, error) {
 	tx, err := s.db.BeginTxx(ctx, nil)
 	if err != nil {
 		return 0, fmt.Errorf("expire holds: %w", err)
@@ -191,8 +192,9 @@ func (s *Store) ExpireHolds(ctx context.Context, now time.Time, newEvent func(bo
 		Outcome []byte `db:"outcome_event"`
 	}
 	if err := tx.SelectContext(ctx, &rows, `SELECT id, outcome_event FROM booking.bookings
-		WHERE status = 'confirmed' AND expiry_requested_at IS NULL AND hold_expires_at <= $1
-		ORDER BY hold_expires_at LIMIT 500 FOR UPDATE SKIP LOCKED`, now); err != nil {
+		WHERE status = 'confirmed' AND hold_expires_at <= $1
+		  AND (expiry_requested_at IS NULL OR expiry_requested_at <= $2)
+		ORDER BY hold_expires_at LIMIT 500 FOR UPDATE SKIP LOCKED`, now, reannounceBefore); err != nil {
 		return 0, fmt.Errorf("expire holds: %w", err)
 	}
 	ids := make([]string, 0, len(rows))

@@ -99,8 +99,8 @@ func (s *Service) HandlePaymentSucceeded(ctx context.Context, env event.Envelope
 // HandlePaymentFailed texts why the booking did not go through.
 func (s *Service) HandlePaymentFailed(ctx context.Context, env event.Envelope, p event.PaymentFailed) error {
 	b := p.Booking
-	body := fmt.Sprintf("Boxoffice: your payment for %s on %s did not go through (%s). %s",
-		b.MovieTitle, localTime(b), strings.TrimSuffix(p.Reason, "."), p.Consequence())
+	body := fmt.Sprintf("Boxoffice: your booking for %s on %s did not go through. %s %s",
+		b.MovieTitle, localTime(b), p.Reason, p.Consequence())
 	return s.notify(ctx, env, KindPaymentFailed, body, event.NotificationResult{Booking: b, Paid: false})
 }
 

@@ -5,10 +5,16 @@
 // seat hold ran out ends: not charged at all, or charged too late and refunded. Each booking has
 // one row in payment.payments, and every decision is a change of that row's status under its lock:
 //
-//	(none) ──► charging ──► succeeded | failed        the processor answered in time
-//	              │   └───► refunded                  it approved after the hold ran out
-//	              └──► expiring ──► refunded | failed  the hold ran out while a charge was open
-//	(none) ──► failed (hold_expired)                  the hold ran out before any charge
+//	(none) ──► charging ──► succeeded | failed         the processor answered in time
+//	              └──► expiring ──► refunded | failed   the hold ran out while a charge was open,
+//	                        └─────► succeeded           or it approved too late; a refund the
+//	                                                    processor refuses lets the charge stand
+//	(none) ──► failed (hold_expired)                   the hold ran out before any charge
+//
+// Only these transitions announce an outcome, so each booking gets exactly one on payment-topic.
+// The seats are held until that outcome arrives (the booking service never frees them on its
+// own clock), so a success always has its seats; refunding a late one is the rule customers are
+// told (a hold lasts HOLD_DURATION), not a way out of a double sale.
 package payment
 
 import (
@@ -103,7 +109,7 @@ func (s *Service) HandleSeatsConfirmed(ctx context.Context, env event.Envelope, 
 	b := c.Booking
 	if !c.HoldExpiresAt.IsZero() && !s.now().Before(c.HoldExpiresAt) {
 		// Read too late (the service was down or behind): never charge for seats no longer held.
-		return s.closeExpired(ctx, env, b, c.Card.Brand, c.Card.Last4)
+		return s.closeExpired(ctx, env, b, c.Card.Brand, c.Card.Last4, nil)
 	}
 	status, err := s.open(ctx, env.BookingID, b, c.Card)
 	if err != nil {
@@ -112,7 +118,7 @@ func (s *Service) HandleSeatsConfirmed(ctx context.Context, env event.Envelope, 
 	switch status {
 	case statusCharging:
 	case statusExpiring:
-		return s.closeExpired(ctx, env, b, c.Card.Brand, c.Card.Last4) // finish what a crash interrupted
+		return s.closeExpired(ctx, env, b, c.Card.Brand, c.Card.Last4, nil) // finish what a crash interrupted
 	default:
 		return nil // decided, with its event queued, on an earlier delivery
 	}
@@ -129,15 +135,10 @@ func (s *Service) HandleSeatsConfirmed(ctx context.Context, env event.Envelope, 
 	}
 
 	if result.Approved && !c.HoldExpiresAt.IsZero() && !s.now().Before(c.HoldExpiresAt) {
-		// The processor said yes after the seats' hold ran out: the booking service may already
-		// have let them go, so the charge must not stand.
-		refund, err := s.refund(ctx, env.BookingID, result.Reference, b)
-		if err != nil {
-			return err
-		}
-		failed := event.PaymentFailed{Booking: b, Code: event.PaymentLate, Reason: reasonLate,
-			CardBrand: c.Card.Brand, CardLast4: c.Card.Last4, Refunded: true}
-		return s.finish(ctx, env, statusCharging, statusRefunded, result.Reference, refund, event.TypePaymentFailed, failed)
+		// The processor said yes after the seats' hold ran out. The refund goes through
+		// closeExpired, which first takes the row over: a concurrent delivery that heard the same
+		// yes in time may have recorded a success, and that one must stand, unrefunded.
+		return s.closeExpired(ctx, env, b, c.Card.Brand, c.Card.Last4, &result)
 	}
 	if result.Approved {
 		return s.finish(ctx, env, statusCharging, statusSucceeded, result.Reference, "", event.TypePaymentSucceeded,
@@ -150,7 +151,7 @@ func (s *Service) HandleSeatsConfirmed(ctx context.Context, env event.Envelope, 
 // HandleHoldExpired closes the payment of a booking whose hold ran out before the booking
 // service heard how its payment went.
 func (s *Service) HandleHoldExpired(ctx context.Context, env event.Envelope, h event.HoldExpired) error {
-	return s.closeExpired(ctx, env, h.Booking, h.CardBrand, h.CardLast4)
+	return s.closeExpired(ctx, env, h.Booking, h.CardBrand, h.CardLast4, nil)
 }
 
 // open records that a charge is about to be made, unless the booking's payment already has a
@@ -174,7 +175,8 @@ func (s *Service) open(ctx context.Context, bookingID string, b event.BookingDet
 // its own handler can no longer record a success), then settled: asking the processor again
 // with the same idempotency key gives its answer, and an approval is refunded. A payment
 // already decided stands: the booking service releases nothing until payment-topic answers.
-func (s *Service) closeExpired(ctx context.Context, cause event.Envelope, b event.BookingDetails, brand, last4 string) error {
+// known is the processor's answer when the caller already has it.
+func (s *Service) closeExpired(ctx context.Context, cause event.Envelope, b event.BookingDetails, brand, last4 string, known *gateway.ChargeResult) error {
 	failed := event.PaymentFailed{Booking: b, Code: event.PaymentHoldExpired, Reason: reasonHoldExpired, CardBrand: brand, CardLast4: last4}
 	outcome, raw, err := s.newOutcome(cause.BookingID, event.TypePaymentFailed, failed)
 	if err != nil {
@@ -209,22 +211,36 @@ func (s *Service) closeExpired(ctx context.Context, cause event.Envelope, b even
 		return err
 	}
 
-	// A charge was open when the hold ran out. Replaying it is the one way to learn what it did
-	// (if it never reached the processor, this makes it, and it is refunded at once).
-	result, err := s.processor.Charge(ctx, gateway.ChargeRequest{
+	// A charge was open when the hold ran out. Unless the caller heard its answer, replaying it
+	// is the one way to learn what it did (if it never reached the processor, this makes it, and
+	// it is refunded at once).
+	var result gateway.ChargeResult
+	if known != nil {
+		result = *known
+	} else if result, err = s.processor.Charge(ctx, gateway.ChargeRequest{
 		IdempotencyKey: cause.BookingID,
 		Card:           event.Card{Brand: row.CardBrand, Last4: row.CardLast4, Token: row.CardToken},
 		AmountCents:    row.AmountCents,
 		Currency:       row.Currency,
 		Description:    fmt.Sprintf("%s, %s, seats %v", b.MovieTitle, b.StartsAt.Format(time.RFC3339), b.Seats),
-	})
-	if err != nil {
+	}); err != nil {
 		return fmt.Errorf("settle the open charge of %s: %w", cause.BookingID, err)
 	}
 	if !result.Approved {
+		// The card was declined after all: that is the reason the customer needs.
+		failed.Code, failed.Reason = result.DeclineCode, result.DeclineReason
 		return s.finish(ctx, cause, statusExpiring, statusFailed, result.Reference, "", event.TypePaymentFailed, failed)
 	}
 	refund, err := s.refund(ctx, cause.BookingID, result.Reference, b)
+	var refused *gateway.RefundRefusedError
+	if errors.As(err, &refused) {
+		// The processor will not give the money back. The seats are still held (nothing freed
+		// them yet), so the booking is honoured rather than left charged without a ticket.
+		s.log.Error("refund refused: late payment kept and booking honoured; check with the processor",
+			"booking_id", cause.BookingID, "charge", result.Reference, "error", err)
+		return s.finish(ctx, cause, statusExpiring, statusSucceeded, result.Reference, "", event.TypePaymentSucceeded,
+			event.PaymentSucceeded{Booking: b, PaymentID: result.Reference, CardBrand: row.CardBrand, CardLast4: row.CardLast4})
+	}
 	if err != nil {
 		return err
 	}
@@ -242,12 +258,6 @@ func (s *Service) refund(ctx context.Context, bookingID, chargeRef string, b eve
 		Currency:        b.Currency,
 		Reason:          "seat hold expired before the payment completed",
 	})
-	var refused *gateway.RefundRefusedError
-	if errors.As(err, &refused) {
-		// Money taken for seats we no longer hold, and the processor will not give it back:
-		// parked in the dead-letter topic for a person, with the reason.
-		return "", kafka.Permanent(fmt.Errorf("refund of charge %s for booking %s: %w", chargeRef, bookingID, err))
-	}
 	if err != nil {
 		return "", fmt.Errorf("refund charge %s for booking %s: %w", chargeRef, bookingID, err)
 	}
@@ -288,7 +298,9 @@ func (s *Service) finish(ctx context.Context, cause event.Envelope, from, to, ch
 	return err
 }
 
-// announce records the cause in the inbox and queues the outcome on payment-topic.
+// announce records the cause in the inbox and queues the outcome on payment-topic. The inbox is
+// a record here, not the guard: the row's status transitions already make a redelivery change
+// nothing, whichever event (confirmation or expiry) it is.
 func (s *Service) announce(ctx context.Context, tx *sqlx.Tx, cause event.Envelope, outcome event.Envelope) error {
 	if _, err := outbox.FirstDelivery(ctx, tx, InboxTable, cause.ID); err != nil {
 		return err

@@ -289,3 +289,83 @@ func TestDeclinedCardIsNotRefunded(t *testing.T) {
 		t.Errorf("ledger %+v", l)
 	}
 }
+
+// refusingRefunds is a processor that will not refund.
+type refusingRefunds struct{ gateway.Processor }
+
+func (refusingRefunds) Refund(context.Context, gateway.RefundRequest) (gateway.RefundResult, error) {
+	return gateway.RefundResult{}, &gateway.RefundRefusedError{Reason: "charge is disputed"}
+}
+
+// TestRefusedRefundHonoursTheBooking: a late charge the processor will not refund stands, and
+// the booking is paid (its seats were never released) rather than left charged without a ticket.
+func TestRefusedRefundHonoursTheBooking(t *testing.T) {
+	conn, clk, _, _, env, c := holdFixture(t, "4242424242424242")
+	charger := &slowCharger{countingCharger: &countingCharger{Processor: refusingRefunds{gateway.NewSandbox(conn)}}, clock: clk, takes: 11 * time.Minute}
+	svc := payment.NewService(conn, charger, nil, clk.Now, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err := svc.HandleSeatsConfirmed(context.Background(), env, c); err != nil {
+		t.Fatal(err)
+	}
+	onlyOutcome(t, conn, event.TypePaymentSucceeded)
+	if l := readLedger(t, conn); l != (ledger{charges: 1, approved: 1, refunds: 0}) {
+		t.Errorf("ledger %+v, want the one charge, unrefunded", l)
+	}
+}
+
+// racingCharger lets a test run another delivery of the same confirmation while this one's
+// charge is at the processor, then moves the clock.
+type racingCharger struct {
+	gateway.Processor
+	meanwhile func()
+	after     func()
+}
+
+func (r *racingCharger) Charge(ctx context.Context, req gateway.ChargeRequest) (gateway.ChargeResult, error) {
+	res, err := r.Processor.Charge(ctx, req)
+	if m := r.meanwhile; m != nil {
+		r.meanwhile = nil
+		m()
+		r.after()
+	}
+	return res, err
+}
+
+// TestLateApprovalNeverRefundsASuccessRecordedInTime: two deliveries of one confirmation (a
+// rebalance) get the same approval from the processor; one records it in time, the other hears
+// it after the hold ran out. The success stands: no refund under a ticket, one outcome.
+func TestLateApprovalNeverRefundsASuccessRecordedInTime(t *testing.T) {
+	conn, clk, _, _, env, c := holdFixture(t, "4242424242424242")
+	racer := &racingCharger{Processor: gateway.NewSandbox(conn)}
+	svc := payment.NewService(conn, racer, nil, clk.Now, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	racer.meanwhile = func() {
+		if err := svc.HandleSeatsConfirmed(context.Background(), env, c); err != nil {
+			t.Error(err)
+		}
+	}
+	racer.after = func() { clk.Advance(11 * time.Minute) }
+	if err := svc.HandleSeatsConfirmed(context.Background(), env, c); err != nil {
+		t.Fatal(err)
+	}
+	onlyOutcome(t, conn, event.TypePaymentSucceeded)
+	if l := readLedger(t, conn); l.refunds != 0 {
+		t.Errorf("ledger %+v: a success recorded in time was refunded", l)
+	}
+}
+
+// TestDeclineLearnedAtExpirySaysDeclined: an open charge settled at the hold's end turns out
+// declined; the customer is told the card was declined, not that time ran out.
+func TestDeclineLearnedAtExpirySaysDeclined(t *testing.T) {
+	conn, _, charger, svc, env, c := holdFixture(t, "4000000000000002")
+	ctx := context.Background()
+	charger.fakeTimeout = true
+	if err := svc.HandleSeatsConfirmed(ctx, env, c); err == nil {
+		t.Fatal("the timeout was swallowed")
+	}
+	expired, _ := event.New(event.TypeHoldExpired, env.BookingID, event.HoldExpired{Booking: c.Booking}, time.Now())
+	if err := svc.HandleHoldExpired(ctx, expired, event.HoldExpired{Booking: c.Booking}); err != nil {
+		t.Fatal(err)
+	}
+	if f := onlyOutcome(t, conn, event.TypePaymentFailed); f.Code != gateway.DeclineGeneric || f.Refunded {
+		t.Errorf("outcome %+v, want the decline's own code and reason", f)
+	}
+}

@@ -102,8 +102,9 @@ func (g *HTTPGateway) Charge(ctx context.Context, req ChargeRequest) (ChargeResu
 	return ChargeResult{}, fmt.Errorf("payment processor: unknown charge status %q", out.Status)
 }
 
-// Refund asks the processor to give a charge back in full, once per idempotency key. A 4xx is a
-// refund the processor will never make (a *RefundRefusedError); anything else is retried.
+// Refund asks the processor to give a charge back in full, once per idempotency key. A refusal
+// (a 4xx that retrying cannot change; see providerhttp.IsRefusal) is a *RefundRefusedError; any
+// other failure is an error worth retrying.
 func (g *HTTPGateway) Refund(ctx context.Context, req RefundRequest) (RefundResult, error) {
 	if req.IdempotencyKey == "" {
 		return RefundResult{}, errors.New("refund: idempotency key required")
