@@ -6,10 +6,12 @@ import (
 	"log/slog"
 	"net"
 	"net/url"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/boxoffice/boxoffice/services/kafka"
 	"github.com/boxoffice/boxoffice/services/providerhttp"
 )
 
@@ -22,6 +24,8 @@ type Config struct {
 	KafkaDataDir      string        // KAFKA_DATA_DIR: where the embedded broker keeps its log
 	KafkaEmbeddedPort int           // KAFKA_EMBEDDED_PORT: the embedded broker's port; 0 picks one
 	KafkaPartitions   int           // KAFKA_PARTITIONS: partitions per topic when creating topics
+	KafkaReplicas     int           // KAFKA_REPLICATION_FACTOR: copies of each topic when creating topics
+	KafkaNamespace    string        // KAFKA_NAMESPACE: prefix of topic and group names, to share a cluster
 	WebInstance       string        // WEB_INSTANCE: names this web replica's consumer group
 	LogLevel          slog.Level    // LOG_LEVEL: debug, info, warn or error
 	HoldDuration      time.Duration // HOLD_DURATION: how long confirmed seats wait for payment
@@ -42,6 +46,19 @@ const (
 	ProviderSandbox = "sandbox"
 	ProviderHTTP    = "http"
 )
+
+// namespacePattern keeps a namespace to characters Kafka allows in topic names, without the '.'
+// that separates it from the topic.
+var namespacePattern = regexp.MustCompile(`^[A-Za-z0-9_-]{0,40}$`)
+
+// KafkaCluster is where Kafka traffic goes; no brokers means the embedded one, to be started.
+func (c Config) KafkaCluster() kafka.Cluster {
+	return kafka.Cluster{Brokers: c.KafkaBrokers, Namespace: c.KafkaNamespace}
+}
+
+func (c Config) topicSpec() kafka.TopicSpec {
+	return kafka.TopicSpec{Partitions: c.KafkaPartitions, ReplicationFactor: c.KafkaReplicas}
+}
 
 // DefaultDatabaseURL is the private cluster that scripts/postgres.sh starts.
 const DefaultDatabaseURL = "postgres://boxoffice:boxoffice@127.0.0.1:55432/boxoffice?sslmode=disable"
@@ -77,6 +94,11 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 	}
 	cfg.KafkaPartitions = intVar("KAFKA_PARTITIONS", "6", 1, 1000)
 	cfg.KafkaEmbeddedPort = intVar("KAFKA_EMBEDDED_PORT", "0", 0, 65535)
+	cfg.KafkaReplicas = intVar("KAFKA_REPLICATION_FACTOR", "1", 1, 7)
+	cfg.KafkaNamespace = get("KAFKA_NAMESPACE", "")
+	if !namespacePattern.MatchString(cfg.KafkaNamespace) {
+		errs = append(errs, fmt.Errorf("KAFKA_NAMESPACE=%q: letters, digits, '-' and '_' only, at most 40", cfg.KafkaNamespace))
+	}
 	durationVar := func(key, def string, lo, hi time.Duration) time.Duration {
 		raw := get(key, def)
 		d, err := time.ParseDuration(raw)

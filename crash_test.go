@@ -47,12 +47,11 @@ func (c *cluster) startChild(target string) *exec.Cmd {
 func (c *cluster) startChildWith(target string, extraEnv ...string) (*exec.Cmd, *syncBuffer) {
 	c.t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(append(os.Environ(),
-		childTargetEnv+"="+target,
-		"DATABASE_URL="+c.dbURL,
-		"KAFKA_BROKERS="+strings.Join(c.brokers, ","),
-		fmt.Sprintf("KAFKA_PARTITIONS=%d", testPartitions),
-	), extraEnv...)
+	cmd.Env = append(os.Environ(), childTargetEnv+"="+target, "DATABASE_URL="+c.dbURL)
+	for k, v := range c.kafkaEnv() {
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
+	cmd.Env = append(cmd.Env, extraEnv...)
 	logs := &syncBuffer{}
 	cmd.Stdout, cmd.Stderr = logs, logs
 	if err := cmd.Start(); err != nil {

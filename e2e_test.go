@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"regexp"
 	"slices"
 	"strings"
@@ -20,6 +21,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/jmoiron/sqlx"
 	kafkago "github.com/segmentio/kafka-go"
 
@@ -66,11 +68,11 @@ func (p *process) stop(t testing.TB) {
 
 // cluster is a broker, a database and the processes sharing them.
 type cluster struct {
-	t       testing.TB
-	dbURL   string
-	brokers []string
-	web     *process
-	conn    *sqlx.DB
+	t     testing.TB
+	dbURL string
+	kc    kafka.Cluster
+	web   *process
+	conn  *sqlx.DB
 }
 
 // db is a connection to the cluster's database, for checks a user cannot make over HTTP.
@@ -81,15 +83,40 @@ func (c *cluster) db() *sqlx.DB {
 	return c.conn
 }
 
-// newCluster starts an in-memory embedded broker and an empty database for one test.
+// realKafkaEnv names the Apache Kafka brokers to run the end-to-end tests against instead of the
+// embedded broker (CI runs the suite both ways); realKafkaReplicasEnv their replication factor.
+const (
+	realKafkaEnv         = "BOXOFFICE_TEST_KAFKA_BROKERS"
+	realKafkaReplicasEnv = "BOXOFFICE_TEST_KAFKA_REPLICATION_FACTOR"
+)
+
+// newCluster starts an in-memory embedded broker and an empty database for one test. With
+// BOXOFFICE_TEST_KAFKA_BROKERS set it uses that Kafka cluster instead, in a namespace of the
+// test's own, so tests sharing the cluster never read each other's events.
 func newCluster(t testing.TB) *cluster {
 	t.Helper()
+	if brokers := os.Getenv(realKafkaEnv); brokers != "" {
+		return &cluster{t: t, dbURL: dbtest.NewURL(t),
+			kc: kafka.Cluster{Brokers: strings.Split(brokers, ","), Namespace: "test-" + uuid.NewString()[:13]}}
+	}
 	broker, err := kafka.StartEmbedded(0, "")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(broker.Close)
-	return &cluster{t: t, dbURL: dbtest.NewURL(t), brokers: broker.Addrs()}
+	return &cluster{t: t, dbURL: dbtest.NewURL(t), kc: kafka.Cluster{Brokers: broker.Addrs()}}
+}
+
+// kafkaEnv is the environment that points a process at the cluster's Kafka.
+func (c *cluster) kafkaEnv() map[string]string {
+	env := map[string]string{
+		"KAFKA_BROKERS": strings.Join(c.kc.Brokers, ","), "KAFKA_NAMESPACE": c.kc.Namespace,
+		"KAFKA_PARTITIONS": fmt.Sprint(testPartitions),
+	}
+	if r := os.Getenv(realKafkaReplicasEnv); r != "" {
+		env["KAFKA_REPLICATION_FACTOR"] = r
+	}
+	return env
 }
 
 // start runs one target against the cluster's broker and database.
@@ -101,9 +128,9 @@ func (c *cluster) start(target string) *process {
 // startWith runs one target with extra environment, such as another WEB_INSTANCE.
 func (c *cluster) startWith(target string, extra map[string]string) *process {
 	c.t.Helper()
-	env := map[string]string{
-		"HTTP_ADDR": "127.0.0.1:0", "DATABASE_URL": c.dbURL, "KAFKA_BROKERS": strings.Join(c.brokers, ","),
-		"KAFKA_PARTITIONS": fmt.Sprint(testPartitions), "LOG_LEVEL": "debug",
+	env := map[string]string{"HTTP_ADDR": "127.0.0.1:0", "DATABASE_URL": c.dbURL, "LOG_LEVEL": "debug"}
+	for k, v := range c.kafkaEnv() {
+		env[k] = v
 	}
 	for k, v := range extra {
 		env[k] = v
@@ -671,7 +698,7 @@ func TestRejectedBookingsSayWhy(t *testing.T) {
 func TestMalformedInputNeverReachesKafka(t *testing.T) {
 	c := startAll(t)
 	show := c.futureShow()
-	before := topicEndOffset(t, c.brokers, event.TopicBookingMovie)
+	before := topicEndOffset(t, c.kc, event.TopicBookingMovie)
 
 	good := func(change func(map[string]any)) map[string]any {
 		r := request(show.ID, []string{"G1"}, cardApproves)
@@ -711,7 +738,7 @@ func TestMalformedInputNeverReachesKafka(t *testing.T) {
 			}
 		})
 	}
-	if after := topicEndOffset(t, c.brokers, event.TopicBookingMovie); after != before {
+	if after := topicEndOffset(t, c.kc, event.TopicBookingMovie); after != before {
 		t.Errorf("booking-movie grew from %d to %d messages: malformed input reached Kafka", before, after)
 	}
 	var rows int
@@ -983,9 +1010,10 @@ func htmlEscape(s string) string {
 }
 
 // topicEndOffset sums the end offsets of a topic's partitions: how many messages it holds.
-func topicEndOffset(t testing.TB, brokers []string, topic string) int64 {
+func topicEndOffset(t testing.TB, kc kafka.Cluster, topic string) int64 {
 	t.Helper()
-	client := &kafkago.Client{Addr: kafkago.TCP(brokers...)}
+	topic = kc.Topic(topic)
+	client := &kafkago.Client{Addr: kafkago.TCP(kc.Brokers...)}
 	req := &kafkago.ListOffsetsRequest{Topics: map[string][]kafkago.OffsetRequest{}}
 	for p := range testPartitions {
 		req.Topics[topic] = append(req.Topics[topic], kafkago.LastOffsetOf(p))

@@ -35,7 +35,7 @@ func (c *cluster) bookWithKey(key string, body map[string]any) (int, bookingResp
 func TestIdempotencyKeyBooksOnce(t *testing.T) {
 	c := startAll(t)
 	show := c.futureShow()
-	before := topicEndOffset(t, c.brokers, event.TopicBookingMovie)
+	before := topicEndOffset(t, c.kc, event.TopicBookingMovie)
 	body := request(show.ID, []string{"K11", "K12"}, cardApproves)
 
 	const key = "3f1c0e4e-retry-test-key"
@@ -76,7 +76,7 @@ func TestIdempotencyKeyBooksOnce(t *testing.T) {
 	if status != http.StatusUnprocessableEntity || refused.Field != "idempotency_key" {
 		t.Errorf("key reused for another request: %d %+v, want 422 naming idempotency_key", status, refused)
 	}
-	if after := topicEndOffset(t, c.brokers, event.TopicBookingMovie); after != before+1 {
+	if after := topicEndOffset(t, c.kc, event.TopicBookingMovie); after != before+1 {
 		t.Errorf("booking-movie grew by %d messages, want 1", after-before)
 	}
 	var bookings int

@@ -9,6 +9,7 @@ import (
 
 	"github.com/boxoffice/boxoffice/services/booking"
 	"github.com/boxoffice/boxoffice/services/event"
+	"github.com/boxoffice/boxoffice/services/kafka"
 	"github.com/boxoffice/boxoffice/services/notification"
 	"github.com/boxoffice/boxoffice/services/payment"
 	"github.com/boxoffice/boxoffice/services/ticket"
@@ -16,11 +17,12 @@ import (
 
 // rewindGroup sets a stopped consumer group back to the start of every partition of topics, so
 // its next member reads everything again.
-func rewindGroup(t *testing.T, brokers []string, group string, topics ...string) {
+func rewindGroup(t *testing.T, kc kafka.Cluster, group string, topics ...string) {
 	t.Helper()
-	client := &kafkago.Client{Addr: kafkago.TCP(brokers...)}
-	req := &kafkago.OffsetCommitRequest{GroupID: group, GenerationID: -1, Topics: map[string][]kafkago.OffsetCommit{}}
+	client := &kafkago.Client{Addr: kafkago.TCP(kc.Brokers...)}
+	req := &kafkago.OffsetCommitRequest{GroupID: kc.Group(group), GenerationID: -1, Topics: map[string][]kafkago.OffsetCommit{}}
 	for _, topic := range topics {
+		topic = kc.Topic(topic)
 		for p := range testPartitions {
 			req.Topics[topic] = append(req.Topics[topic], kafkago.OffsetCommit{Partition: p, Offset: 0})
 		}
@@ -78,7 +80,7 @@ func TestReplayingWholeTopicsChangesNothing(t *testing.T) {
 			out[name] = n
 		}
 		for _, topic := range event.Topics {
-			out[topic] = int(topicEndOffset(t, c.brokers, topic))
+			out[topic] = int(topicEndOffset(t, c.kc, topic))
 		}
 		return out
 	}
@@ -106,13 +108,13 @@ func TestReplayingWholeTopicsChangesNothing(t *testing.T) {
 		running[target].stop(t)
 	}
 	c.web = nil
-	rewindGroup(t, c.brokers, booking.GroupID, event.TopicBookingMovie, event.TopicPayment)
-	rewindGroup(t, c.brokers, payment.GroupID, event.TopicMovieFound)
-	rewindGroup(t, c.brokers, notification.ContactsGroupID, event.TopicBookingMovie)
-	rewindGroup(t, c.brokers, notification.GroupID, event.TopicPayment)
-	rewindGroup(t, c.brokers, ticket.GroupID, event.TopicNotificationSent)
-	rewindGroup(t, c.brokers, "web-web-requests", event.TopicBookingMovie)
-	rewindGroup(t, c.brokers, "web-web", event.TopicMovieFound, event.TopicPayment, event.TopicNotificationSent, event.TopicTicketDetails)
+	rewindGroup(t, c.kc, booking.GroupID, event.TopicBookingMovie, event.TopicPayment)
+	rewindGroup(t, c.kc, payment.GroupID, event.TopicMovieFound)
+	rewindGroup(t, c.kc, notification.ContactsGroupID, event.TopicBookingMovie)
+	rewindGroup(t, c.kc, notification.GroupID, event.TopicPayment)
+	rewindGroup(t, c.kc, ticket.GroupID, event.TopicNotificationSent)
+	rewindGroup(t, c.kc, "web-web-requests", event.TopicBookingMovie)
+	rewindGroup(t, c.kc, "web-web", event.TopicMovieFound, event.TopicPayment, event.TopicNotificationSent, event.TopicTicketDetails)
 	for _, target := range targets {
 		running[target] = c.start(target)
 	}

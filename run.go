@@ -84,27 +84,27 @@ func runWith(ctx context.Context, target string, cfg Config, stdout io.Writer, o
 		return nil
 	}
 
-	brokers := cfg.KafkaBrokers
-	if len(brokers) == 0 {
+	cluster := cfg.KafkaCluster()
+	if len(cluster.Brokers) == 0 {
 		broker, err := kafka.StartEmbedded(cfg.KafkaEmbeddedPort, cfg.KafkaDataDir)
 		if err != nil {
 			return fmt.Errorf("%w (KAFKA_DATA_DIR=%s, KAFKA_EMBEDDED_PORT=%d)", err, cfg.KafkaDataDir, cfg.KafkaEmbeddedPort)
 		}
 		defer broker.Close()
-		brokers = broker.Addrs()
-		log.Info("embedded kafka broker started", "addrs", brokers, "data_dir", cfg.KafkaDataDir)
+		cluster.Brokers = broker.Addrs()
+		log.Info("embedded kafka broker started", "addrs", cluster.Brokers, "data_dir", cfg.KafkaDataDir)
 	}
-	if err := kafka.EnsureTopics(ctx, brokers, cfg.KafkaPartitions, event.Topics...); err != nil {
+	if err := kafka.EnsureTopics(ctx, cluster, cfg.topicSpec(), event.Topics...); err != nil {
 		return fmt.Errorf("%w (KAFKA_BROKERS)", err)
 	}
-	pub := kafka.NewPublisher(brokers, log)
+	pub := kafka.NewPublisher(cluster, log)
 	defer pub.Close()
 
 	var actors []actor
 	wants := func(t string) bool { return target == TargetAll || target == t }
 	if wants(TargetBooking) {
 		svc := booking.NewService(conn, pub, cfg.HoldDuration, now, log)
-		actors = append(actors, consumerActor("booking", svc.Consumer(brokers, pub), cfg.ConsumerMaxStall), actor{name: "booking-outbox", run: svc.Relay().Run},
+		actors = append(actors, consumerActor("booking", svc.Consumer(cluster, pub), cfg.ConsumerMaxStall), actor{name: "booking-outbox", run: svc.Relay().Run},
 			actor{name: "booking-hold-sweeper", run: svc.RunHoldSweeper})
 	}
 	cards, err := paymentProvider(cfg.Payment, conn)
@@ -117,23 +117,23 @@ func runWith(ctx context.Context, target string, cfg Config, stdout io.Writer, o
 	}
 	if wants(TargetPayment) {
 		svc := payment.NewService(conn, cards, pub, now, log)
-		actors = append(actors, consumerActor("payment", svc.Consumer(brokers, pub), cfg.ConsumerMaxStall), actor{name: "payment-outbox", run: svc.Relay().Run})
+		actors = append(actors, consumerActor("payment", svc.Consumer(cluster, pub), cfg.ConsumerMaxStall), actor{name: "payment-outbox", run: svc.Relay().Run})
 	}
 	if wants(TargetNotification) {
 		svc := notification.NewService(conn, texts, pub, now, log)
-		for i, c := range svc.Consumers(brokers, pub) {
+		for i, c := range svc.Consumers(cluster, pub) {
 			actors = append(actors, consumerActor(fmt.Sprintf("notification-%d", i+1), c, cfg.ConsumerMaxStall))
 		}
 		actors = append(actors, actor{name: "notification-outbox", run: svc.Relay().Run})
 	}
 	if wants(TargetTicket) {
 		svc := ticket.NewService(conn, pub, now, log)
-		actors = append(actors, consumerActor("ticket", svc.Consumer(brokers, pub), cfg.ConsumerMaxStall), actor{name: "ticket-outbox", run: svc.Relay().Run})
+		actors = append(actors, consumerActor("ticket", svc.Consumer(cluster, pub), cfg.ConsumerMaxStall), actor{name: "ticket-outbox", run: svc.Relay().Run})
 	}
 	if wants(TargetWeb) {
 		server := web.NewServer(web.Deps{
 			DB: conn, Publisher: pub, Tokenizer: cards, SMSInbox: inbox,
-			KafkaReady: func(ctx context.Context) error { return kafka.Ping(ctx, brokers) },
+			KafkaReady: func(ctx context.Context) error { return kafka.Ping(ctx, cluster) },
 			Now:        now, Log: log,
 		})
 		httpActor, url, err := webActor(cfg, opts.listener, server, log)
@@ -142,17 +142,17 @@ func runWith(ctx context.Context, target string, cfg Config, stdout io.Writer, o
 		}
 		actors = append(actors, httpActor, scheduleActor(conn, now, log),
 			actor{name: "web-outbox", run: server.Relay().Run})
-		for i, c := range server.Projection().Consumers(brokers, cfg.WebInstance, pub) {
+		for i, c := range server.Projection().Consumers(cluster, cfg.WebInstance, pub) {
 			actors = append(actors, consumerActor(fmt.Sprintf("web-projection-%d", i+1), c, cfg.ConsumerMaxStall))
 		}
 		fmt.Fprintf(stdout, "Boxoffice is running at %s\n", url)
 		if opts.started != nil {
-			opts.started(url, brokers)
+			opts.started(url, cluster.Brokers)
 		}
 	} else if opts.started != nil {
-		opts.started("", brokers)
+		opts.started("", cluster.Brokers)
 	}
-	log.Info("boxoffice started", "brokers", brokers, "partitions", cfg.KafkaPartitions)
+	log.Info("boxoffice started", "brokers", cluster.Brokers, "namespace", cluster.Namespace, "partitions", cfg.KafkaPartitions)
 	return runActors(ctx, actors, log)
 }
 
@@ -199,7 +199,7 @@ func runBroker(ctx context.Context, cfg Config, stdout io.Writer, log *slog.Logg
 		return fmt.Errorf("%w (KAFKA_DATA_DIR=%s, KAFKA_EMBEDDED_PORT=%d)", err, cfg.KafkaDataDir, cfg.KafkaEmbeddedPort)
 	}
 	defer broker.Close()
-	if err := kafka.EnsureTopics(ctx, broker.Addrs(), cfg.KafkaPartitions, event.Topics...); err != nil {
+	if err := kafka.EnsureTopics(ctx, kafka.Cluster{Brokers: broker.Addrs(), Namespace: cfg.KafkaNamespace}, cfg.topicSpec(), event.Topics...); err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "Boxoffice's embedded Kafka broker is running at %s\n", strings.Join(broker.Addrs(), ","))

@@ -19,17 +19,17 @@ func runDeadLetters(ctx context.Context, cfg Config, args []string, stdout io.Wr
 	if len(args) != 1 || (args[0] != "list" && args[0] != "redrive") {
 		return fmt.Errorf("-target=%s: want one command, list or redrive", TargetDeadLetters)
 	}
-	brokers := cfg.KafkaBrokers
-	if len(brokers) == 0 {
+	cluster := cfg.KafkaCluster()
+	if len(cluster.Brokers) == 0 {
 		running, ok := kafka.RunningEmbedded(cfg.KafkaDataDir)
 		if !ok {
 			return fmt.Errorf("no broker: set KAFKA_BROKERS, or start Boxoffice (make run) so its embedded broker in KAFKA_DATA_DIR=%s is running", cfg.KafkaDataDir)
 		}
-		brokers = running
+		cluster.Brokers = running
 	}
 	switch args[0] {
 	case "list":
-		letters, err := kafka.ListDeadLetters(ctx, brokers, event.Topics)
+		letters, err := kafka.ListDeadLetters(ctx, cluster, event.Topics)
 		if err != nil {
 			return err
 		}
@@ -38,9 +38,9 @@ func runDeadLetters(ctx context.Context, cfg Config, args []string, stdout io.Wr
 		}
 		fmt.Fprintf(stdout, "%d dead letter(s)\n", len(letters))
 	case "redrive":
-		pub := kafka.NewPublisher(brokers, slog.New(slog.NewTextHandler(io.Discard, nil)))
+		pub := kafka.NewPublisher(cluster, slog.New(slog.NewTextHandler(io.Discard, nil)))
 		defer pub.Close()
-		n, err := kafka.Redrive(ctx, brokers, pub, event.Topics)
+		n, err := kafka.Redrive(ctx, cluster, pub, event.Topics)
 		if err != nil {
 			return fmt.Errorf("re-drove %d before: %w", n, err)
 		}

@@ -17,12 +17,12 @@ import (
 // them back once (still unreadable, they are parked again).
 func TestDeadLetterCommand(t *testing.T) {
 	c := startAll(t)
-	w := &kafkago.Writer{Addr: kafkago.TCP(c.brokers...), BatchTimeout: time.Millisecond, RequiredAcks: kafkago.RequireAll}
+	w := &kafkago.Writer{Addr: kafkago.TCP(c.kc.Brokers...), BatchTimeout: time.Millisecond, RequiredAcks: kafkago.RequireAll}
 	defer w.Close()
-	if err := w.WriteMessages(context.Background(), kafkago.Message{Topic: event.TopicBookingMovie, Key: []byte("x"), Value: []byte("not json")}); err != nil {
+	if err := w.WriteMessages(context.Background(), kafkago.Message{Topic: c.kc.Topic(event.TopicBookingMovie), Key: []byte("x"), Value: []byte("not json")}); err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := LoadConfig(env(map[string]string{"KAFKA_BROKERS": strings.Join(c.brokers, ",")}))
+	cfg, err := LoadConfig(env(c.kafkaEnv()))
 	if err != nil {
 		t.Fatal(err)
 	}

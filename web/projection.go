@@ -89,12 +89,12 @@ func NewProjection(db *sqlx.DB, onChange func(bookingID string), relay *outbox.R
 // connected to any replica), so each replica has consumer groups of its own. Requests get a
 // reader of their own: a later stage whose booking has not been read yet is retried in place,
 // and that must never stop the requests from being read.
-func (p *Projection) Consumers(brokers []string, instance string, pub *kafka.Publisher) []*kafka.Consumer {
+func (p *Projection) Consumers(cluster kafka.Cluster, instance string, pub *kafka.Publisher) []*kafka.Consumer {
 	requests := kafka.NewConsumer(kafka.ConsumerConfig{
-		Brokers: brokers, GroupID: "web-" + instance + "-requests", Topics: []string{event.TopicBookingMovie},
+		Cluster: cluster, GroupID: "web-" + instance + "-requests", Topics: []string{event.TopicBookingMovie},
 	}, kafka.Handlers{event.TypeBookingRequested: kafka.On(p.onRequested)}, pub, p.log)
 	stages := kafka.NewConsumer(kafka.ConsumerConfig{
-		Brokers: brokers, GroupID: "web-" + instance,
+		Cluster: cluster, GroupID: "web-" + instance,
 		Topics: []string{event.TopicMovieFound, event.TopicPayment, event.TopicNotificationSent, event.TopicTicketDetails},
 	}, kafka.Handlers{
 		event.TypeSeatsConfirmed:     kafka.On(p.onConfirmed),

@@ -67,9 +67,9 @@ func NewService(db *sqlx.DB, pub Publisher, hold time.Duration, now func() time.
 func (s *Service) Relay() *outbox.Relay { return s.relay }
 
 // Consumer reads what the booking service reacts to.
-func (s *Service) Consumer(brokers []string, pub *kafka.Publisher) *kafka.Consumer {
+func (s *Service) Consumer(cluster kafka.Cluster, pub *kafka.Publisher) *kafka.Consumer {
 	return kafka.NewConsumer(kafka.ConsumerConfig{
-		Brokers: brokers,
+		Cluster: cluster,
 		GroupID: GroupID,
 		Topics:  []string{event.TopicBookingMovie, event.TopicPayment},
 	}, kafka.Handlers{

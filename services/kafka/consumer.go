@@ -65,9 +65,9 @@ func isPermanent(err error) bool {
 // ConsumerConfig names a consumer group, what it reads and how long a failing message may hold
 // up its partition.
 type ConsumerConfig struct {
-	Brokers []string
-	GroupID string
-	Topics  []string
+	Cluster Cluster
+	GroupID string   // as the contract names it; the cluster may put a namespace in front
+	Topics  []string // as the contract names them
 	// MaxStall bounds how long a transient failure is retried in place before the message is
 	// dead-lettered so the partition moves on (it can be re-driven after the fix). Zero means
 	// DefaultMaxStall.
@@ -104,9 +104,9 @@ func NewConsumer(cfg ConsumerConfig, handlers Handlers, publisher *Publisher, lo
 		publisher: publisher,
 		log:       log,
 		reader: kafkago.NewReader(kafkago.ReaderConfig{
-			Brokers:           cfg.Brokers,
-			GroupID:           cfg.GroupID,
-			GroupTopics:       cfg.Topics,
+			Brokers:           cfg.Cluster.Brokers,
+			GroupID:           cfg.Cluster.Group(cfg.GroupID),
+			GroupTopics:       cfg.Cluster.topics(cfg.Topics),
 			MinBytes:          1,
 			MaxBytes:          10 << 20,
 			MaxWait:           500 * time.Millisecond,
@@ -219,13 +219,13 @@ func (c *Consumer) deadLetter(ctx context.Context, msg kafkago.Message, cause er
 	headers := append([]kafkago.Header{}, msg.Headers...)
 	headers = append(headers,
 		kafkago.Header{Key: "dlt-error", Value: []byte(event.ShortReason(cause.Error()))},
-		kafkago.Header{Key: "dlt-source-topic", Value: []byte(msg.Topic)},
+		kafkago.Header{Key: "dlt-source-topic", Value: []byte(c.cfg.Cluster.Unqualified(msg.Topic))},
 		kafkago.Header{Key: "dlt-source-partition", Value: []byte(itoa(int64(msg.Partition)))},
 		kafkago.Header{Key: "dlt-source-offset", Value: []byte(itoa(msg.Offset))},
 		kafkago.Header{Key: "dlt-attempts", Value: []byte(itoa(int64(attempts)))},
 		kafkago.Header{Key: "dlt-group", Value: []byte(c.cfg.GroupID)},
 	)
 	return c.publisher.publishRaw(ctx, kafkago.Message{
-		Topic: DeadLetterTopic(msg.Topic), Key: msg.Key, Value: msg.Value, Headers: headers,
+		Topic: c.cfg.Cluster.Topic(DeadLetterTopic(c.cfg.Cluster.Unqualified(msg.Topic))), Key: msg.Key, Value: msg.Value, Headers: headers,
 	})
 }

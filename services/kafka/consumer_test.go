@@ -21,17 +21,20 @@ var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
 // broker starts an in-memory embedded broker with one single-partition topic, so the order of
 // messages is the order of the test.
-func broker(t *testing.T, topic string) []string {
+func broker(t *testing.T, topic string) kafka.Cluster {
 	t.Helper()
 	b, err := kafka.StartEmbedded(0, "")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(b.Close)
-	if err := kafka.EnsureTopics(context.Background(), b.Addrs(), 1, topic); err != nil {
+	// A namespace, as when several installations share a cluster: every name below is the
+	// contract's, and the package must map it both ways.
+	cluster := kafka.Cluster{Brokers: b.Addrs(), Namespace: "staging"}
+	if err := kafka.EnsureTopics(context.Background(), cluster, kafka.TopicSpec{Partitions: 1}, topic); err != nil {
 		t.Fatal(err)
 	}
-	return b.Addrs()
+	return cluster
 }
 
 func envelope(t *testing.T) event.Envelope {
@@ -44,12 +47,12 @@ func envelope(t *testing.T) event.Envelope {
 }
 
 // consume runs a consumer until want handled bookings were seen, returning them in order.
-func consume(t *testing.T, brokers []string, topic string, pub *kafka.Publisher, handler kafka.Handler, want int) []string {
+func consume(t *testing.T, cluster kafka.Cluster, topic string, pub *kafka.Publisher, handler kafka.Handler, want int) []string {
 	t.Helper()
 	var mu sync.Mutex
 	var seen []string
 	done := make(chan struct{})
-	c := kafka.NewConsumer(kafka.ConsumerConfig{Brokers: brokers, GroupID: "test", Topics: []string{topic}},
+	c := kafka.NewConsumer(kafka.ConsumerConfig{Cluster: cluster, GroupID: "test", Topics: []string{topic}},
 		kafka.Handlers{event.TypeTicketIssued: func(ctx context.Context, env event.Envelope) error {
 			if err := handler(ctx, env); err != nil {
 				return err
@@ -83,8 +86,8 @@ func consume(t *testing.T, brokers []string, topic string, pub *kafka.Publisher,
 // ones lands on <topic>.dlt with the reason in a header; the partition moves on.
 func TestPoisonMessageIsDeadLetteredAndTheGoodOnesFlow(t *testing.T) {
 	const topic = "test-poison"
-	brokers := broker(t, topic)
-	pub := kafka.NewPublisher(brokers, quiet)
+	cluster := broker(t, topic)
+	pub := kafka.NewPublisher(cluster, quiet)
 	defer pub.Close()
 	ctx := context.Background()
 
@@ -92,21 +95,21 @@ func TestPoisonMessageIsDeadLetteredAndTheGoodOnesFlow(t *testing.T) {
 	if err := pub.Publish(ctx, kafka.Message{Topic: topic, Key: "k", Envelope: first}); err != nil {
 		t.Fatal(err)
 	}
-	raw := &kafkago.Writer{Addr: kafkago.TCP(brokers...), BatchTimeout: time.Millisecond, RequiredAcks: kafkago.RequireAll}
+	raw := &kafkago.Writer{Addr: kafkago.TCP(cluster.Brokers...), BatchTimeout: time.Millisecond, RequiredAcks: kafkago.RequireAll}
 	defer raw.Close()
-	if err := raw.WriteMessages(ctx, kafkago.Message{Topic: topic, Key: []byte("k"), Value: []byte(`{"not":"an envelope"`)}); err != nil {
+	if err := raw.WriteMessages(ctx, kafkago.Message{Topic: cluster.Topic(topic), Key: []byte("k"), Value: []byte(`{"not":"an envelope"`)}); err != nil {
 		t.Fatal(err)
 	}
 	if err := pub.Publish(ctx, kafka.Message{Topic: topic, Key: "k", Envelope: second}); err != nil {
 		t.Fatal(err)
 	}
 
-	seen := consume(t, brokers, topic, pub, func(context.Context, event.Envelope) error { return nil }, 2)
+	seen := consume(t, cluster, topic, pub, func(context.Context, event.Envelope) error { return nil }, 2)
 	if len(seen) != 2 || seen[0] != first.BookingID || seen[1] != second.BookingID {
 		t.Fatalf("handled %v, want the two good messages in order", seen)
 	}
 
-	dlt := kafkago.NewReader(kafkago.ReaderConfig{Brokers: brokers, Topic: kafka.DeadLetterTopic(topic), Partition: 0, MaxWait: 500 * time.Millisecond})
+	dlt := kafkago.NewReader(kafkago.ReaderConfig{Brokers: cluster.Brokers, Topic: cluster.Topic(kafka.DeadLetterTopic(topic)), Partition: 0, MaxWait: 500 * time.Millisecond})
 	defer dlt.Close()
 	readCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
@@ -128,8 +131,8 @@ func TestPoisonMessageIsDeadLetteredAndTheGoodOnesFlow(t *testing.T) {
 // committing, and the next message waits for it (order within a partition holds).
 func TestTransientFailureIsRetriedInPlace(t *testing.T) {
 	const topic = "test-retry"
-	brokers := broker(t, topic)
-	pub := kafka.NewPublisher(brokers, quiet)
+	cluster := broker(t, topic)
+	pub := kafka.NewPublisher(cluster, quiet)
 	defer pub.Close()
 	first, second := envelope(t), envelope(t)
 	if err := pub.Publish(context.Background(),
@@ -138,7 +141,7 @@ func TestTransientFailureIsRetriedInPlace(t *testing.T) {
 		t.Fatal(err)
 	}
 	attempts := 0
-	seen := consume(t, brokers, topic, pub, func(_ context.Context, env event.Envelope) error {
+	seen := consume(t, cluster, topic, pub, func(_ context.Context, env event.Envelope) error {
 		if env.BookingID == first.BookingID {
 			attempts++
 			if attempts < 3 {
@@ -177,8 +180,8 @@ func TestEmbeddedBrokerOwnsItsDataDir(t *testing.T) {
 // and it is handled — once, however often the re-drive runs.
 func TestStalledMessageIsParkedThenRedriven(t *testing.T) {
 	const topic = "test-stall"
-	brokers := broker(t, topic)
-	pub := kafka.NewPublisher(brokers, quiet)
+	cluster := broker(t, topic)
+	pub := kafka.NewPublisher(cluster, quiet)
 	defer pub.Close()
 	ctx := context.Background()
 	stuck, next := envelope(t), envelope(t)
@@ -190,7 +193,7 @@ func TestStalledMessageIsParkedThenRedriven(t *testing.T) {
 	broken := true
 	var handled []string
 	done := make(chan struct{}, 10)
-	c := kafka.NewConsumer(kafka.ConsumerConfig{Brokers: brokers, GroupID: "test", Topics: []string{topic}, MaxStall: 300 * time.Millisecond},
+	c := kafka.NewConsumer(kafka.ConsumerConfig{Cluster: cluster, GroupID: "test", Topics: []string{topic}, MaxStall: 300 * time.Millisecond},
 		kafka.Handlers{event.TypeTicketIssued: func(_ context.Context, env event.Envelope) error {
 			mu.Lock()
 			defer mu.Unlock()
@@ -206,7 +209,7 @@ func TestStalledMessageIsParkedThenRedriven(t *testing.T) {
 	go func() { _ = c.Run(runCtx) }()
 
 	<-done // the next message got through: the stuck one was parked
-	letters, err := kafka.ListDeadLetters(ctx, brokers, []string{topic})
+	letters, err := kafka.ListDeadLetters(ctx, cluster, []string{topic})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -219,7 +222,7 @@ func TestStalledMessageIsParkedThenRedriven(t *testing.T) {
 	broken = false
 	mu.Unlock()
 	for range 2 {
-		n, err := kafka.Redrive(ctx, brokers, pub, []string{topic})
+		n, err := kafka.Redrive(ctx, cluster, pub, []string{topic})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -241,16 +244,16 @@ func TestStalledMessageIsParkedThenRedriven(t *testing.T) {
 
 func TestUnknownEventTypeIsDeadLettered(t *testing.T) {
 	const topic = "test-unknown"
-	brokers := broker(t, topic)
-	pub := kafka.NewPublisher(brokers, quiet)
+	cluster := broker(t, topic)
+	pub := kafka.NewPublisher(cluster, quiet)
 	defer pub.Close()
 	odd, good := envelope(t), envelope(t)
 	odd.Type = "ticket.reprinted"
 	if err := pub.Publish(context.Background(), kafka.Message{Topic: topic, Key: "k", Envelope: odd}, kafka.Message{Topic: topic, Key: "k", Envelope: good}); err != nil {
 		t.Fatal(err)
 	}
-	seen := consume(t, brokers, topic, pub, func(context.Context, event.Envelope) error { return nil }, 1)
-	letters, err := kafka.ListDeadLetters(context.Background(), brokers, []string{topic})
+	seen := consume(t, cluster, topic, pub, func(context.Context, event.Envelope) error { return nil }, 1)
+	letters, err := kafka.ListDeadLetters(context.Background(), cluster, []string{topic})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -263,8 +266,8 @@ func TestUnknownEventTypeIsDeadLettered(t *testing.T) {
 // outlasts MaxStall without being dead-lettered, and is handled once what it waits for arrives.
 func TestAWaitByDesignIsNeverParked(t *testing.T) {
 	const topic = "test-notyet"
-	brokers := broker(t, topic)
-	pub := kafka.NewPublisher(brokers, quiet)
+	cluster := broker(t, topic)
+	pub := kafka.NewPublisher(cluster, quiet)
 	defer pub.Close()
 	waiting := envelope(t)
 	if err := pub.Publish(context.Background(), kafka.Message{Topic: topic, Key: "k", Envelope: waiting}); err != nil {
@@ -272,7 +275,7 @@ func TestAWaitByDesignIsNeverParked(t *testing.T) {
 	}
 	arrives := time.Now().Add(time.Second) // well past the 200 ms MaxStall below
 	handled := make(chan struct{})
-	c := kafka.NewConsumer(kafka.ConsumerConfig{Brokers: brokers, GroupID: "test", Topics: []string{topic}, MaxStall: 200 * time.Millisecond},
+	c := kafka.NewConsumer(kafka.ConsumerConfig{Cluster: cluster, GroupID: "test", Topics: []string{topic}, MaxStall: 200 * time.Millisecond},
 		kafka.Handlers{event.TypeTicketIssued: func(context.Context, event.Envelope) error {
 			if time.Now().Before(arrives) {
 				return kafka.NotYet(errors.New("contact not yet known"))
@@ -288,7 +291,7 @@ func TestAWaitByDesignIsNeverParked(t *testing.T) {
 	case <-time.After(15 * time.Second):
 		t.Fatal("the waiting message was never handled")
 	}
-	letters, err := kafka.ListDeadLetters(context.Background(), brokers, []string{topic})
+	letters, err := kafka.ListDeadLetters(context.Background(), cluster, []string{topic})
 	if err != nil || len(letters) != 0 {
 		t.Errorf("dead letters %v (%v): a wait by design was parked", letters, err)
 	}

@@ -31,10 +31,11 @@ type DeadLetter struct {
 
 // ListDeadLetters reads every message on the dead-letter topics of topics, oldest first per
 // partition, without joining any consumer group.
-func ListDeadLetters(ctx context.Context, brokers []string, topics []string) ([]DeadLetter, error) {
+func ListDeadLetters(ctx context.Context, cluster Cluster, topics []string) ([]DeadLetter, error) {
+	brokers := cluster.Brokers
 	var out []DeadLetter
 	for _, topic := range topics {
-		dlt := DeadLetterTopic(topic)
+		dlt := cluster.Topic(DeadLetterTopic(topic))
 		partitions, err := partitionsOf(ctx, brokers, dlt)
 		if err != nil {
 			return nil, err
@@ -45,7 +46,7 @@ func ListDeadLetters(ctx context.Context, brokers []string, topics []string) ([]
 				return nil, err
 			}
 			for _, m := range msgs {
-				out = append(out, deadLetterOf(m))
+				out = append(out, deadLetterOf(cluster, m))
 			}
 		}
 	}
@@ -63,15 +64,16 @@ const HeaderRedriveFor = "redrive-for"
 // Redrive sends every dead letter not re-driven before back to its source topic (same key,
 // value and headers, without the dlt- ones) for the group that gave up on it to try again,
 // after a fix. It returns how many were sent.
-func Redrive(ctx context.Context, brokers []string, pub *Publisher, topics []string) (int, error) {
+func Redrive(ctx context.Context, cluster Cluster, pub *Publisher, topics []string) (int, error) {
+	brokers, redriveGroup := cluster.Brokers, cluster.Group(RedriveGroup)
 	sent := 0
 	for _, topic := range topics {
-		dlt := DeadLetterTopic(topic)
+		dlt := cluster.Topic(DeadLetterTopic(topic))
 		partitions, err := partitionsOf(ctx, brokers, dlt)
 		if err != nil {
 			return sent, err
 		}
-		committed, err := committedOffsets(ctx, brokers, RedriveGroup, dlt, partitions)
+		committed, err := committedOffsets(ctx, brokers, redriveGroup, dlt, partitions)
 		if err != nil {
 			return sent, err
 		}
@@ -84,7 +86,7 @@ func Redrive(ctx context.Context, brokers []string, pub *Publisher, topics []str
 				continue
 			}
 			for _, m := range msgs {
-				dl := deadLetterOf(m)
+				dl := deadLetterOf(cluster, m)
 				var headers []kafkago.Header
 				for _, h := range m.Headers {
 					if !strings.HasPrefix(h.Key, "dlt-") {
@@ -94,11 +96,11 @@ func Redrive(ctx context.Context, brokers []string, pub *Publisher, topics []str
 				headers = append(headers,
 					kafkago.Header{Key: "redriven-from", Value: []byte(fmt.Sprintf("%s/%d@%d", dlt, p, m.Offset))},
 					kafkago.Header{Key: HeaderRedriveFor, Value: []byte(dl.Group)})
-				if err := pub.publishRaw(ctx, kafkago.Message{Topic: dl.SourceTopic, Key: m.Key, Value: m.Value, Headers: headers}); err != nil {
+				if err := pub.publishRaw(ctx, kafkago.Message{Topic: cluster.Topic(dl.SourceTopic), Key: m.Key, Value: m.Value, Headers: headers}); err != nil {
 					return sent, fmt.Errorf("re-drive %s/%d@%d to %s: %w", dlt, p, m.Offset, dl.SourceTopic, err)
 				}
 				// Recorded one by one: a run that fails half-way does not send the first half again.
-				if err := commitOffset(ctx, brokers, RedriveGroup, dlt, p, m.Offset+1); err != nil {
+				if err := commitOffset(ctx, brokers, redriveGroup, dlt, p, m.Offset+1); err != nil {
 					return sent, err
 				}
 				sent++
@@ -108,9 +110,9 @@ func Redrive(ctx context.Context, brokers []string, pub *Publisher, topics []str
 	return sent, nil
 }
 
-func deadLetterOf(m kafkago.Message) DeadLetter {
+func deadLetterOf(cluster Cluster, m kafkago.Message) DeadLetter {
 	dl := DeadLetter{
-		Topic: m.Topic, Partition: m.Partition, Offset: m.Offset, Time: m.Time,
+		Topic: cluster.Unqualified(m.Topic), Partition: m.Partition, Offset: m.Offset, Time: m.Time,
 		SourceTopic:     headerValue(m.Headers, "dlt-source-topic"),
 		SourcePartition: headerValue(m.Headers, "dlt-source-partition"),
 		SourceOffset:    headerValue(m.Headers, "dlt-source-offset"),
@@ -120,7 +122,7 @@ func deadLetterOf(m kafkago.Message) DeadLetter {
 		Type:            headerValue(m.Headers, event.HeaderType),
 	}
 	if dl.SourceTopic == "" {
-		dl.SourceTopic = strings.TrimSuffix(m.Topic, ".dlt")
+		dl.SourceTopic = strings.TrimSuffix(dl.Topic, ".dlt")
 	}
 	if env, err := event.Decode(m.Value); err == nil {
 		dl.BookingID = env.BookingID

@@ -103,15 +103,24 @@ func (b *EmbeddedBroker) Close() {
 	}
 }
 
+// TopicSpec is how topics are created: partitions set how far a consumer group can spread (one
+// member per partition at most); replicas how many brokers keep a copy of each.
+type TopicSpec struct {
+	Partitions        int
+	ReplicationFactor int // 0 means 1
+}
+
 // EnsureTopics creates each topic with the given partition count, plus its dead-letter topic,
 // and leaves topics that already exist alone. Creating them up front matters: kafka-go fails a
 // write to a missing topic at once.
-func EnsureTopics(ctx context.Context, brokers []string, partitions int, topics ...string) error {
+func EnsureTopics(ctx context.Context, cluster Cluster, spec TopicSpec, topics ...string) error {
+	brokers := cluster.Brokers
 	client := &kafkago.Client{Addr: kafkago.TCP(brokers...), Timeout: 10 * time.Second}
+	replicas := max(spec.ReplicationFactor, 1)
 	var configs []kafkago.TopicConfig
 	for _, t := range topics {
 		for _, name := range []string{t, DeadLetterTopic(t)} {
-			configs = append(configs, kafkago.TopicConfig{Topic: name, NumPartitions: partitions, ReplicationFactor: 1})
+			configs = append(configs, kafkago.TopicConfig{Topic: cluster.Topic(name), NumPartitions: spec.Partitions, ReplicationFactor: replicas})
 		}
 	}
 	var lastErr error
@@ -137,7 +146,8 @@ func EnsureTopics(ctx context.Context, brokers []string, partitions int, topics 
 }
 
 // Ping checks that a broker answers a metadata request.
-func Ping(ctx context.Context, brokers []string) error {
+func Ping(ctx context.Context, cluster Cluster) error {
+	brokers := cluster.Brokers
 	var d net.Dialer
 	var lastErr error
 	for _, b := range brokers {

@@ -25,15 +25,16 @@ type Message struct {
 // Publisher writes events to Kafka. It is the only writer in Boxoffice, so every message gets
 // the same headers and the same delivery settings.
 type Publisher struct {
-	writer *kafkago.Writer
+	writer  *kafkago.Writer
+	cluster Cluster
 }
 
 // NewPublisher returns a publisher tuned for latency: kafka-go's default 1 s batch delay would
 // add a second to every hop. Hash balancing keeps one key on one partition, which is what keeps
 // one show's (or one booking's) events in order.
-func NewPublisher(brokers []string, log *slog.Logger) *Publisher {
-	return &Publisher{writer: &kafkago.Writer{
-		Addr:                   kafkago.TCP(brokers...),
+func NewPublisher(cluster Cluster, log *slog.Logger) *Publisher {
+	return &Publisher{cluster: cluster, writer: &kafkago.Writer{
+		Addr:                   kafkago.TCP(cluster.Brokers...),
 		Balancer:               &kafkago.Hash{},
 		BatchTimeout:           time.Millisecond,
 		BatchSize:              500,
@@ -57,7 +58,7 @@ func (p *Publisher) Publish(ctx context.Context, msgs ...Message) error {
 			return fmt.Errorf("encode %s event: %w", env.Type, err)
 		}
 		out = append(out, kafkago.Message{
-			Topic: m.Topic,
+			Topic: p.cluster.Topic(m.Topic),
 			Key:   []byte(m.Key),
 			Value: value,
 			Headers: []kafkago.Header{
@@ -72,7 +73,8 @@ func (p *Publisher) Publish(ctx context.Context, msgs ...Message) error {
 	return nil
 }
 
-// publishRaw forwards an already-encoded message, used for dead letters.
+// publishRaw forwards an already-encoded message to a topic named as the cluster names it, used
+// for dead letters.
 func (p *Publisher) publishRaw(ctx context.Context, msg kafkago.Message) error {
 	return p.writer.WriteMessages(ctx, msg)
 }

@@ -64,13 +64,13 @@ func NewService(db *sqlx.DB, sender sms.Sender, pub Publisher, now func() time.T
 func (s *Service) Relay() *outbox.Relay { return s.relay }
 
 // Consumers read booking requests (for contact details) and payment outcomes, each on its own.
-func (s *Service) Consumers(brokers []string, pub *kafka.Publisher) []*kafka.Consumer {
+func (s *Service) Consumers(cluster kafka.Cluster, pub *kafka.Publisher) []*kafka.Consumer {
 	return []*kafka.Consumer{
 		kafka.NewConsumer(kafka.ConsumerConfig{
-			Brokers: brokers, GroupID: ContactsGroupID, Topics: []string{event.TopicBookingMovie},
+			Cluster: cluster, GroupID: ContactsGroupID, Topics: []string{event.TopicBookingMovie},
 		}, kafka.Handlers{event.TypeBookingRequested: kafka.On(s.HandleBookingRequested)}, pub, s.log),
 		kafka.NewConsumer(kafka.ConsumerConfig{
-			Brokers: brokers, GroupID: GroupID, Topics: []string{event.TopicPayment},
+			Cluster: cluster, GroupID: GroupID, Topics: []string{event.TopicPayment},
 		}, kafka.Handlers{
 			event.TypePaymentSucceeded: kafka.On(s.HandlePaymentSucceeded),
 			event.TypePaymentFailed:    kafka.On(s.HandlePaymentFailed),

@@ -81,9 +81,9 @@ func (s *Service) Relay() *outbox.Relay { return s.relay }
 
 // Consumer reads confirmed bookings and expired holds from movie-found. Both are keyed by
 // booking, so a booking's expiry is read after its confirmation.
-func (s *Service) Consumer(brokers []string, pub *kafka.Publisher) *kafka.Consumer {
+func (s *Service) Consumer(cluster kafka.Cluster, pub *kafka.Publisher) *kafka.Consumer {
 	return kafka.NewConsumer(kafka.ConsumerConfig{
-		Brokers: brokers, GroupID: GroupID, Topics: []string{event.TopicMovieFound},
+		Cluster: cluster, GroupID: GroupID, Topics: []string{event.TopicMovieFound},
 	}, kafka.Handlers{
 		event.TypeSeatsConfirmed: kafka.On(s.HandleSeatsConfirmed),
 		event.TypeHoldExpired:    kafka.On(s.HandleHoldExpired),

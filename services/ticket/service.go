@@ -51,10 +51,10 @@ func NewService(db *sqlx.DB, pub Publisher, now func() time.Time, log *slog.Logg
 func (s *Service) Relay() *outbox.Relay { return s.relay }
 
 // Consumer reads notification outcomes.
-func (s *Service) Consumer(brokers []string, pub *kafka.Publisher) *kafka.Consumer {
+func (s *Service) Consumer(cluster kafka.Cluster, pub *kafka.Publisher) *kafka.Consumer {
 	handle := kafka.On(s.HandleNotification)
 	return kafka.NewConsumer(kafka.ConsumerConfig{
-		Brokers: brokers, GroupID: GroupID, Topics: []string{event.TopicNotificationSent},
+		Cluster: cluster, GroupID: GroupID, Topics: []string{event.TopicNotificationSent},
 	}, kafka.Handlers{
 		event.TypeNotificationSent:   handle,
 		event.TypeNotificationFailed: handle,
