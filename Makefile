@@ -5,9 +5,10 @@ GO       ?= go
 BIN      := bin/boxoffice
 TESTARGS ?=
 
-.PHONY: run test chaos build generate check postgres postgres-stop chromium clean
+.PHONY: run test test-apache-kafka chaos build generate check postgres postgres-stop chromium kafka kafka-cluster kafka-stop clean
 
 KILLS ?= 50
+KAFKA ?= embedded
 
 run: build postgres ## start every part in one process (embedded Kafka) and print the URL
 	./$(BIN)
@@ -18,8 +19,21 @@ build: generate
 test: postgres chromium ## unit, integration, end-to-end and real-browser tests
 	$(GO) test -count=1 $(TESTARGS) ./...
 
-chaos: postgres ## the crash test: SIGKILL random parts (broker and PostgreSQL too) KILLS times under load
-	$(GO) test -tags chaos -run TestChaos -count=1 -v -timeout 60m . -args -kills=$(KILLS)
+chaos: postgres ## the crash test: SIGKILL random parts (broker and PostgreSQL too) KILLS times under load; KAFKA=apache for three Apache Kafka brokers
+	$(GO) test -tags chaos -run TestChaos -count=1 -v -timeout 60m . -args -kills=$(KILLS) -kafka=$(KAFKA)
+
+test-apache-kafka: postgres chromium kafka kafka-cluster ## the end-to-end suite against one Apache Kafka broker, then against three
+	BOXOFFICE_TEST_KAFKA_BROKERS=$$(scripts/kafka.sh brokers 1) $(GO) test -count=1 $(TESTARGS) .
+	BOXOFFICE_TEST_KAFKA_BROKERS=$$(scripts/kafka.sh brokers 3) BOXOFFICE_TEST_KAFKA_REPLICATION_FACTOR=3 $(GO) test -count=1 $(TESTARGS) .
+
+kafka: ## start one Apache Kafka broker (KRaft) on 127.0.0.1:19092, fetching it from Maven Central once
+	@scripts/kafka.sh start 1 >/dev/null
+
+kafka-cluster: ## start three Apache Kafka brokers on 127.0.0.1:29092-29094 (replication 3, min.insync.replicas 2)
+	@scripts/kafka.sh start 3 >/dev/null
+
+kafka-stop: ## stop the Apache Kafka brokers (their data stays in .data/apache-kafka)
+	@scripts/kafka.sh stop 1; scripts/kafka.sh stop 3
 
 generate: ## regenerate the templ components (the output is committed)
 	$(GO) tool templ generate

@@ -38,6 +38,7 @@ import (
 var (
 	chaosKills = flag.Int("kills", 50, "how many processes the crash test kills")
 	chaosSeed  = flag.Uint64("seed", 0, "the random seed of victims and pauses (0: a new one, printed, to rerun a failure)")
+	chaosKafka = flag.String("kafka", "embedded", "the broker: embedded (the -target=broker process) or apache (three Apache Kafka brokers, replication 3)")
 )
 
 // part is one process of the system that the test can kill and start again.
@@ -46,6 +47,31 @@ type part struct {
 	start func() (*exec.Cmd, error)
 	kill  func(*exec.Cmd) error
 	cmd   *exec.Cmd
+}
+
+// freePortRange finds n consecutive free ports, and the n at +100 (Kafka's controllers), for
+// scripts/kafka.sh's BOXOFFICE_KAFKA_PORT.
+func freePortRange(t *testing.T, n int) int {
+	t.Helper()
+	for range 50 {
+		base := 30000 + rand.IntN(20000)
+		free := true
+		for _, port := range []int{base, base + 100} {
+			for i := range n {
+				ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port+i))
+				if err != nil {
+					free = false
+					continue
+				}
+				_ = ln.Close()
+			}
+		}
+		if free {
+			return base
+		}
+	}
+	t.Fatal("no free range of ports")
+	return 0
 }
 
 func freePort(t *testing.T) int {
@@ -98,13 +124,43 @@ func TestChaos(t *testing.T) {
 			return false
 		}
 	}
+	kafkaEnv := []string{fmt.Sprintf("KAFKA_BROKERS=127.0.0.1:%d", brokerPort)}
+	var kafkaParts []*part
+	switch *chaosKafka {
+	case "embedded":
+	case "apache":
+		// Three Apache Kafka brokers of the test's own (scripts/kafka.sh), each a victim like
+		// any other part; with replication 3 and min.insync.replicas 2 one may be down at a time.
+		home, base := t.TempDir(), freePortRange(t, 3)
+		kafkaScript := func(args ...string) error {
+			c := exec.Command(filepath.Join(repo, "scripts/kafka.sh"), args...)
+			c.Env = append(os.Environ(), "BOXOFFICE_KAFKA_HOME="+home, fmt.Sprintf("BOXOFFICE_KAFKA_PORT=%d", base))
+			out, err := c.CombinedOutput()
+			if err != nil {
+				return fmt.Errorf("kafka.sh %v: %v: %s", args, err, out)
+			}
+			return nil
+		}
+		if err := kafkaScript("start", "3"); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = kafkaScript("reset", "3") })
+		kafkaEnv = []string{fmt.Sprintf("KAFKA_BROKERS=127.0.0.1:%d,127.0.0.1:%d,127.0.0.1:%d", base, base+1, base+2), "KAFKA_REPLICATION_FACTOR=3"}
+		for i := range 3 {
+			node := fmt.Sprint(i + 1)
+			kafkaParts = append(kafkaParts, &part{name: "kafka-" + node,
+				start: func() (*exec.Cmd, error) { return nil, kafkaScript("restart", node, "3") },
+				kill:  func(*exec.Cmd) error { return kafkaScript("kill", node, "3") }})
+		}
+	default:
+		t.Fatalf("-kafka=%q: want embedded or apache", *chaosKafka)
+	}
 	child := func(target string, extra ...string) func() (*exec.Cmd, error) {
 		return func() (*exec.Cmd, error) {
 			cmd := exec.Command(os.Args[0], "-test.run=^$")
-			cmd.Env = append(os.Environ(), append([]string{
+			cmd.Env = append(os.Environ(), append(append([]string{
 				childTargetEnv + "=" + target, "DATABASE_URL=" + dbURL, "KAFKA_PARTITIONS=3", "LOG_LEVEL=warn",
-				fmt.Sprintf("KAFKA_BROKERS=127.0.0.1:%d", brokerPort),
-			}, extra...)...)
+			}, kafkaEnv...), extra...)...)
 			f, err := os.OpenFile(filepath.Join(logs, target+".log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
 			if err != nil {
 				return nil, err
@@ -121,7 +177,6 @@ func TestChaos(t *testing.T) {
 	}
 	sigkill := func(cmd *exec.Cmd) error { return cmd.Process.Signal(syscall.SIGKILL) }
 	parts := []*part{
-		{name: "broker", start: child(TargetBroker, "KAFKA_BROKERS=", "KAFKA_DATA_DIR="+kafkaDir, fmt.Sprintf("KAFKA_EMBEDDED_PORT=%d", brokerPort)), kill: sigkill},
 		{name: "postgres", start: func() (*exec.Cmd, error) { return nil, pgScript("start") }, kill: func(*exec.Cmd) error { return pgScript("crash") }},
 		{name: "web", start: child(TargetWeb, fmt.Sprintf("HTTP_ADDR=127.0.0.1:%d", webPort)), kill: sigkill},
 		// A short hold, so that killing payment (or the broker) makes holds run out and late
@@ -130,6 +185,10 @@ func TestChaos(t *testing.T) {
 		{name: "payment", start: child(TargetPayment), kill: sigkill},
 		{name: "notification", start: child(TargetNotification), kill: sigkill},
 		{name: "ticket", start: child(TargetTicket), kill: sigkill},
+	}
+	if *chaosKafka == "embedded" {
+		embedded := &part{name: "broker", start: child(TargetBroker, "KAFKA_BROKERS=", "KAFKA_DATA_DIR="+kafkaDir, fmt.Sprintf("KAFKA_EMBEDDED_PORT=%d", brokerPort)), kill: sigkill}
+		parts = append([]*part{embedded}, parts...)
 	}
 	for _, p := range parts {
 		if p.name == "postgres" {
@@ -144,6 +203,7 @@ func TestChaos(t *testing.T) {
 			waitListening(t, fmt.Sprintf("127.0.0.1:%d", brokerPort))
 		}
 	}
+	parts = append(parts, kafkaParts...) // already running
 	t.Cleanup(func() {
 		for _, p := range parts {
 			if p.cmd != nil {

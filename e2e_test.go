@@ -1018,18 +1018,32 @@ func topicEndOffset(t testing.TB, kc kafka.Cluster, topic string) int64 {
 	for p := range testPartitions {
 		req.Topics[topic] = append(req.Topics[topic], kafkago.LastOffsetOf(p))
 	}
-	resp, err := client.ListOffsets(context.Background(), req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var total int64
-	for _, p := range resp.Topics[topic] {
-		if p.Error != nil {
-			t.Fatal(p.Error)
+	// A topic created a moment ago may have no partition leader yet (real Kafka elects one
+	// within a second or so): ask again until every partition answers.
+	var lastErr error
+	for deadline := time.Now().Add(waitForOutcome); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		resp, err := client.ListOffsets(context.Background(), req)
+		if err != nil {
+			lastErr = err
+			continue
 		}
-		total += p.LastOffset
+		lastErr = nil
+		if n := len(resp.Topics[topic]); n != testPartitions {
+			lastErr = fmt.Errorf("%d partitions answered, want %d", n, testPartitions)
+		}
+		var total int64
+		for _, p := range resp.Topics[topic] {
+			if p.Error != nil {
+				lastErr = p.Error
+			}
+			total += p.LastOffset
+		}
+		if lastErr == nil {
+			return total
+		}
 	}
-	return total
+	t.Fatalf("end offsets of %s: %v", topic, lastErr)
+	return 0
 }
 
 // TestRealSMSProviderHidesTheSandboxInbox: with a real SMS provider there is no inbox page

@@ -128,24 +128,56 @@ func (c *Consumer) Run(ctx context.Context) error {
 			c.log.Warn("close kafka reader", "err", err)
 		}
 	}()
+	var failingSince, lastFailure time.Time
+	backoff := 100 * time.Millisecond
 	for {
 		msg, err := c.reader.FetchMessage(ctx)
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
-			return fmt.Errorf("fetch from %v: %w", c.cfg.Topics, err)
+			// A broker restarting or a partition changing leader: the reader reconnects by
+			// itself, so wait and fetch again. Only a failure that lasts is worth stopping for:
+			// errors coming back to back, not one now and one after a quiet spell (a fetch that
+			// blocks is a reader waiting for messages, not failing).
+			if failingSince.IsZero() || time.Since(lastFailure) > quietSpell {
+				failingSince = time.Now()
+			}
+			lastFailure = time.Now()
+			if time.Since(failingSince) > maxFetchFailure {
+				return fmt.Errorf("fetch from %v, failing for %s: %w", c.cfg.Topics, maxFetchFailure, err)
+			}
+			c.log.Warn("fetch failed; retrying", "topics", c.cfg.Topics, "err", err, "retry_in", backoff)
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(backoff):
+			}
+			backoff = min(backoff*2, 5*time.Second)
+			continue
 		}
+		failingSince, backoff = time.Time{}, 100*time.Millisecond
 		// In-flight work is not cut off by shutdown: it finishes (or gives up) on its own clock.
 		work := context.WithoutCancel(ctx)
 		if !c.process(ctx, work, msg) {
 			return nil // shutting down while retrying: the message stays uncommitted
 		}
 		if err := c.reader.CommitMessages(work, msg); err != nil {
-			return fmt.Errorf("commit %s/%d@%d: %w", msg.Topic, msg.Partition, msg.Offset, err)
+			// The effect is recorded (with its event id in the inbox): if the commit is lost,
+			// the message comes again and changes nothing.
+			c.log.Warn("commit failed; the message may be delivered again", "topic", msg.Topic,
+				"partition", msg.Partition, "offset", msg.Offset, "err", err)
 		}
 	}
 }
+
+// maxFetchFailure is how long fetching may fail without a break before the consumer gives up
+// (and its process exits, for its supervisor to start again).
+const maxFetchFailure = time.Minute
+
+// quietSpell without a fetch error ends a run of them: failing fetches come back at least every
+// backoff (5 s at most) plus a dial.
+const quietSpell = 15 * time.Second
 
 // process handles one message. A permanent failure is dead-lettered at once; a transient one is
 // retried with capped exponential backoff in place (order within the partition holds) for up
