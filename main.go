@@ -12,7 +12,7 @@ import (
 )
 
 func main() {
-	target := flag.String("target", TargetAll, "what to run: "+targetList()+"; or the tool "+TargetDeadLetters+" list|redrive")
+	target := flag.String("target", TargetAll, "what to run: "+targetList()+"; or a tool: "+TargetDeadLetters+" list|redrive, "+TargetReplay+" offsets|rewind|rebuild-web")
 	flag.Parse()
 
 	cfg, err := LoadConfig(os.Getenv)
@@ -22,9 +22,16 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	if *target == TargetDeadLetters {
-		err = runDeadLetters(ctx, cfg, flag.Args(), os.Stdout)
-	} else {
+	args := flag.Args()
+	if *target == TargetAll && len(args) > 0 && (args[0] == TargetDeadLetters || args[0] == TargetReplay) {
+		*target, args = args[0], args[1:] // `boxoffice replay offsets` reads better than -target=replay
+	}
+	switch *target {
+	case TargetDeadLetters:
+		err = runDeadLetters(ctx, cfg, args, os.Stdout)
+	case TargetReplay:
+		err = runReplay(ctx, cfg, args, os.Stdout)
+	default:
 		err = run(ctx, *target, cfg, os.Stdout)
 	}
 	if err != nil {

@@ -85,17 +85,36 @@ func NewProjection(db *sqlx.DB, onChange func(bookingID string), relay *outbox.R
 	return &Projection{db: db, onChange: onChange, relay: relay, log: log}
 }
 
+// ResetProjection empties the booking-status table and its stages, for a rebuild from the topics
+// (`boxoffice -target=replay rebuild-web`). Idempotency claims and the outbox stay: they are
+// not built from the topics.
+func ResetProjection(ctx context.Context, conn *sqlx.DB) error {
+	if _, err := conn.ExecContext(ctx, `TRUNCATE web.booking_stages, web.bookings`); err != nil {
+		return fmt.Errorf("reset the web projection: %w", err)
+	}
+	return nil
+}
+
+// ProjectionSubscriptions are what a web replica reads into its booking-status table: the
+// requests, then every later stage.
+func ProjectionSubscriptions(instance string) []kafka.Subscription {
+	return []kafka.Subscription{
+		{Group: "web-" + instance + "-requests", Topics: []string{event.TopicBookingMovie}},
+		{Group: "web-" + instance, Topics: []string{event.TopicMovieFound, event.TopicPayment, event.TopicNotificationSent, event.TopicTicketDetails}},
+	}
+}
+
 // Consumers read all five topics. Every web replica must see every event (its browsers may be
 // connected to any replica), so each replica has consumer groups of its own. Requests get a
 // reader of their own: a later stage whose booking has not been read yet is retried in place,
 // and that must never stop the requests from being read.
 func (p *Projection) Consumers(cluster kafka.Cluster, instance string, pub *kafka.Publisher) []*kafka.Consumer {
+	subs := ProjectionSubscriptions(instance)
 	requests := kafka.NewConsumer(kafka.ConsumerConfig{
-		Cluster: cluster, GroupID: "web-" + instance + "-requests", Topics: []string{event.TopicBookingMovie},
+		Cluster: cluster, GroupID: subs[0].Group, Topics: subs[0].Topics,
 	}, kafka.Handlers{event.TypeBookingRequested: kafka.On(p.onRequested)}, pub, p.log)
 	stages := kafka.NewConsumer(kafka.ConsumerConfig{
-		Cluster: cluster, GroupID: "web-" + instance,
-		Topics: []string{event.TopicMovieFound, event.TopicPayment, event.TopicNotificationSent, event.TopicTicketDetails},
+		Cluster: cluster, GroupID: subs[1].Group, Topics: subs[1].Topics,
 	}, kafka.Handlers{
 		event.TypeSeatsConfirmed:     kafka.On(p.onConfirmed),
 		event.TypeBookingRejected:    kafka.On(p.onRejected),

@@ -66,12 +66,13 @@ func NewService(db *sqlx.DB, pub Publisher, hold time.Duration, now func() time.
 // Relay publishes the service's outbox; run it beside the consumer.
 func (s *Service) Relay() *outbox.Relay { return s.relay }
 
+// Subscription is what the booking service reads: requests and payment outcomes.
+var Subscription = kafka.Subscription{Group: GroupID, Topics: []string{event.TopicBookingMovie, event.TopicPayment}}
+
 // Consumer reads what the booking service reacts to.
 func (s *Service) Consumer(cluster kafka.Cluster, pub *kafka.Publisher) *kafka.Consumer {
 	return kafka.NewConsumer(kafka.ConsumerConfig{
-		Cluster: cluster,
-		GroupID: GroupID,
-		Topics:  []string{event.TopicBookingMovie, event.TopicPayment},
+		Cluster: cluster, GroupID: Subscription.Group, Topics: Subscription.Topics,
 	}, kafka.Handlers{
 		event.TypeBookingRequested: kafka.On(s.HandleRequested),
 		event.TypePaymentSucceeded: kafka.On(s.HandlePaymentSucceeded),

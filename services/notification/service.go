@@ -63,14 +63,20 @@ func NewService(db *sqlx.DB, sender sms.Sender, pub Publisher, now func() time.T
 // Relay publishes the service's outbox; run it beside the consumers.
 func (s *Service) Relay() *outbox.Relay { return s.relay }
 
+// Subscriptions are what the notification service reads: contacts, then payment outcomes.
+var Subscriptions = []kafka.Subscription{
+	{Group: ContactsGroupID, Topics: []string{event.TopicBookingMovie}},
+	{Group: GroupID, Topics: []string{event.TopicPayment}},
+}
+
 // Consumers read booking requests (for contact details) and payment outcomes, each on its own.
 func (s *Service) Consumers(cluster kafka.Cluster, pub *kafka.Publisher) []*kafka.Consumer {
 	return []*kafka.Consumer{
 		kafka.NewConsumer(kafka.ConsumerConfig{
-			Cluster: cluster, GroupID: ContactsGroupID, Topics: []string{event.TopicBookingMovie},
+			Cluster: cluster, GroupID: Subscriptions[0].Group, Topics: Subscriptions[0].Topics,
 		}, kafka.Handlers{event.TypeBookingRequested: kafka.On(s.HandleBookingRequested)}, pub, s.log),
 		kafka.NewConsumer(kafka.ConsumerConfig{
-			Cluster: cluster, GroupID: GroupID, Topics: []string{event.TopicPayment},
+			Cluster: cluster, GroupID: Subscriptions[1].Group, Topics: Subscriptions[1].Topics,
 		}, kafka.Handlers{
 			event.TypePaymentSucceeded: kafka.On(s.HandlePaymentSucceeded),
 			event.TypePaymentFailed:    kafka.On(s.HandlePaymentFailed),

@@ -79,11 +79,14 @@ func NewService(db *sqlx.DB, processor gateway.Processor, pub Publisher, now fun
 // Relay publishes the service's outbox; run it beside the consumer.
 func (s *Service) Relay() *outbox.Relay { return s.relay }
 
+// Subscription is what the payment service reads.
+var Subscription = kafka.Subscription{Group: GroupID, Topics: []string{event.TopicMovieFound}}
+
 // Consumer reads confirmed bookings and expired holds from movie-found. Both are keyed by
 // booking, so a booking's expiry is read after its confirmation.
 func (s *Service) Consumer(cluster kafka.Cluster, pub *kafka.Publisher) *kafka.Consumer {
 	return kafka.NewConsumer(kafka.ConsumerConfig{
-		Cluster: cluster, GroupID: GroupID, Topics: []string{event.TopicMovieFound},
+		Cluster: cluster, GroupID: Subscription.Group, Topics: Subscription.Topics,
 	}, kafka.Handlers{
 		event.TypeSeatsConfirmed: kafka.On(s.HandleSeatsConfirmed),
 		event.TypeHoldExpired:    kafka.On(s.HandleHoldExpired),

@@ -50,11 +50,14 @@ func NewService(db *sqlx.DB, pub Publisher, now func() time.Time, log *slog.Logg
 // Relay publishes the service's outbox; run it beside the consumer.
 func (s *Service) Relay() *outbox.Relay { return s.relay }
 
+// Subscription is what the ticket service reads.
+var Subscription = kafka.Subscription{Group: GroupID, Topics: []string{event.TopicNotificationSent}}
+
 // Consumer reads notification outcomes.
 func (s *Service) Consumer(cluster kafka.Cluster, pub *kafka.Publisher) *kafka.Consumer {
 	handle := kafka.On(s.HandleNotification)
 	return kafka.NewConsumer(kafka.ConsumerConfig{
-		Cluster: cluster, GroupID: GroupID, Topics: []string{event.TopicNotificationSent},
+		Cluster: cluster, GroupID: Subscription.Group, Topics: Subscription.Topics,
 	}, kafka.Handlers{
 		event.TypeNotificationSent:   handle,
 		event.TypeNotificationFailed: handle,
