@@ -1,4 +1,5 @@
-# A static boxoffice binary on a minimal image. docker-compose.yml runs it next to PostgreSQL
+# A static boxoffice binary on a minimal image (no shell: health checks run `/boxoffice health URL`).
+# docker-compose.yml runs one container per part next to PostgreSQL
 # and Apache Kafka; on a machine without Docker, `make run` does the same with no containers.
 FROM golang:1.26 AS build
 WORKDIR /src
@@ -9,5 +10,5 @@ RUN CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o /boxoffice .
 
 FROM gcr.io/distroless/static-debian12
 COPY --from=build /boxoffice /boxoffice
-EXPOSE 8080
+EXPOSE 8080 9100
 ENTRYPOINT ["/boxoffice"]

@@ -5,13 +5,16 @@ GO       ?= go
 BIN      := bin/boxoffice
 TESTARGS ?=
 
-.PHONY: run test test-apache-kafka chaos build generate check postgres postgres-stop chromium kafka kafka-cluster kafka-stop clean
+.PHONY: run run-cluster test test-apache-kafka chaos build generate check postgres postgres-stop chromium kafka kafka-cluster kafka-stop clean
 
 KILLS ?= 50
 KAFKA ?= embedded
 
 run: build postgres ## start every part in one process (embedded Kafka) and print the URL
 	./$(BIN)
+
+run-cluster: build postgres ## one process per part: a broker, two web, two booking and two payment replicas, notification, ticket
+	scripts/run-cluster.sh
 
 build: generate
 	$(GO) build -o $(BIN) .

@@ -27,6 +27,7 @@ type Config struct {
 	KafkaReplicas     int           // KAFKA_REPLICATION_FACTOR: copies of each topic when creating topics
 	KafkaNamespace    string        // KAFKA_NAMESPACE: prefix of topic and group names, to share a cluster
 	WebInstance       string        // WEB_INSTANCE: names this web replica's consumer group
+	OpsAddr           string        // OPS_ADDR: where a part without a web server answers /healthz and /readyz
 	LogLevel          slog.Level    // LOG_LEVEL: debug, info, warn or error
 	HoldDuration      time.Duration // HOLD_DURATION: how long confirmed seats wait for payment
 	ConsumerMaxStall  time.Duration // CONSUMER_MAX_STALL: how long a failing message is retried before the DLT
@@ -78,6 +79,7 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 		DatabaseURL:  get("DATABASE_URL", DefaultDatabaseURL),
 		KafkaDataDir: get("KAFKA_DATA_DIR", ".data/kafka"),
 		WebInstance:  get("WEB_INSTANCE", "web"),
+		OpsAddr:      get("OPS_ADDR", ""),
 	}
 	for _, b := range strings.Split(getenv("KAFKA_BROKERS"), ",") {
 		if b = strings.TrimSpace(b); b != "" {
@@ -112,6 +114,9 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 	cfg.HoldDuration = durationVar("HOLD_DURATION", "10m", time.Second, 2*time.Hour)
 	cfg.ConsumerMaxStall = durationVar("CONSUMER_MAX_STALL", "10m", time.Second, 24*time.Hour)
 
+	if _, _, err := net.SplitHostPort(cfg.OpsAddr); cfg.OpsAddr != "" && err != nil {
+		errs = append(errs, fmt.Errorf("OPS_ADDR=%q: want host:port, like 127.0.0.1:9100", cfg.OpsAddr))
+	}
 	if _, _, err := net.SplitHostPort(cfg.HTTPAddr); err != nil {
 		errs = append(errs, fmt.Errorf("HTTP_ADDR=%q: want host:port, like 127.0.0.1:8080", cfg.HTTPAddr))
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -152,6 +153,13 @@ func runWith(ctx context.Context, target string, cfg Config, stdout io.Writer, o
 	} else if opts.started != nil {
 		opts.started("", cluster.Brokers)
 	}
+	if cfg.OpsAddr != "" && target != TargetWeb && target != TargetAll {
+		ops, err := opsActor(cfg.OpsAddr, conn, cluster, log)
+		if err != nil {
+			return err
+		}
+		actors = append(actors, ops)
+	}
 	log.Info("boxoffice started", "brokers", cluster.Brokers, "namespace", cluster.Namespace, "partitions", cfg.KafkaPartitions)
 	return runActors(ctx, actors, log)
 }
@@ -281,6 +289,48 @@ func webActor(cfg Config, ln net.Listener, server *web.Server, log *slog.Logger)
 		}
 		return nil
 	}}, url, nil
+}
+
+// opsActor serves /healthz and /readyz for a part without a web server of its own, so a
+// supervisor (a container health check, say) can tell it is up and reaches its dependencies.
+// The web serves the same on its own port.
+func opsActor(addr string, conn *sqlx.DB, cluster kafka.Cluster, log *slog.Logger) (actor, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return actor{}, fmt.Errorf("listen on OPS_ADDR=%s: %w", addr, err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"status":"ok"}`))
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		checks, status := map[string]string{"database": "ok", "kafka": "ok"}, http.StatusOK
+		if err := conn.PingContext(ctx); err != nil {
+			checks["database"], status = err.Error(), http.StatusServiceUnavailable
+		}
+		if err := kafka.Ping(ctx, cluster); err != nil {
+			checks["kafka"], status = err.Error(), http.StatusServiceUnavailable
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(status)
+		_ = json.NewEncoder(w).Encode(checks)
+	})
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	return actor{name: "ops-http", run: func(ctx context.Context) error {
+		errs := make(chan error, 1)
+		go func() { errs <- srv.Serve(ln) }()
+		select {
+		case err := <-errs:
+			return fmt.Errorf("serve ops http: %w", err)
+		case <-ctx.Done():
+		}
+		shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		return srv.Shutdown(shutdownCtx)
+	}}, nil
 }
 
 // scheduleActor keeps a week of shows on sale as days go by.

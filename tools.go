@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -197,5 +198,32 @@ func rebuildWeb(ctx context.Context, cfg Config, cluster kafka.Cluster, stdout i
 		return err
 	}
 	fmt.Fprintf(stdout, "web projection emptied and groups %s and %s rewound: start the web to rebuild it\n", subs[0].Group, subs[1].Group)
+	return nil
+}
+
+// TargetHealth checks a /healthz or /readyz URL: the container health check of an image with
+// no shell or curl.
+const TargetHealth = "health"
+
+func runHealth(ctx context.Context, args []string, stdout io.Writer) error {
+	if len(args) != 1 {
+		return fmt.Errorf("%s: want one URL, like http://127.0.0.1:8080/readyz", TargetHealth)
+	}
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, args[0], nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	fmt.Fprintf(stdout, "%d %s\n", resp.StatusCode, strings.TrimSpace(string(body)))
+	if resp.StatusCode/100 != 2 {
+		return fmt.Errorf("%s answered %d", args[0], resp.StatusCode)
+	}
 	return nil
 }

@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# One process per part, as a cinema chain would deploy Boxoffice when one machine is not enough:
+# a Kafka broker, two web replicas, two booking and two payment replicas (each pair one consumer
+# group that splits the partitions), notification and ticket. `make run-cluster` runs it;
+# Ctrl-C stops every process (SIGTERM: each drains and commits first).
+#
+# Environment: BIN (bin/boxoffice), WEB_PORT (8080: the web replicas take 8080 and 8081),
+# KAFKA_BROKERS (empty: an embedded broker process on KAFKA_PORT, 9092; or point it at Apache
+# Kafka, e.g. $(scripts/kafka.sh brokers 3) with KAFKA_REPLICATION_FACTOR=3), DATABASE_URL,
+# CLUSTER_DIR (.data/cluster: logs and the embedded broker's data).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bin=${BIN:-bin/boxoffice}
+web_port=${WEB_PORT:-8080}
+kafka_port=${KAFKA_PORT:-9092}
+dir=${CLUSTER_DIR:-.data/cluster}
+mkdir -p "$dir/logs"
+[ -x "$bin" ] || { echo "run-cluster: $bin is missing: run make build" >&2; exit 1; }
+
+pids=()
+stop_all() {
+	trap - INT TERM EXIT
+	echo "run-cluster: stopping ${#pids[@]} processes" >&2
+	for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+	wait || true
+}
+trap stop_all INT TERM EXIT
+
+# start NAME TARGET [VAR=value...]: one process, its log in $dir/logs/NAME.log.
+start() {
+	local name=$1 target=$2
+	shift 2
+	env "$@" "$bin" -target="$target" >"$dir/logs/$name.log" 2>&1 &
+	pids+=("$!")
+	echo "run-cluster: $name (pid $!)" >&2
+}
+
+wait_port() {
+	for _ in $(seq 1 300); do
+		if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return; fi
+		sleep 0.1
+	done
+	echo "run-cluster: nothing listens on 127.0.0.1:$1 after 30 s; see $dir/logs" >&2
+	exit 1
+}
+
+if [ -z "${KAFKA_BROKERS:-}" ]; then
+	start broker broker KAFKA_EMBEDDED_PORT="$kafka_port" KAFKA_DATA_DIR="$dir/kafka"
+	wait_port "$kafka_port"
+	export KAFKA_BROKERS=127.0.0.1:$kafka_port
+fi
+
+# Migrate once before the parts start, instead of six processes queuing for the same lock.
+"$bin" -target=migrate >"$dir/logs/migrate.log" 2>&1 || { cat "$dir/logs/migrate.log" >&2; exit 1; }
+
+start web-1 web HTTP_ADDR="127.0.0.1:$web_port" WEB_INSTANCE=web-1
+start web-2 web HTTP_ADDR="127.0.0.1:$((web_port + 1))" WEB_INSTANCE=web-2
+start booking-1 booking
+start booking-2 booking
+start payment-1 payment
+start payment-2 payment
+start notification notification
+start ticket ticket
+wait_port "$web_port"
+wait_port "$((web_port + 1))"
+echo "Boxoffice (one process per part) is running at http://127.0.0.1:$web_port and http://127.0.0.1:$((web_port + 1))"
+echo "logs: $dir/logs; Ctrl-C stops everything"
+
+# Run until interrupted; if a part dies, say so and stop the rest rather than limp on.
+while true; do
+	for pid in "${pids[@]}"; do
+		if ! kill -0 "$pid" 2>/dev/null; then
+			echo "run-cluster: process $pid exited; see $dir/logs" >&2
+			exit 1
+		fi
+	done
+	sleep 1
+done
