@@ -3,6 +3,10 @@ package main
 import (
 	"bufio"
 	"cmp"
+	"encoding/json"
+	"maps"
+	"slices"
+	"sync"
 	"fmt"
 	"net"
 	"os"
@@ -144,4 +148,123 @@ func TestRunClusterServesBookingsWithReplicas(t *testing.T) {
 	if out, err := exec.Command("pgrep", "-f", bin).Output(); err == nil {
 		t.Errorf("processes still running after run-cluster.sh stopped: %s", out)
 	}
+}
+
+// handledBy reads a process's debug log: for each booking id whose request it decided, the
+// partition and the time.
+func handledBy(t *testing.T, logs string) map[string]handledEvent {
+	t.Helper()
+	out := map[string]handledEvent{}
+	for _, line := range strings.Split(logs, "\n") {
+		var e struct {
+			Time      time.Time `json:"time"`
+			Msg       string    `json:"msg"`
+			Type      string    `json:"type"`
+			BookingID string    `json:"booking_id"`
+			Topic     string    `json:"topic"`
+			Partition int       `json:"partition"`
+		}
+		if json.Unmarshal([]byte(line), &e) != nil || e.Msg != "event handled" || e.Type != "booking.requested" || e.Topic != "booking-movie" {
+			continue
+		}
+		out[e.BookingID] = handledEvent{partition: e.Partition, at: e.Time}
+	}
+	return out
+}
+
+type handledEvent struct {
+	partition int
+	at        time.Time
+}
+
+// TestBookingReplicasSplitThePartitions: two booking replicas in one consumer group share the
+// work of a burst of requests for many shows: each decides the requests of its own partitions
+// (a show's requests are keyed to one partition, so one replica decides them all, in order), and
+// both are at work at the same time.
+func TestBookingReplicasSplitThePartitions(t *testing.T) {
+	c := newCluster(t)
+	c.start(TargetWeb)
+	replicas := []*process{c.start(TargetBooking), c.start(TargetBooking)}
+	c.start(TargetPayment)
+	c.start(TargetNotification)
+	c.start(TargetTicket)
+	shows := c.futureShows(24)
+
+	// Warm up until each replica has decided something: the group has settled its assignment.
+	warm := map[string]bool{}
+	i := 0
+	eventually(t, "both replicas deciding", func() bool {
+		id := c.mustBook(shows[i%len(shows)].ID, []string{fmt.Sprintf("B%d", 1+i/len(shows))}, cardApproves).BookingID
+		warm[id] = true
+		i++
+		c.waitFinal(id)
+		return len(handledBy(t, replicas[0].logs.String())) > 0 && len(handledBy(t, replicas[1].logs.String())) > 0
+	})
+
+	var burst []string
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for _, s := range shows {
+		for seat := 1; seat <= 4; seat++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				id := c.mustBook(s.ID, []string{fmt.Sprintf("A%d", seat)}, cardApproves).BookingID
+				mu.Lock()
+				burst = append(burst, id)
+				mu.Unlock()
+			}()
+		}
+	}
+	wg.Wait()
+	for _, id := range burst {
+		if st := c.waitFinal(id); st.Status != "ticketed" {
+			t.Errorf("booking %s: %q (%q)", id, st.Status, st.Reason)
+		}
+	}
+
+	partitionsOf := make([]map[int]bool, 2)
+	first, last := make([]time.Time, 2), make([]time.Time, 2)
+	handled := 0
+	for r, p := range replicas {
+		partitionsOf[r] = map[int]bool{}
+		events := handledBy(t, p.logs.String())
+		for _, id := range burst {
+			e, ok := events[id]
+			if !ok {
+				continue
+			}
+			handled++
+			partitionsOf[r][e.partition] = true
+			if first[r].IsZero() || e.at.Before(first[r]) {
+				first[r] = e.at
+			}
+			if e.at.After(last[r]) {
+				last[r] = e.at
+			}
+		}
+	}
+	t.Logf("replica 1 decided on partitions %v from %s to %s; replica 2 on %v from %s to %s",
+		keys(partitionsOf[0]), first[0].Format("15:04:05.000"), last[0].Format("15:04:05.000"),
+		keys(partitionsOf[1]), first[1].Format("15:04:05.000"), last[1].Format("15:04:05.000"))
+	if handled != len(burst) {
+		t.Errorf("the replicas' logs account for %d of %d requests, want each decided once", handled, len(burst))
+	}
+	for p := range partitionsOf[0] {
+		if partitionsOf[1][p] {
+			t.Errorf("partition %d was decided by both replicas: a group gives each partition to one member", p)
+		}
+	}
+	if len(partitionsOf[0]) == 0 || len(partitionsOf[1]) == 0 {
+		t.Fatalf("one replica decided nothing of the burst: partitions %v and %v", partitionsOf[0], partitionsOf[1])
+	}
+	if !first[0].Before(last[1]) || !first[1].Before(last[0]) {
+		t.Errorf("the replicas worked one after the other, not side by side")
+	}
+}
+
+func keys(m map[int]bool) []int {
+	out := slices.Collect(maps.Keys(m))
+	slices.Sort(out)
+	return out
 }

@@ -273,6 +273,30 @@ func (c *cluster) futureShow() apiShow {
 	return apiShow{}
 }
 
+// futureShows finds n shows, of any film and screen, that start at least an hour from now. Rows
+// A to F with seats 1 to 10 exist in every screen.
+func (c *cluster) futureShows(n int) []apiShow {
+	c.t.Helper()
+	var movies struct {
+		Movies []struct{ ID string } `json:"movies"`
+	}
+	c.getJSON("/api/movies", &movies)
+	var out []apiShow
+	for _, m := range movies.Movies {
+		var shows struct{ Shows []apiShow }
+		c.getJSON("/api/shows?movie_id="+url.QueryEscape(m.ID), &shows)
+		for _, s := range shows.Shows {
+			if time.Until(s.StartsAt) > time.Hour && len(out) < n {
+				out = append(out, s)
+			}
+		}
+	}
+	if len(out) < n {
+		c.t.Fatalf("%d shows start in more than an hour, want %d", len(out), n)
+	}
+	return out
+}
+
 func (c *cluster) seatStates(showID string) map[string]string {
 	c.t.Helper()
 	var seats struct {

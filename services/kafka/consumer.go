@@ -241,7 +241,8 @@ func (c *Consumer) handle(ctx context.Context, msg kafkago.Message) error {
 		return err
 	}
 	c.log.Debug("event handled", "type", env.Type, "booking_id", env.BookingID,
-		"trace_id", TraceID(traceparent), "took", time.Since(start))
+		"trace_id", TraceID(traceparent), "topic", c.cfg.Cluster.Unqualified(msg.Topic), "partition", msg.Partition,
+		"took", time.Since(start))
 	return nil
 }
 
