@@ -135,6 +135,7 @@ func runWith(ctx context.Context, target string, cfg Config, stdout io.Writer, o
 		server := web.NewServer(web.Deps{
 			DB: conn, Publisher: pub, Tokenizer: cards, SMSInbox: inbox,
 			KafkaReady: func(ctx context.Context) error { return kafka.Ping(ctx, cluster) },
+			Ops:        opsSource(cfg, conn, cluster).Snapshot,
 			Now:        now, Log: log,
 		})
 		httpActor, url, err := webActor(cfg, opts.listener, server, log)

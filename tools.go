@@ -12,11 +12,14 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/jmoiron/sqlx"
+
 	"github.com/boxoffice/boxoffice/db"
 	"github.com/boxoffice/boxoffice/services/booking"
 	"github.com/boxoffice/boxoffice/services/event"
 	"github.com/boxoffice/boxoffice/services/kafka"
 	"github.com/boxoffice/boxoffice/services/notification"
+	"github.com/boxoffice/boxoffice/services/ops"
 	"github.com/boxoffice/boxoffice/services/payment"
 	"github.com/boxoffice/boxoffice/services/ticket"
 	"github.com/boxoffice/boxoffice/web"
@@ -69,6 +72,14 @@ func toolCluster(cfg Config) (kafka.Cluster, error) {
 		cluster.Brokers = running
 	}
 	return cluster, nil
+}
+
+// outboxTables are every service's outbox.
+var outboxTables = []string{web.OutboxTable, booking.OutboxTable, payment.OutboxTable, notification.OutboxTable, ticket.OutboxTable}
+
+// opsSource is what /ops and /metrics read: every topic, group and outbox of the system.
+func opsSource(cfg Config, conn *sqlx.DB, cluster kafka.Cluster) ops.Source {
+	return ops.Source{DB: conn, Cluster: cluster, Topics: event.Topics, Subscriptions: subscriptions(cfg.WebInstance), Outboxes: outboxTables}
 }
 
 // TargetReplay shows and moves consumer groups' offsets, and rebuilds the web's projection: a

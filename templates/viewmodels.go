@@ -177,3 +177,44 @@ type ErrorPage struct {
 	Title   string
 	Message string
 }
+
+// OpsPage is the operations view: the broker's, the consumer groups' and the outboxes' state.
+type OpsPage struct {
+	AsOf        string
+	Groups      []OpsGroup
+	Topics      []OpsTopic
+	DeadLetters []OpsTopic
+	Outboxes    []OpsOutbox
+	Errors      []string
+}
+
+// OpsGroup is one consumer group; Partitions lists "topic/partition committed/end (lag)".
+type OpsGroup struct {
+	Name       string
+	Members    int
+	Lag        int64
+	Partitions []OpsPartition
+}
+
+// OpsPartition is where a group stands on one partition.
+type OpsPartition struct {
+	Topic     string
+	Partition int
+	Committed string
+	End       int64
+	Lag       int64
+}
+
+// OpsTopic is a topic's end offsets, by partition.
+type OpsTopic struct {
+	Name  string
+	Ends  []int64
+	Total int64
+}
+
+// OpsOutbox is one service's unpublished backlog.
+type OpsOutbox struct {
+	Table   string
+	Pending int
+	Oldest  string
+}

@@ -52,6 +52,7 @@ type Hub struct {
 	mu        sync.Mutex
 	byBooking map[string]map[string]*stream // booking id → stream id → stream
 	closing   bool
+	closed    chan struct{} // closed by Close: streams outside the hub (/ops) end too
 }
 
 type stream struct {
@@ -71,7 +72,7 @@ const maxStreamLifetime = 30 * time.Minute
 
 // NewHub returns a hub that reads bookings through load and renders them through render.
 func NewHub(load func(ctx context.Context, bookingID string) (BookingStatus, error), render Renderer, log *slog.Logger) *Hub {
-	h := &Hub{load: load, render: render, log: log, byBooking: map[string]map[string]*stream{}}
+	h := &Hub{load: load, render: render, log: log, byBooking: map[string]map[string]*stream{}, closed: make(chan struct{})}
 	server := sse.New()
 	server.AutoReplay = false
 	server.AutoStream = true
@@ -159,6 +160,9 @@ func (h *Hub) OpenStreams() int {
 func (h *Hub) Close() {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	if !h.closing {
+		close(h.closed)
+	}
 	h.closing = true
 	for _, streams := range h.byBooking {
 		for _, s := range streams {

@@ -45,6 +45,7 @@ type Stage struct {
 	Name   string    `db:"name" json:"name"`
 	At     time.Time `db:"at" json:"at"`
 	Detail string    `db:"detail" json:"detail"`
+	code   string    // the rejection or failure code, for /metrics; not stored
 }
 
 // BookingStatus is the web's view of one booking: the truth the status page renders on load.
@@ -73,6 +74,7 @@ type Projection struct {
 	db       *sqlx.DB
 	onChange func(bookingID string)
 	relay    *outbox.Relay
+	metrics  *metrics // nil: not measured
 	log      *slog.Logger
 }
 
@@ -216,7 +218,7 @@ func (p *Projection) onConfirmed(ctx context.Context, env event.Envelope, c even
 }
 
 func (p *Projection) onRejected(ctx context.Context, env event.Envelope, r event.BookingRejected) error {
-	return p.advance(ctx, env, StatusRejected, r.Reason, r.Reason, nil)
+	return p.advanceStage(ctx, env, Stage{Name: StatusRejected, At: env.OccurredAt, Detail: r.Reason, code: r.Code}, StatusRejected, r.Reason, nil)
 }
 
 func (p *Projection) onPaid(ctx context.Context, env event.Envelope, ps event.PaymentSucceeded) error {
@@ -226,7 +228,7 @@ func (p *Projection) onPaid(ctx context.Context, env event.Envelope, ps event.Pa
 
 func (p *Projection) onPaymentFailed(ctx context.Context, env event.Envelope, pf event.PaymentFailed) error {
 	detail := fmt.Sprintf("%s (%s ending %s). %s", pf.Reason, brandName(pf.CardBrand), pf.CardLast4, pf.Consequence())
-	return p.advance(ctx, env, StatusFailed, detail, pf.Reason, nil)
+	return p.advanceStage(ctx, env, Stage{Name: StatusFailed, At: env.OccurredAt, Detail: detail, code: pf.Code}, StatusFailed, pf.Reason, nil)
 }
 
 func (p *Projection) onNotification(ctx context.Context, env event.Envelope, n event.NotificationResult) error {
@@ -263,8 +265,12 @@ func (p *Projection) advanceStage(ctx context.Context, env event.Envelope, stage
 		return fmt.Errorf("project %s: %w", env.Type, err)
 	}
 	defer func() { _ = tx.Rollback() }()
-	var current string
-	err = tx.GetContext(ctx, &current, `SELECT status FROM web.bookings WHERE id = $1 FOR UPDATE`, env.BookingID)
+	var row struct {
+		Status      string    `db:"status"`
+		RequestedAt time.Time `db:"created_at"`
+	}
+	err = tx.GetContext(ctx, &row, `SELECT status, created_at FROM web.bookings WHERE id = $1 FOR UPDATE`, env.BookingID)
+	current := row.Status
 	if errors.Is(err, sql.ErrNoRows) {
 		return kafka.NotYet(fmt.Errorf("%s for %s: %w", env.Type, env.BookingID, errBookingNotYetKnown))
 	}
@@ -300,6 +306,7 @@ func (p *Projection) advanceStage(ctx context.Context, env event.Envelope, stage
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("project %s: %w", env.Type, err)
 	}
+	p.metrics.recorded(stage.Name, env.OccurredAt.Sub(row.RequestedAt), stage.code)
 	p.onChange(env.BookingID)
 	return nil
 }

@@ -17,6 +17,7 @@ import (
 
 	"github.com/boxoffice/boxoffice/services/catalog"
 	"github.com/boxoffice/boxoffice/services/notification/sms"
+	"github.com/boxoffice/boxoffice/services/ops"
 	"github.com/boxoffice/boxoffice/services/outbox"
 	"github.com/boxoffice/boxoffice/services/payment/gateway"
 	"github.com/boxoffice/boxoffice/static"
@@ -28,8 +29,9 @@ type Deps struct {
 	DB         *sqlx.DB
 	Publisher  Publisher
 	Tokenizer  gateway.Tokenizer
-	SMSInbox   *sms.Sandbox                    // the sandbox provider's inbox, for /dev/sms; nil with a real provider
-	KafkaReady func(ctx context.Context) error // /readyz: is the broker reachable?
+	SMSInbox   *sms.Sandbox                           // the sandbox provider's inbox, for /dev/sms; nil with a real provider
+	KafkaReady func(ctx context.Context) error        // /readyz: is the broker reachable?
+	Ops        func(ctx context.Context) ops.Snapshot // /ops and /metrics: the broker's and outboxes' state; nil leaves them out
 	Now        func() time.Time
 	Log        *slog.Logger
 }
@@ -41,6 +43,7 @@ type Server struct {
 	projection *Projection
 	intake     *Intake
 	hub        *Hub
+	metrics    *metrics
 	deps       Deps
 	log        *slog.Logger
 }
@@ -51,6 +54,8 @@ func NewServer(d Deps) *Server {
 	s.hub = NewHub(func(ctx context.Context, id string) (BookingStatus, error) { return s.projection.Booking(ctx, id) }, renderer{s}, s.log)
 	s.relay = outbox.NewRelay(d.DB, OutboxTable, d.Publisher, s.log)
 	s.projection = NewProjection(d.DB, s.hub.Notify, s.relay, s.log)
+	s.metrics = newMetrics(s.hub, d.Ops)
+	s.projection.metrics = s.metrics
 	s.intake = &Intake{projection: s.projection, tokenizer: d.Tokenizer, now: d.Now}
 	return s
 }
@@ -96,6 +101,10 @@ func (s *Server) Handler() http.Handler {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
 	mux.HandleFunc("GET /readyz", s.readyz)
+	mux.Handle("GET /metrics", s.metrics.handler())
+	mux.HandleFunc("GET /ops", s.opsPage)
+	mux.HandleFunc("GET /ops/events", s.opsEvents)
+	mux.HandleFunc("GET /api/ops", s.apiOps)
 
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { s.fail(w, r, errNotFound) })
 	return s.recoverPanics(mux)

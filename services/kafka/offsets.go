@@ -20,12 +20,12 @@ type Subscription struct {
 // offset it will read (-1 if it never committed there), End the partition's end, Lag what is
 // left to read.
 type PartitionOffset struct {
-	Group     string
-	Topic     string
-	Partition int
-	Committed int64
-	End       int64
-	Lag       int64
+	Group     string `json:"group"`
+	Topic     string `json:"topic"`
+	Partition int    `json:"partition"`
+	Committed int64  `json:"committed"`
+	End       int64  `json:"end"`
+	Lag       int64  `json:"lag"`
 }
 
 // GroupOffsets reports, partition by partition, how far a group has read its topics. kafka-go's
@@ -214,6 +214,36 @@ func offsetsAt(ctx context.Context, client *kafkago.Client, topic string, partit
 		for offset := range p.Offsets {
 			out[p.Partition] = offset
 		}
+	}
+	return out, nil
+}
+
+// TopicOffsets is a topic's partitions and how many messages each has received so far (its end
+// offset; with unlimited retention, its length).
+type TopicOffsets struct {
+	Topic string  `json:"topic"` // as the contract names it
+	Ends  []int64 `json:"end_offsets"`
+	Total int64   `json:"messages"`
+}
+
+// EndOffsets reads a topic's end offsets.
+func EndOffsets(ctx context.Context, cluster Cluster, topic string) (TopicOffsets, error) {
+	name := cluster.Topic(topic)
+	partitions, err := partitionsOf(ctx, cluster.Brokers, name)
+	if err != nil {
+		return TopicOffsets{}, err
+	}
+	client := &kafkago.Client{Addr: kafkago.TCP(cluster.Brokers...), Timeout: 10 * time.Second}
+	_, last, err := partitionBounds(ctx, client, name, partitions)
+	if err != nil {
+		return TopicOffsets{}, err
+	}
+	out := TopicOffsets{Topic: topic, Ends: make([]int64, len(partitions))}
+	for p, end := range last {
+		if p < len(out.Ends) {
+			out.Ends[p] = end
+		}
+		out.Total += end
 	}
 	return out, nil
 }

@@ -1,0 +1,125 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"net/http"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	kafkago "github.com/segmentio/kafka-go"
+
+	"github.com/boxoffice/boxoffice/services/event"
+	"github.com/boxoffice/boxoffice/services/ops"
+)
+
+// metricValue reads one sample from /metrics, or -1 if it is not there.
+func (c *cluster) metricValue(series string) float64 {
+	c.t.Helper()
+	_, body := c.getPage("/metrics")
+	for _, line := range strings.Split(body, "\n") {
+		if rest, ok := strings.CutPrefix(line, series+" "); ok {
+			v, err := strconv.ParseFloat(strings.TrimSpace(rest), 64)
+			if err != nil {
+				c.t.Fatalf("%s: %v", line, err)
+			}
+			return v
+		}
+	}
+	return -1
+}
+
+// TestOpsAndMetricsShowLiveFigures: /metrics counts the bookings that ended, by outcome and
+// reason, with stage latencies; every group's lag, outbox backlog and dead letters are there and
+// move when something happens (a poison message shows up as three dead letters, one per group
+// reading its topic); /api/ops says the same as JSON; /ops renders it and streams updates over SSE.
+func TestOpsAndMetricsShowLiveFigures(t *testing.T) {
+	c := startAll(t)
+	show := c.futureShow()
+	ids := []string{
+		c.mustBook(show.ID, []string{"K1"}, cardApproves).BookingID,
+		c.mustBook(show.ID, []string{"K2"}, cardApproves).BookingID,
+		c.mustBook(show.ID, []string{"K3"}, cardDeclined).BookingID,
+		c.mustBook(show.ID, []string{"K1"}, cardApproves).BookingID, // taken
+	}
+	for _, id := range ids {
+		c.waitFinal(id)
+	}
+	for series, want := range map[string]float64{
+		`boxoffice_booking_outcomes_total{outcome="ticketed",reason=""}`:            2,
+		`boxoffice_booking_outcomes_total{outcome="failed",reason="card_declined"}`: 1,
+		`boxoffice_booking_outcomes_total{outcome="rejected",reason="seat_taken"}`:  1,
+		`boxoffice_booking_stage_seconds_count{stage="ticketed"}`:                   2,
+		`boxoffice_booking_stage_seconds_count{stage="confirmed"}`:                  3,
+		`boxoffice_sse_streams_open`:                                                0,
+		`boxoffice_outbox_pending{table="web.outbox"}`:                              0,
+		`boxoffice_dead_letters{topic="booking-movie.dlt"}`:                         0,
+	} {
+		if got := c.metricValue(series); got != want {
+			t.Errorf("%s = %v, want %v", series, got, want)
+		}
+	}
+	if sum := c.metricValue(`boxoffice_booking_stage_seconds_sum{stage="ticketed"}`); sum <= 0 || sum > 2*waitForOutcome.Seconds() {
+		t.Errorf("request-to-ticket seconds summed over 2 bookings: %v", sum)
+	}
+	eventually(t, "every group caught up in /api/ops", func() bool {
+		var snap ops.Snapshot
+		if status := c.getJSON("/api/ops", &snap); status != http.StatusOK || len(snap.Errors) > 0 {
+			t.Fatalf("/api/ops: %d %v", status, snap.Errors)
+		}
+		caughtUp := 0
+		for _, g := range snap.Groups {
+			if g.Members == 1 && g.Lag == 0 && len(g.Offsets) > 0 {
+				caughtUp++
+			}
+		}
+		return len(snap.Groups) == 7 && caughtUp == 7 && len(snap.Topics) == 5 && len(snap.Outboxes) == 5
+	})
+	if lag := c.metricValue(`boxoffice_consumer_lag{group="booking",partition="0",topic="booking-movie"}`); lag != 0 {
+		t.Errorf("booking's lag on booking-movie/0: %v, want 0 once caught up", lag)
+	}
+
+	// A poison message: three groups read booking-movie, and each parks it.
+	w := &kafkago.Writer{Addr: kafkago.TCP(c.kc.Brokers...), BatchTimeout: time.Millisecond, RequiredAcks: kafkago.RequireAll}
+	defer w.Close()
+	if err := w.WriteMessages(context.Background(), kafkago.Message{Topic: c.kc.Topic(event.TopicBookingMovie), Key: []byte("x"), Value: []byte("not json")}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "three dead letters on /metrics", func() bool {
+		time.Sleep(time.Second) // the collector reuses a snapshot for a second
+		return c.metricValue(`boxoffice_dead_letters{topic="booking-movie.dlt"}`) == 3
+	})
+
+	status, page := c.getPage("/ops")
+	if status != http.StatusOK || !strings.Contains(page, "Consumer groups") || !strings.Contains(page, "notification-contacts") ||
+		!strings.Contains(page, `sse-connect="/ops/events"`) {
+		t.Errorf("/ops: %d, want the groups rendered and an SSE connection for updates", status)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, c.web.url+"/ops/events", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	scanner := bufio.NewScanner(resp.Body)
+	scanner.Buffer(make([]byte, 64<<10), 1<<20)
+	var event []string
+	for scanner.Scan() {
+		line := scanner.Text()
+		if line == "" && len(event) > 0 {
+			break // the end of the first event
+		}
+		if line != "" {
+			event = append(event, line)
+		}
+	}
+	joined := strings.Join(event, "\n")
+	if !strings.HasPrefix(joined, "event: ops") || !regexp.MustCompile(`booking-movie\.dlt</th><td class="num">3<`).MatchString(joined) {
+		t.Errorf("first /ops/events event:\n%.600s\nwant an ops update showing the three dead letters", joined)
+	}
+}
