@@ -535,7 +535,10 @@ func TestBookingFromRequestToTicket(t *testing.T) {
 			TraceID   string `json:"trace_id"`
 			Service   string `json:"service"`
 		}
-		if json.Unmarshal([]byte(line), &entry) == nil && entry.BookingID == resp.BookingID && entry.TraceID != "" {
+		if json.Unmarshal([]byte(line), &entry) == nil && entry.BookingID == resp.BookingID {
+			if entry.TraceID == "" {
+				t.Errorf("a log line about booking %s without its trace id: %s", resp.BookingID, line)
+			}
 			traces[entry.TraceID] = true
 		}
 	}

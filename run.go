@@ -66,7 +66,7 @@ func runWith(ctx context.Context, target string, cfg Config, stdout io.Writer, o
 	if logOut == nil {
 		logOut = os.Stderr
 	}
-	log := slog.New(slog.NewJSONHandler(logOut, &slog.HandlerOptions{Level: cfg.LogLevel})).With("target", target)
+	log := slog.New(kafka.TraceHandler(slog.NewJSONHandler(logOut, &slog.HandlerOptions{Level: cfg.LogLevel}))).With("target", target)
 	now := time.Now
 	if target == TargetBroker {
 		return runBroker(ctx, cfg, stdout, log)

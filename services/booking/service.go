@@ -176,7 +176,7 @@ func (s *Service) hold(ctx context.Context, env event.Envelope, req event.Bookin
 		return s.reject(ctx, env, req, rejection{event.RejectSeatTaken,
 			fmt.Sprintf("%s %s already taken. Pick other seats.", seatList(taken), plural(taken, "is", "are"))})
 	}
-	s.log.Info("seats held", "booking_id", env.BookingID, "show_id", show.ID, "seats", req.Seats, "until", expires)
+	s.log.InfoContext(ctx, "seats held", "booking_id", env.BookingID, "show_id", show.ID, "seats", req.Seats, "until", expires)
 	return nil
 }
 
@@ -190,7 +190,7 @@ func (s *Service) reject(ctx context.Context, env event.Envelope, req event.Book
 	if err := s.store.Reject(ctx, env, req, event.MaskPhone(req.Phone), rej.code, rej.reason, outcome); err != nil {
 		return err
 	}
-	s.log.Info("booking rejected", "booking_id", env.BookingID, "show_id", req.ShowID, "code", rej.code, "reason", rej.reason)
+	s.log.InfoContext(ctx, "booking rejected", "booking_id", env.BookingID, "show_id", req.ShowID, "code", rej.code, "reason", rej.reason)
 	return nil
 }
 
@@ -206,7 +206,7 @@ func (s *Service) HandlePaymentFailed(ctx context.Context, env event.Envelope, p
 		return err
 	}
 	if released > 0 {
-		s.log.Info("seats released after failed payment", "booking_id", env.BookingID, "seats", released, "code", p.Code)
+		s.log.InfoContext(ctx, "seats released after failed payment", "booking_id", env.BookingID, "seats", released, "code", p.Code)
 	}
 	return nil
 }

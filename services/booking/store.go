@@ -108,7 +108,7 @@ func (s *Store) Hold(ctx context.Context, cause event.Envelope, d event.BookingD
 		// Another transaction took a seat between our check and our insert. One show's
 		// requests are decided one at a time (keyed by show), so this should never happen: it
 		// is logged loudly, as the contention test checks.
-		s.log.Warn("double sale stopped by the database constraint alone", "booking_id", bookingID, "show_id", d.ShowID, "seats", d.Seats)
+		s.log.WarnContext(ctx, "double sale stopped by the database constraint alone", "booking_id", bookingID, "show_id", d.ShowID, "seats", d.Seats)
 		_ = tx.Rollback()
 		taken, err = heldSeats(ctx, s.db, d.ShowID, d.Seats, bookingID)
 		if err == nil && len(taken) == 0 {

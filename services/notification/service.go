@@ -173,7 +173,7 @@ func (s *Service) notify(ctx context.Context, env event.Envelope, kind, body str
 		return fmt.Errorf("record %s sms for %s: %w", kind, env.BookingID, err)
 	}
 	s.relay.Notify()
-	s.log.Info("sms "+status, "booking_id", env.BookingID, "kind", kind, "error", result.Error)
+	s.log.InfoContext(ctx, "sms "+status, "booking_id", env.BookingID, "kind", kind, "error", result.Error)
 	return nil
 }
 

@@ -196,7 +196,7 @@ func (s *Service) closeExpired(ctx context.Context, cause event.Envelope, b even
 		}
 		if n, _ := res.RowsAffected(); n == 1 {
 			row.Status = statusFailed
-			s.log.Info("payment closed: hold expired before any charge", "booking_id", cause.BookingID)
+			s.log.InfoContext(ctx, "payment closed: hold expired before any charge", "booking_id", cause.BookingID)
 			return s.announce(ctx, tx, cause, outcome)
 		}
 		if err := tx.GetContext(ctx, &row, `SELECT status, amount_cents, currency, card_brand, card_last4, card_token
@@ -239,7 +239,7 @@ func (s *Service) closeExpired(ctx context.Context, cause event.Envelope, b even
 	if errors.As(err, &refused) {
 		// The processor will not give the money back. The seats are still held (nothing freed
 		// them yet), so the booking is honoured rather than left charged without a ticket.
-		s.log.Error("refund refused: late payment kept and booking honoured; check with the processor",
+		s.log.ErrorContext(ctx, "refund refused: late payment kept and booking honoured; check with the processor",
 			"booking_id", cause.BookingID, "charge", result.Reference, "error", err)
 		return s.finish(ctx, cause, statusExpiring, statusSucceeded, result.Reference, "", event.TypePaymentSucceeded,
 			event.PaymentSucceeded{Booking: b, PaymentID: result.Reference, CardBrand: row.CardBrand, CardLast4: row.CardLast4})
@@ -264,7 +264,7 @@ func (s *Service) refund(ctx context.Context, bookingID, chargeRef string, b eve
 	if err != nil {
 		return "", fmt.Errorf("refund charge %s for booking %s: %w", chargeRef, bookingID, err)
 	}
-	s.log.Warn("late payment refunded", "booking_id", bookingID, "charge", chargeRef, "refund", res.Reference)
+	s.log.WarnContext(ctx, "late payment refunded", "booking_id", bookingID, "charge", chargeRef, "refund", res.Reference)
 	return res.Reference, nil
 }
 
@@ -296,7 +296,7 @@ func (s *Service) finish(ctx context.Context, cause event.Envelope, from, to, ch
 		return s.announce(ctx, tx, cause, outcome)
 	})
 	if err == nil && won {
-		s.log.Info("payment "+to, "booking_id", cause.BookingID, "code", failureCode)
+		s.log.InfoContext(ctx, "payment "+to, "booking_id", cause.BookingID, "code", failureCode)
 	}
 	return err
 }

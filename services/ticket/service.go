@@ -137,7 +137,7 @@ func (s *Service) issue(ctx context.Context, cause event.Envelope, t event.Ticke
 		return fmt.Errorf("issue ticket for %s: %w", bookingID, err)
 	}
 	s.relay.Notify()
-	s.log.Info("ticket issued", "booking_id", bookingID, "ticket_id", t.TicketID, "code", t.Code)
+	s.log.InfoContext(ctx, "ticket issued", "booking_id", bookingID, "ticket_id", t.TicketID, "code", t.Code)
 	return nil
 }
 
