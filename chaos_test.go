@@ -50,7 +50,7 @@ type part struct {
 }
 
 // freePortRange finds n consecutive free ports, and the n at +100 (Kafka's controllers), for
-// scripts/kafka.sh's BOXOFFICE_KAFKA_PORT.
+// scripts/kafka.sh's BOXOFFICE_KAFKA_CLUSTER_PORT.
 func freePortRange(t *testing.T, n int) int {
 	t.Helper()
 	for range 50 {
@@ -134,7 +134,7 @@ func TestChaos(t *testing.T) {
 		home, base := t.TempDir(), freePortRange(t, 3)
 		kafkaScript := func(args ...string) error {
 			c := exec.Command(filepath.Join(repo, "scripts/kafka.sh"), args...)
-			c.Env = append(os.Environ(), "BOXOFFICE_KAFKA_HOME="+home, fmt.Sprintf("BOXOFFICE_KAFKA_PORT=%d", base))
+			c.Env = append(os.Environ(), "BOXOFFICE_KAFKA_HOME="+home, fmt.Sprintf("BOXOFFICE_KAFKA_CLUSTER_PORT=%d", base))
 			out, err := c.CombinedOutput()
 			if err != nil {
 				return fmt.Errorf("kafka.sh %v: %v: %s", args, err, out)

@@ -61,6 +61,9 @@ func TestRunClusterServesBookingsWithReplicas(t *testing.T) {
 	}
 	dbURL := dbtest.NewURL(t)
 	webPort, kafkaPort := freeTCPPorts(t, 2), freeTCPPorts(t, 1)
+	for kafkaPort == webPort || kafkaPort == webPort+1 {
+		kafkaPort = freeTCPPorts(t, 1)
+	}
 	clusterDir := t.TempDir()
 	kc := kafka.Cluster{Brokers: []string{fmt.Sprintf("127.0.0.1:%d", kafkaPort)}}
 	cmd := exec.Command("scripts/run-cluster.sh")
@@ -127,7 +130,7 @@ func TestRunClusterServesBookingsWithReplicas(t *testing.T) {
 	}
 	for _, id := range ids {
 		names := eventNames(readSSE(t, web1.web.url+"/api/bookings/"+id+"/events", ""))
-		if len(names) == 0 || names[len(names)-2] != "outcome" || !strings.Contains(strings.Join(names, " "), "ticketed") {
+		if len(names) < 2 || names[len(names)-2] != "outcome" || !slices.Contains(names, "ticketed") {
 			t.Errorf("booking %s made on web-2, followed on web-1: %v, want every stage to the ticket", id, names)
 		}
 	}
@@ -141,7 +144,10 @@ func TestRunClusterServesBookingsWithReplicas(t *testing.T) {
 		t.Fatal(err)
 	}
 	select {
-	case <-exited:
+	case err := <-exited:
+		if err != nil {
+			t.Errorf("run-cluster.sh stopped with %v, want a clean exit after SIGTERM", err)
+		}
 	case <-time.After(45 * time.Second):
 		t.Fatal("run-cluster.sh did not stop within 45 s of SIGTERM")
 	}

@@ -217,7 +217,7 @@ func TestWebProjectionRebuiltFromTheTopics(t *testing.T) {
 		t.Fatalf("the projection before the rebuild:\n%s", want)
 	}
 
-	if _, err := replay("rebuild-web"); err == nil || !strings.Contains(err.Error(), "stop the web") {
+	if _, err := replay("rebuild-web"); err == nil || !strings.Contains(err.Error(), "stop every web replica") {
 		t.Errorf("rebuild-web with the web running: %v, want a refusal", err)
 	}
 	webProcess.stop(t)

@@ -186,12 +186,30 @@ func parseRewindTarget(s string) (kafka.RewindTarget, error) {
 // stopped: a running replica would keep its own offsets.
 func rebuildWeb(ctx context.Context, cfg Config, cluster kafka.Cluster, stdout io.Writer) error {
 	subs := web.ProjectionSubscriptions(cfg.WebInstance)
-	for _, sub := range subs {
-		if n, err := kafka.GroupMembers(ctx, cluster, sub.Group); err != nil {
+	// Every web replica shares the table: all of them must be stopped, not only this one.
+	webStopped := func() error {
+		groups, err := kafka.Groups(ctx, cluster)
+		if err != nil {
 			return err
-		} else if n > 0 {
-			return fmt.Errorf("rebuild-web: %s has %d member(s): stop the web (WEB_INSTANCE=%s) first", sub.Group, n, cfg.WebInstance)
 		}
+		for _, g := range groups {
+			if !strings.HasPrefix(g, "web-") {
+				continue
+			}
+			if n, err := kafka.GroupMembers(ctx, cluster, g); err != nil {
+				return err
+			} else if n > 0 {
+				return fmt.Errorf("rebuild-web: %s has %d member(s): stop every web replica first", g, n)
+			}
+		}
+		return nil
+	}
+	if err := webStopped(); err != nil {
+		return err
+	}
+	// Only a complete history rebuilds the table: past retention, bookings would vanish.
+	if err := kafka.CheckHistory(ctx, cluster, event.Topics); err != nil {
+		return fmt.Errorf("rebuild-web: %w; keep the table (or raise retention before the next time)", err)
 	}
 	// Rewind first: on its own it changes nothing (a replay is idempotent), so a failure half-way
 	// leaves the table as it was.
@@ -207,6 +225,10 @@ func rebuildWeb(ctx context.Context, cfg Config, cluster kafka.Cluster, stdout i
 	defer conn.Close()
 	if err := web.ResetProjection(ctx, conn); err != nil {
 		return err
+	}
+	if err := webStopped(); err != nil {
+		// A web started while we worked may have lost rows it had just rebuilt: say so loudly.
+		return fmt.Errorf("%w — a web replica started during the rebuild: stop it and run rebuild-web again", err)
 	}
 	fmt.Fprintf(stdout, "web projection emptied and groups %s and %s rewound: start the web to rebuild it\n", subs[0].Group, subs[1].Group)
 	return nil

@@ -11,7 +11,7 @@
 #   scripts/kafka.sh brokers [1|3]      print the bootstrap servers
 #
 # The single broker listens on 19092, the cluster on 29092-29094 (controllers on +100), so both
-# can run at once; BOXOFFICE_KAFKA_PORT moves the first port. Brokers keep their data under
+# can run at once; BOXOFFICE_KAFKA_PORT and BOXOFFICE_KAFKA_CLUSTER_PORT move their first ports. Brokers keep their data under
 # $BOXOFFICE_KAFKA_HOME (.data/apache-kafka by default); the jars stay in .data/apache-kafka.
 set -euo pipefail
 
@@ -37,9 +37,8 @@ fetch() {
 # size is 1 (one broker) or 3 (a cluster); node numbers start at 1.
 check_size() { [ "$1" = 1 ] || [ "$1" = 3 ] || die "size $1: want 1 or 3"; }
 base_port() {
-	if [ -n "${BOXOFFICE_KAFKA_PORT:-}" ]; then echo "$BOXOFFICE_KAFKA_PORT"
-	elif [ "$1" = 1 ]; then echo 19092
-	else echo 29092; fi
+	if [ "$1" = 1 ]; then echo "${BOXOFFICE_KAFKA_PORT:-19092}"
+	else echo "${BOXOFFICE_KAFKA_CLUSTER_PORT:-29092}"; fi
 }
 node_dir() { echo "$home/cluster-$1/node-$2"; }
 broker_port() { echo $(( $(base_port "$1") + $2 - 1 )); }
@@ -105,10 +104,28 @@ cluster_id() {
 	cat "$f"
 }
 
+# running SIZE NODE: the node's pid file names a live process that is this broker (a pid file
+# left by a crash may name an unrelated process by now).
+running() {
+	local dir pid
+	dir=$(node_dir "$1" "$2")
+	[ -f "$dir/pid" ] || return 1
+	pid=$(cat "$dir/pid")
+	[ -r "/proc/$pid/cmdline" ] && tr '\0' ' ' <"/proc/$pid/cmdline" | grep -qF "$dir/server.properties"
+}
+
+port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
 start_node() {
-	local size=$1 node=$2 dir pid
+	local size=$1 node=$2 dir pid port
 	dir=$(node_dir "$size" "$node")
-	if [ -f "$dir/pid" ] && kill -0 "$(cat "$dir/pid")" 2>/dev/null; then return; fi
+	if running "$size" "$node"; then return; fi
+	rm -f "$dir/pid"
+	for port in $(broker_port "$size" "$node") $(controller_port "$size" "$node"); do
+		if port_in_use "$port"; then
+			die "port $port is in use by another process (another broker? see: ss -ltnp 'sport = :$port')"
+		fi
+	done
 	write_config "$size" "$node"
 	if [ ! -f "$dir/data/meta.properties" ]; then
 		java -cp "$libs/*" -Dlog4j2.configurationFile="$dir/log4j2.properties" kafka.tools.StorageTool format \
@@ -128,7 +145,7 @@ wait_node() {
 	dir=$(node_dir "$size" "$node")
 	for i in $(seq 1 600); do
 		if grep -q "Kafka Server started" "$dir/server.log" 2>/dev/null; then return; fi
-		if ! kill -0 "$(cat "$dir/pid")" 2>/dev/null; then
+		if ! running "$size" "$node"; then
 			die "broker $node of $size exited: $(tail -20 "$dir/stdout.log" "$dir/server.log" 2>/dev/null)"
 		fi
 		sleep 0.1
@@ -139,7 +156,7 @@ wait_node() {
 stop_node() {
 	local size=$1 node=$2 signal=${3:-TERM} dir pid i
 	dir=$(node_dir "$size" "$node")
-	[ -f "$dir/pid" ] || return 0
+	if ! running "$size" "$node"; then rm -f "$dir/pid"; return 0; fi
 	pid=$(cat "$dir/pid")
 	if kill -"$signal" "$pid" 2>/dev/null; then
 		for i in $(seq 1 300); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done

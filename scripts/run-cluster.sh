@@ -18,14 +18,22 @@ dir=${CLUSTER_DIR:-.data/cluster}
 mkdir -p "$dir/logs"
 [ -x "$bin" ] || { echo "run-cluster: $bin is missing: run make build" >&2; exit 1; }
 
-pids=()
+pids=()        # the parts
+broker_pid="" # the embedded broker, stopped last so the parts' final commits reach it
 stop_all() {
+	local status=${1:-0}
 	trap - INT TERM EXIT
 	echo "run-cluster: stopping ${#pids[@]} processes" >&2
 	for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-	wait || true
+	for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+	if [ -n "$broker_pid" ]; then
+		kill -TERM "$broker_pid" 2>/dev/null || true
+		wait "$broker_pid" 2>/dev/null || true
+	fi
+	exit "$status"
 }
-trap stop_all INT TERM EXIT
+trap 'stop_all 0' INT TERM
+trap 'stop_all $?' EXIT
 
 # start NAME TARGET [VAR=value...]: one process, its log in $dir/logs/NAME.log.
 start() {
@@ -47,6 +55,8 @@ wait_port() {
 
 if [ -z "${KAFKA_BROKERS:-}" ]; then
 	start broker broker KAFKA_EMBEDDED_PORT="$kafka_port" KAFKA_DATA_DIR="$dir/kafka"
+	broker_pid=${pids[-1]}
+	unset 'pids[-1]'
 	wait_port "$kafka_port"
 	export KAFKA_BROKERS=127.0.0.1:$kafka_port
 fi
@@ -69,7 +79,7 @@ echo "logs: $dir/logs; Ctrl-C stops everything"
 
 # Run until interrupted; if a part dies, say so and stop the rest rather than limp on.
 while true; do
-	for pid in "${pids[@]}"; do
+	for pid in "${pids[@]}" $broker_pid; do
 		if ! kill -0 "$pid" 2>/dev/null; then
 			echo "run-cluster: process $pid exited; see $dir/logs" >&2
 			exit 1

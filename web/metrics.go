@@ -11,12 +11,33 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/boxoffice/boxoffice/services/event"
 	"github.com/boxoffice/boxoffice/services/ops"
+	"github.com/boxoffice/boxoffice/services/payment/gateway"
 )
 
-// metrics is what /metrics exports. Booking figures come from this replica's projection (every
-// web replica reads every event, so each reports the whole system's bookings); the broker and
-// outbox figures come from an ops snapshot taken at scrape time.
+// snapshots shares one operations snapshot among /ops, /ops/events, /api/ops and /metrics: the
+// broker and the databases are read at most once a second, however many pages and scrapers ask.
+type snapshots struct {
+	read  func(context.Context) ops.Snapshot
+	mu    sync.Mutex
+	last  ops.Snapshot
+	taken time.Time // when last was finished
+}
+
+func (s *snapshots) get(ctx context.Context) ops.Snapshot {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if time.Since(s.taken) >= time.Second {
+		s.last, s.taken = s.read(ctx), time.Now()
+	}
+	return s.last
+}
+
+// metrics is what /metrics exports. Booking figures are recorded by the replica that stores each
+// stage first (replicas share the booking-status table), so sum them across replicas; the
+// broker and outbox figures describe the whole system and are the same on every replica, so
+// take them from one.
 type metrics struct {
 	registry *prometheus.Registry
 	stage    *prometheus.HistogramVec
@@ -47,7 +68,7 @@ func newMetrics(hub *Hub, snapshot func(context.Context) ops.Snapshot) *metrics 
 		}, func() float64 { return float64(hub.OpenStreams()) }),
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if snapshot != nil {
-		m.registry.MustRegister(&opsCollector{snapshot: snapshot})
+		m.registry.MustRegister(opsCollector{snapshot: snapshot})
 	}
 	return m
 }
@@ -60,7 +81,7 @@ func (m *metrics) recorded(stage string, sinceRequest time.Duration, reasonCode 
 	m.stage.WithLabelValues(stage).Observe(max(sinceRequest, 0).Seconds())
 	switch stage {
 	case StatusTicketed, StatusRejected, StatusFailed:
-		m.outcomes.WithLabelValues(stage, reasonCode).Inc()
+		m.outcomes.WithLabelValues(stage, reasonLabel(reasonCode)).Inc()
 	}
 }
 
@@ -68,39 +89,46 @@ func (m *metrics) handler() http.Handler {
 	return promhttp.HandlerFor(m.registry, promhttp.HandlerOpts{Registry: m.registry})
 }
 
-// opsCollector turns an ops snapshot into gauges at scrape time, reusing a snapshot younger than
-// a second so two scrapers cost one read.
+// knownReasons are the codes the reason label may take: a processor's decline code comes from
+// outside, and an unbounded label would let it create series at will.
+var knownReasons = map[string]bool{
+	"": true, event.RejectUnknownShow: true, event.RejectShowStarted: true, event.RejectUnknownSeat: true,
+	event.RejectSeatTaken: true, event.RejectInvalid: true, event.PaymentHoldExpired: true, event.PaymentLate: true,
+	gateway.DeclineGeneric: true, gateway.DeclineInsufficientFunds: true, gateway.DeclineProcessing: true,
+}
+
+func reasonLabel(code string) string {
+	if knownReasons[code] {
+		return code
+	}
+	return "other"
+}
+
+// opsCollector turns the shared ops snapshot into gauges at scrape time.
 type opsCollector struct {
 	snapshot func(context.Context) ops.Snapshot
-	mu       sync.Mutex
-	last     ops.Snapshot
 }
 
 var (
 	lagDesc      = prometheus.NewDesc("boxoffice_consumer_lag", "Messages a consumer group has yet to read, per partition.", []string{"group", "topic", "partition"}, nil)
 	membersDesc  = prometheus.NewDesc("boxoffice_consumer_group_members", "Members of a consumer group.", []string{"group"}, nil)
 	endDesc      = prometheus.NewDesc("boxoffice_topic_end_offset", "Messages a topic partition has received.", []string{"topic", "partition"}, nil)
-	deadDesc     = prometheus.NewDesc("boxoffice_dead_letters", "Messages parked on a dead-letter topic.", []string{"topic"}, nil)
+	deadDesc     = prometheus.NewDesc("boxoffice_dead_letters", "Messages ever parked on a dead-letter topic (re-driven ones stay counted): alert on a rise.", []string{"topic"}, nil)
 	pendingDesc  = prometheus.NewDesc("boxoffice_outbox_pending", "Events written to an outbox and not yet published.", []string{"table"}, nil)
 	oldestDesc   = prometheus.NewDesc("boxoffice_outbox_oldest_seconds", "Age of the oldest unpublished event in an outbox.", []string{"table"}, nil)
 	opsErrorDesc = prometheus.NewDesc("boxoffice_ops_read_errors", "Parts of the operations snapshot that could not be read at this scrape.", nil, nil)
 )
 
-func (c *opsCollector) Describe(ch chan<- *prometheus.Desc) {
+func (c opsCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{lagDesc, membersDesc, endDesc, deadDesc, pendingDesc, oldestDesc, opsErrorDesc} {
 		ch <- d
 	}
 }
 
-func (c *opsCollector) Collect(ch chan<- prometheus.Metric) {
-	c.mu.Lock()
-	if time.Since(c.last.At) > time.Second {
-		ctx, cancel := context.WithTimeout(context.Background(), 8*time.Second)
-		c.last = c.snapshot(ctx)
-		cancel()
-	}
-	snap := c.last
-	c.mu.Unlock()
+func (c opsCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Second)
+	snap := c.snapshot(ctx)
+	cancel()
 	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
 	}

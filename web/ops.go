@@ -48,46 +48,52 @@ func event15(t time.Time) string { return t.UTC().Format("15:04:05 UTC") }
 
 // opsPage renders the operations view as it is now.
 func (s *Server) opsPage(w http.ResponseWriter, r *http.Request) {
-	if s.deps.Ops == nil {
+	if s.snapshot == nil {
 		s.fail(w, r, errNotFound)
 		return
 	}
-	s.render(w, r, http.StatusOK, templates.OpsView(opsView(s.deps.Ops(r.Context()))))
+	s.render(w, r, http.StatusOK, templates.OpsView(opsView(s.snapshot(r.Context()))))
 }
 
 // opsEvents streams a fresh operations view every opsRefresh, as an "ops" event the page swaps
 // in, until the browser leaves or the server shuts down.
 func (s *Server) opsEvents(w http.ResponseWriter, r *http.Request) {
-	if s.deps.Ops == nil {
+	if s.snapshot == nil {
 		s.fail(w, r, errNotFound)
 		return
 	}
-	flusher, ok := w.(http.Flusher)
-	if !ok {
-		http.Error(w, "streaming unsupported", http.StatusInternalServerError)
-		return
-	}
+	// The stream ends when the browser leaves or the server shuts down, whichever comes first.
+	ctx, cancel := context.WithCancel(r.Context())
+	defer cancel()
+	go func() {
+		select {
+		case <-s.hub.closed:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	rc := http.NewResponseController(w)
 	w.Header().Set("Content-Type", "text/event-stream")
 	w.Header().Set("Cache-Control", "no-cache")
 	w.Header().Set("X-Accel-Buffering", "no")
 	w.WriteHeader(http.StatusOK)
-	flusher.Flush()
+	if err := rc.Flush(); err != nil {
+		return
+	}
 	tick := time.NewTicker(opsRefresh)
 	defer tick.Stop()
 	var buf bytes.Buffer
 	for {
 		select {
-		case <-r.Context().Done():
-			return
-		case <-s.hub.closed:
+		case <-ctx.Done():
 			return
 		case <-tick.C:
 		}
-		ctx, cancel := context.WithTimeout(r.Context(), opsRefresh*4)
-		snap := s.deps.Ops(ctx)
-		cancel()
+		snapCtx, cancelSnap := context.WithTimeout(ctx, opsRefresh*4)
+		snap := s.snapshot(snapCtx)
+		cancelSnap()
 		buf.Reset()
-		if err := templates.OpsFragment(opsView(snap)).Render(r.Context(), &buf); err != nil {
+		if err := templates.OpsFragment(opsView(snap)).Render(ctx, &buf); err != nil {
 			return
 		}
 		var ev strings.Builder
@@ -96,18 +102,22 @@ func (s *Server) opsEvents(w http.ResponseWriter, r *http.Request) {
 			ev.WriteString("data: " + line + "\n")
 		}
 		ev.WriteString("\n")
+		// A browser that stops reading must not hold the handler (and shutdown) forever.
+		_ = rc.SetWriteDeadline(time.Now().Add(10 * time.Second))
 		if _, err := w.Write([]byte(ev.String())); err != nil {
 			return
 		}
-		flusher.Flush()
+		if err := rc.Flush(); err != nil {
+			return
+		}
 	}
 }
 
 // apiOps is the operations view as JSON, for scripts.
 func (s *Server) apiOps(w http.ResponseWriter, r *http.Request) {
-	if s.deps.Ops == nil {
+	if s.snapshot == nil {
 		s.fail(w, r, errNotFound)
 		return
 	}
-	writeJSON(w, http.StatusOK, s.deps.Ops(r.Context()))
+	writeJSON(w, http.StatusOK, s.snapshot(r.Context()))
 }

@@ -44,6 +44,7 @@ type Server struct {
 	intake     *Intake
 	hub        *Hub
 	metrics    *metrics
+	snapshot   func(context.Context) ops.Snapshot // shared and cached; nil without Deps.Ops
 	deps       Deps
 	log        *slog.Logger
 }
@@ -54,7 +55,12 @@ func NewServer(d Deps) *Server {
 	s.hub = NewHub(func(ctx context.Context, id string) (BookingStatus, error) { return s.projection.Booking(ctx, id) }, renderer{s}, s.log)
 	s.relay = outbox.NewRelay(d.DB, OutboxTable, d.Publisher, s.log)
 	s.projection = NewProjection(d.DB, s.hub.Notify, s.relay, s.log)
-	s.metrics = newMetrics(s.hub, d.Ops)
+	var snapshot func(context.Context) ops.Snapshot
+	if d.Ops != nil {
+		snapshot = (&snapshots{read: d.Ops}).get
+		s.snapshot = snapshot
+	}
+	s.metrics = newMetrics(s.hub, snapshot)
 	s.projection.metrics = s.metrics
 	s.intake = &Intake{projection: s.projection, tokenizer: d.Tokenizer, now: d.Now}
 	return s

@@ -172,12 +172,14 @@ func (c *Consumer) Run(ctx context.Context) error {
 }
 
 // maxFetchFailure is how long fetching may fail without a break before the consumer gives up
-// (and its process exits, for its supervisor to start again).
-const maxFetchFailure = time.Minute
+// (and its process exits, for its supervisor to start again): longer than a broker takes to
+// restart or a controller to move leadership.
+const maxFetchFailure = 5 * time.Minute
 
-// quietSpell without a fetch error ends a run of them: failing fetches come back at least every
-// backoff (5 s at most) plus a dial.
-const quietSpell = 15 * time.Second
+// quietSpell without a fetch error ends a run of them. A group that cannot form reports an error
+// only every ~15 s (three joins 5 s apart), and a report that arrives while the loop backs off is
+// dropped, so the spell is much longer than that.
+const quietSpell = 90 * time.Second
 
 // process handles one message. A permanent failure is dead-lettered at once; a transient one is
 // retried with capped exponential backoff in place (order within the partition holds) for up

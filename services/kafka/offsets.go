@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 	"time"
 
 	kafkago "github.com/segmentio/kafka-go"
@@ -42,6 +43,9 @@ func GroupOffsets(ctx context.Context, cluster Cluster, sub Subscription) ([]Par
 			return nil, err
 		}
 		committed, err := client.OffsetFetch(ctx, &kafkago.OffsetFetchRequest{GroupID: cluster.Group(sub.Group), Topics: map[string][]int{name: partitions}})
+		if err == nil && committed.Error != nil {
+			err = committed.Error // the coordinator moving, say: no offsets rather than wrong ones
+		}
 		if err != nil {
 			return nil, fmt.Errorf("committed offsets of %s: %w", sub.Group, err)
 		}
@@ -246,4 +250,51 @@ func EndOffsets(ctx context.Context, cluster Cluster, topic string) (TopicOffset
 		out.Total += end
 	}
 	return out, nil
+}
+
+// Groups lists the consumer groups on the cluster, in its namespace, by their contract names.
+func Groups(ctx context.Context, cluster Cluster) ([]string, error) {
+	client := &kafkago.Client{Addr: kafkago.TCP(cluster.Brokers...), Timeout: 10 * time.Second}
+	resp, err := client.ListGroups(ctx, &kafkago.ListGroupsRequest{})
+	if err == nil && resp.Error != nil {
+		err = resp.Error
+	}
+	if err != nil {
+		return nil, fmt.Errorf("list groups: %w", err)
+	}
+	var out []string
+	for _, g := range resp.Groups {
+		if cluster.Namespace != "" && !strings.HasPrefix(g.GroupID, cluster.Namespace+".") {
+			continue
+		}
+		out = append(out, cluster.Unqualified(g.GroupID))
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
+// ErrHistoryLost says a topic no longer holds its oldest messages (retention deleted them), so
+// reading it from the start cannot rebuild everything that happened.
+var ErrHistoryLost = errors.New("the topic's oldest messages are gone (retention)")
+
+// CheckHistory makes sure every partition of the topics still starts at offset 0.
+func CheckHistory(ctx context.Context, cluster Cluster, topics []string) error {
+	client := &kafkago.Client{Addr: kafkago.TCP(cluster.Brokers...), Timeout: 10 * time.Second}
+	for _, topic := range topics {
+		name := cluster.Topic(topic)
+		partitions, err := partitionsOf(ctx, cluster.Brokers, name)
+		if err != nil {
+			return err
+		}
+		first, _, err := partitionBounds(ctx, client, name, partitions)
+		if err != nil {
+			return err
+		}
+		for p, offset := range first {
+			if offset > 0 {
+				return fmt.Errorf("%s/%d starts at offset %d: %w", topic, p, offset, ErrHistoryLost)
+			}
+		}
+	}
+	return nil
 }
