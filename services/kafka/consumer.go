@@ -191,24 +191,33 @@ func (c *Consumer) process(stop, work context.Context, msg kafkago.Message) bool
 		maxStall = DefaultMaxStall
 	}
 	first := time.Now()
+	// Failures are about a booking too: log them with its id and trace when the message says.
+	logCtx, about := work, c.log
+	if env, err := event.Decode(msg.Value); err == nil {
+		tp := headerValue(msg.Headers, event.HeaderTraceparent)
+		if tp == "" {
+			tp = env.Traceparent
+		}
+		logCtx, about = WithTrace(work, tp), c.log.With("booking_id", env.BookingID, "type", env.Type)
+	}
 	for attempt := 1; ; attempt++ {
 		err := c.handle(work, msg)
 		if err == nil {
 			return true
 		}
-		log := c.log.With("topic", msg.Topic, "partition", msg.Partition, "offset", msg.Offset, "attempt", attempt, "err", err)
+		log := about.With("topic", msg.Topic, "partition", msg.Partition, "offset", msg.Offset, "attempt", attempt, "err", err)
 		if !isPermanent(err) && !isNotYet(err) && time.Since(first) >= maxStall {
 			err = Permanent(fmt.Errorf("gave up after %d attempts over %s: %w", attempt, time.Since(first).Round(time.Second), err))
 		}
 		if isPermanent(err) {
-			log.Error("event cannot be processed; sending it to the dead-letter topic")
+			log.ErrorContext(logCtx, "event cannot be processed; sending it to the dead-letter topic")
 			dlErr := c.deadLetter(work, msg, err, attempt)
 			if dlErr == nil {
 				return true
 			}
 			log = log.With("dead_letter_err", dlErr)
 		}
-		log.Warn("event handling failed; retrying", "backoff", backoff)
+		log.WarnContext(logCtx, "event handling failed; retrying", "backoff", backoff)
 		select {
 		case <-stop.Done():
 			return false
