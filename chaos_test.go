@@ -159,7 +159,7 @@ func TestChaos(t *testing.T) {
 		return func() (*exec.Cmd, error) {
 			cmd := exec.Command(os.Args[0], "-test.run=^$")
 			cmd.Env = append(os.Environ(), append(append([]string{
-				childTargetEnv + "=" + target, "DATABASE_URL=" + dbURL, "KAFKA_PARTITIONS=3", "LOG_LEVEL=warn",
+				childTargetEnv + "=" + target, "DATABASE_URL=" + dbURL, "KAFKA_PARTITIONS=3", "LOG_LEVEL=warn", "BOOKING_RATE_LIMIT=0",
 			}, kafkaEnv...), extra...)...)
 			f, err := os.OpenFile(filepath.Join(logs, target+".log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
 			if err != nil {

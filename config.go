@@ -28,6 +28,7 @@ type Config struct {
 	KafkaNamespace    string        // KAFKA_NAMESPACE: prefix of topic and group names, to share a cluster
 	WebInstance       string        // WEB_INSTANCE: names this web replica's consumer group
 	OpsAddr           string        // OPS_ADDR: where a part without a web server answers /healthz and /readyz
+	BookingRateLimit  int           // BOOKING_RATE_LIMIT: booking requests a minute per client address; 0 is off
 	LogLevel          slog.Level    // LOG_LEVEL: debug, info, warn or error
 	HoldDuration      time.Duration // HOLD_DURATION: how long confirmed seats wait for payment
 	ConsumerMaxStall  time.Duration // CONSUMER_MAX_STALL: how long a failing message is retried before the DLT
@@ -97,6 +98,7 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 	cfg.KafkaPartitions = intVar("KAFKA_PARTITIONS", "6", 1, 1000)
 	cfg.KafkaEmbeddedPort = intVar("KAFKA_EMBEDDED_PORT", "0", 0, 65535)
 	cfg.KafkaReplicas = intVar("KAFKA_REPLICATION_FACTOR", "1", 1, 7)
+	cfg.BookingRateLimit = intVar("BOOKING_RATE_LIMIT", "30", 0, 1_000_000)
 	cfg.KafkaNamespace = get("KAFKA_NAMESPACE", "")
 	if !namespacePattern.MatchString(cfg.KafkaNamespace) {
 		errs = append(errs, fmt.Errorf("KAFKA_NAMESPACE=%q: letters, digits, '-' and '_' only, at most 40", cfg.KafkaNamespace))

@@ -134,9 +134,10 @@ func runWith(ctx context.Context, target string, cfg Config, stdout io.Writer, o
 	if wants(TargetWeb) {
 		server := web.NewServer(web.Deps{
 			DB: conn, Publisher: pub, Tokenizer: cards, SMSInbox: inbox,
-			KafkaReady: func(ctx context.Context) error { return kafka.Ping(ctx, cluster) },
-			Ops:        opsSource(cfg, conn, cluster).Snapshot,
-			Now:        now, Log: log,
+			KafkaReady:       func(ctx context.Context) error { return kafka.Ping(ctx, cluster) },
+			Ops:              opsSource(cfg, conn, cluster).Snapshot,
+			BookingRateLimit: cfg.BookingRateLimit,
+			Now:              now, Log: log,
 		})
 		httpActor, url, err := webActor(cfg, opts.listener, server, log)
 		if err != nil {

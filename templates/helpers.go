@@ -4,33 +4,28 @@ import (
 	"context"
 	"strconv"
 	"strings"
-
-	"github.com/a-h/templ"
 )
 
-// posterStyle paints a film's drawn poster from its hue. Only integers reach the CSS, so it is
-// safe to mark as such.
-func posterStyle(hue int) templ.SafeCSS {
-	h := ((hue % 360) + 360) % 360
-	h2 := (h + 40) % 360
-	return templ.SafeCSS("--poster-hue:" + strconv.Itoa(h) + ";background-image:linear-gradient(160deg,hsl(" +
-		strconv.Itoa(h) + " 70% 38%) 0%,hsl(" + strconv.Itoa(h2) + " 65% 22%) 60%,hsl(" + strconv.Itoa(h2) + " 60% 10%) 100%);")
+// The strict Content-Security-Policy forbids inline styles, so per-film and per-screen looks are
+// classes of static/app.css, in bounded ranges (MaxGridColumns, hues in 5° steps).
+
+// MaxGridColumns is the widest seat row (seats and aisles) the stylesheet has classes for.
+const MaxGridColumns = 40
+
+// posterClass paints a film's drawn poster from its hue, rounded to the stylesheet's 5° steps.
+func posterClass(hue int) string {
+	h := ((hue%360)+360)%360 + 2
+	return "hue-" + strconv.Itoa(h/5*5%360)
 }
 
-// seatGridStyle gives a seat row as many grid columns as the widest row needs.
-func seatGridStyle(columns int) templ.SafeCSS {
-	if columns < 1 {
-		columns = 1
-	}
-	return templ.SafeCSS("grid-template-columns:repeat(" + strconv.Itoa(columns) + ",var(--seat-size));")
+// seatGridClass gives a seat row as many grid columns as the widest row needs.
+func seatGridClass(columns int) string {
+	return "cols-" + strconv.Itoa(min(max(columns, 1), MaxGridColumns))
 }
 
-// seatColumnStyle places a seat in its column, so aisles stay empty columns.
-func seatColumnStyle(column int) templ.SafeCSS {
-	if column < 1 {
-		column = 1
-	}
-	return templ.SafeCSS("grid-column:" + strconv.Itoa(column) + ";")
+// seatColumnClass places a seat in its column, so aisles stay empty columns.
+func seatColumnClass(column int) string {
+	return "col-" + strconv.Itoa(min(max(column, 1), MaxGridColumns))
 }
 
 // seatName is what a screen reader says for a seat.

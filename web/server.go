@@ -32,8 +32,11 @@ type Deps struct {
 	SMSInbox   *sms.Sandbox                           // the sandbox provider's inbox, for /dev/sms; nil with a real provider
 	KafkaReady func(ctx context.Context) error        // /readyz: is the broker reachable?
 	Ops        func(ctx context.Context) ops.Snapshot // /ops and /metrics: the broker's and outboxes' state; nil leaves them out
-	Now        func() time.Time
-	Log        *slog.Logger
+	// BookingRateLimit is how many booking requests a minute one client address may send
+	// (BOOKING_RATE_LIMIT); 0 turns the limit off, for load tests.
+	BookingRateLimit int
+	Now              func() time.Time
+	Log              *slog.Logger
 }
 
 // Server serves the site and the API.
@@ -45,6 +48,7 @@ type Server struct {
 	hub        *Hub
 	metrics    *metrics
 	snapshot   func(context.Context) ops.Snapshot // shared and cached; nil without Deps.Ops
+	limiter    *rateLimiter
 	deps       Deps
 	log        *slog.Logger
 }
@@ -61,6 +65,7 @@ func NewServer(d Deps) *Server {
 		s.snapshot = snapshot
 	}
 	s.metrics = newMetrics(s.hub, snapshot)
+	s.limiter = newRateLimiter(d.BookingRateLimit, d.Now)
 	s.projection.metrics = s.metrics
 	s.intake = &Intake{projection: s.projection, tokenizer: d.Tokenizer, now: d.Now}
 	return s
@@ -85,7 +90,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /movies/{id}", s.moviePage)
 	mux.HandleFunc("GET /shows/{id}", s.showPage)
 	mux.HandleFunc("POST /shows/{id}/summary", s.showSummary)
-	mux.HandleFunc("POST /bookings", s.bookingFormSubmit)
+	mux.HandleFunc("POST /bookings", s.limitBookings(s.bookingFormSubmit))
 	mux.HandleFunc("GET /bookings/{id}", s.bookingPage)
 	mux.HandleFunc("GET /bookings/{id}/events", s.bookingEvents(StreamHTML))
 	mux.HandleFunc("GET /bookings/{id}/ticket", s.ticketPrintPage)
@@ -98,7 +103,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /api/movies", s.apiMovies)
 	mux.HandleFunc("GET /api/shows", s.apiShows)
 	mux.HandleFunc("GET /api/shows/{id}/seats", s.apiSeats)
-	mux.HandleFunc("POST /api/bookings", s.apiCreateBooking)
+	mux.HandleFunc("POST /api/bookings", s.limitBookings(s.apiCreateBooking))
 	mux.HandleFunc("GET /api/bookings/{id}", s.apiBooking)
 	mux.HandleFunc("GET /api/bookings/{id}/events", s.bookingEvents(StreamJSON))
 	mux.HandleFunc("GET /api/tickets/{id}", s.apiTicket)
@@ -113,7 +118,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /api/ops", s.apiOps)
 
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { s.fail(w, r, errNotFound) })
-	return s.recoverPanics(mux)
+	return s.recoverPanics(s.secure(mux))
 }
 
 func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
@@ -145,6 +150,7 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	field := ""
 	var validation *ValidationError
 	var bad *badRequestError
+	var limited *rateLimitedError
 	switch {
 	case errors.As(err, &validation):
 		status, code = http.StatusUnprocessableEntity, "invalid_"+firstField(validation)
@@ -153,6 +159,11 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 		status, code, message = http.StatusBadRequest, "bad_request", bad.msg
 	case errors.Is(err, errNotFound), errors.Is(err, ErrBookingNotFound), errors.Is(err, catalog.ErrNotFound):
 		status, code, message = http.StatusNotFound, "not_found", "We could not find that page. It may have moved, or the link may be wrong."
+	case errors.Is(err, errCrossOrigin):
+		status, code, message = http.StatusForbidden, "cross_origin", "This request came from another site's page, so it was refused. Book from this site's own pages."
+	case errors.As(err, &limited):
+		status, code, message = http.StatusTooManyRequests, "rate_limited", "Too many booking requests from your address. Please wait a moment and try again."
+		w.Header().Set("Retry-After", retryAfterSeconds(limited.retryAfter))
 	case errors.Is(err, errUnavailable):
 		status, code, message = http.StatusServiceUnavailable, "unavailable", "Booking is briefly unavailable. Nothing was booked or charged: please try again in a moment."
 		w.Header().Set("Retry-After", "5")

@@ -1,0 +1,129 @@
+package main
+
+import (
+	"io"
+	"net/http"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/boxoffice/boxoffice/services/event"
+)
+
+// TestPagesCarryAStrictContentSecurityPolicy: every page is served with a CSP that runs only
+// scripts carrying this response's nonce and no inline styles, the page's scripts carry that
+// nonce, and no element has an inline style the policy would block.
+func TestPagesCarryAStrictContentSecurityPolicy(t *testing.T) {
+	c := startAll(t)
+	show := c.futureShow()
+	for _, path := range []string{"/", "/shows/" + show.ID, "/ops", "/dev/sms"} {
+		resp, err := http.Get(c.web.url + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		page := readBody(resp)
+		csp := resp.Header.Get("Content-Security-Policy")
+		nonce := regexp.MustCompile(`script-src 'nonce-([A-Za-z0-9_-]{20,})' 'strict-dynamic'`).FindStringSubmatch(csp)
+		if resp.StatusCode != http.StatusOK || nonce == nil || !strings.Contains(csp, "style-src 'self'") || !strings.Contains(csp, "frame-ancestors 'none'") {
+			t.Errorf("%s: %d, CSP %q: want a nonce for scripts, styles from the site only, no framing", path, resp.StatusCode, csp)
+			continue
+		}
+		scripts := regexp.MustCompile(`<script[^>]*>`).FindAllString(page, -1)
+		for _, s := range scripts {
+			if !strings.Contains(s, `nonce="`+nonce[1]+`"`) {
+				t.Errorf("%s: %s runs without this response's nonce", path, s)
+			}
+		}
+		if len(scripts) != 2 {
+			t.Errorf("%s: %d script tags, want htmx and its SSE extension", path, len(scripts))
+		}
+		if strings.Contains(page, " style=") || strings.Contains(page, "<style") {
+			t.Errorf("%s: an inline style the policy would block", path)
+		}
+		for header, want := range map[string]string{"X-Content-Type-Options": "nosniff", "X-Frame-Options": "DENY", "Referrer-Policy": "same-origin"} {
+			if got := resp.Header.Get(header); got != want {
+				t.Errorf("%s: %s %q, want %q", path, header, got, want)
+			}
+		}
+		if again, _ := http.Get(c.web.url + path); again != nil {
+			if again.Header.Get("Content-Security-Policy") == csp {
+				t.Errorf("%s: the same nonce twice: a nonce must be new for every response", path)
+			}
+			again.Body.Close()
+		}
+	}
+}
+
+// TestCrossSiteBookingIsRefused: a booking posted by another site's page (the browser says so in
+// Sec-Fetch-Site and Origin) is refused with 403 and a reason, and nothing is booked; the same
+// request from the site itself, or from a script, goes through.
+func TestCrossSiteBookingIsRefused(t *testing.T) {
+	c := startAll(t)
+	show := c.futureShow()
+	before := topicEndOffset(t, c.kc, event.TopicBookingMovie)
+	post := func(path, contentType, body string, headers map[string]string) (int, string) {
+		req, _ := http.NewRequest(http.MethodPost, c.web.url+path, strings.NewReader(body))
+		req.Header.Set("Content-Type", contentType)
+		for k, v := range headers {
+			req.Header.Set(k, v)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp.StatusCode, readBody(resp)
+	}
+	crossSite := map[string]string{"Sec-Fetch-Site": "cross-site", "Origin": "https://evil.example"}
+	apiBody := `{"show_id":"` + show.ID + `","seats":["L1"],"name":"Ada Lovelace","phone":"+44 7700 900123","card_number":"4242 4242 4242 4242"}`
+	if status, body := post("/api/bookings", "application/json", apiBody, crossSite); status != http.StatusForbidden || !strings.Contains(body, `"cross_origin"`) {
+		t.Errorf("cross-site API booking: %d %s, want 403 cross_origin", status, body)
+	}
+	form := "show_id=" + show.ID + "&seats=L2&name=Ada+Lovelace&phone=%2B447700900123&card_number=4242424242424242&idempotency_key=cross-site-test-key"
+	if status, body := post("/bookings", "application/x-www-form-urlencoded", form, crossSite); status != http.StatusForbidden || !strings.Contains(body, "another site") {
+		t.Errorf("cross-site form booking: %d, want 403 with the reason on the page", status)
+	}
+	if after := topicEndOffset(t, c.kc, event.TopicBookingMovie); after != before {
+		t.Errorf("refused requests reached booking-movie: %d → %d", before, after)
+	}
+	if status, body := post("/api/bookings", "application/json", apiBody, map[string]string{"Sec-Fetch-Site": "same-origin"}); status != http.StatusAccepted {
+		t.Errorf("same-site booking: %d %s, want 202", status, body)
+	}
+	if status, body := post("/api/bookings", "application/json", strings.Replace(apiBody, "L1", "L3", 1), nil); status != http.StatusAccepted {
+		t.Errorf("booking from a script (no browser headers): %d %s, want 202", status, body)
+	}
+}
+
+// TestBookingRequestsAreRateLimited: with BOOKING_RATE_LIMIT=3, a fourth request within the
+// minute from one address is answered 429 with Retry-After and a reason, and never published.
+func TestBookingRequestsAreRateLimited(t *testing.T) {
+	c := newCluster(t)
+	c.startWith(TargetAll, map[string]string{"BOOKING_RATE_LIMIT": "3"})
+	show := c.futureShow()
+	for i := range 3 {
+		if status, resp := c.book(request(show.ID, []string{"M" + strconv.Itoa(i+1)}, cardApproves)); status != http.StatusAccepted {
+			t.Fatalf("request %d: %d %+v", i+1, status, resp)
+		}
+	}
+	before := topicEndOffset(t, c.kc, event.TopicBookingMovie)
+	raw := `{"show_id":"` + show.ID + `","seats":["M9"],"name":"Ada Lovelace","phone":"+44 7700 900123","card_number":"4242 4242 4242 4242"}`
+	resp, err := http.Post(c.web.url+"/api/bookings", "application/json", strings.NewReader(raw))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := readBody(resp)
+	retry, _ := strconv.Atoi(resp.Header.Get("Retry-After"))
+	if resp.StatusCode != http.StatusTooManyRequests || retry < 1 || retry > 60 || !strings.Contains(body, `"rate_limited"`) {
+		t.Errorf("fourth request: %d Retry-After %q %s, want 429 with a wait of at most a minute", resp.StatusCode, resp.Header.Get("Retry-After"), body)
+	}
+	if after := topicEndOffset(t, c.kc, event.TopicBookingMovie); after != before {
+		t.Errorf("a refused request reached booking-movie: %d → %d", before, after)
+	}
+}
+
+// readBody reads and closes a response body.
+func readBody(resp *http.Response) string {
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	return string(b)
+}
