@@ -98,9 +98,9 @@ func TestBrowserBookingShowsEachStageLive(t *testing.T) {
 		t.Fatalf("after submitting, %s answered %d", resp.URL, resp.Status)
 	}
 	location := browserRun(t, ctx, "read the location", chromedp.Location())
-	m := regexp.MustCompile(`^` + regexp.QuoteMeta(c.web.url) + `/bookings/([0-9a-f-]{36})$`).FindStringSubmatch(location)
+	m := regexp.MustCompile(`^` + regexp.QuoteMeta(c.web.url) + `/bookings/([0-9a-f-]{36})\?token=([A-Za-z0-9_-]+)$`).FindStringSubmatch(location)
 	if m == nil {
-		t.Fatalf("after submitting, the browser is at %s, want /bookings/{id}", location)
+		t.Fatalf("after submitting, the browser is at %s, want /bookings/{id}?token=…", location)
 	}
 	bookingID := m[1]
 	doc := browserEval[string](t, ctx, `window.__boxoffice.doc`)
@@ -118,7 +118,7 @@ func TestBrowserBookingShowsEachStageLive(t *testing.T) {
 		t.Fatal("the page shows a ticket (or a ticket stage that is not pending) while the ticket service is not running")
 	}
 	var st apiStatus
-	c.getJSON("/api/bookings/"+bookingID, &st)
+	c.getJSON(c.statusPath(bookingID), &st)
 	if st.Status != "notified" || st.Ticket != nil {
 		t.Fatalf("with no ticket service the booking is %q (ticket %v), want notified without a ticket", st.Status, st.Ticket != nil)
 	}
@@ -143,7 +143,7 @@ func TestBrowserBookingShowsEachStageLive(t *testing.T) {
 			t.Errorf("the page swapped SSE messages %v, without %q", sse, name)
 		}
 	}
-	c.getJSON("/api/bookings/"+bookingID, &st)
+	c.getJSON(c.statusPath(bookingID), &st)
 	if st.Status != "ticketed" || st.Ticket == nil {
 		t.Fatalf("GET /api/bookings/%s: %q with ticket %v, want ticketed", bookingID, st.Status, st.Ticket != nil)
 	}
@@ -166,7 +166,7 @@ func TestBrowserBookingShowsEachStageLive(t *testing.T) {
 	if err != nil {
 		t.Fatalf("follow the Printable ticket link: %v", err)
 	}
-	if want := c.web.url + "/bookings/" + bookingID + "/ticket"; resp.Status != 200 || resp.URL != want {
+	if want := c.web.url + "/bookings/" + bookingID + "/ticket?token=" + c.token(bookingID); resp.Status != 200 || resp.URL != want {
 		t.Fatalf("Printable ticket link: %d %s, want 200 %s", resp.Status, resp.URL, want)
 	}
 	if code := strings.TrimSpace(browserRun(t, ctx, "read the printed code", chromedp.Text(chromedp.CSS(`#ticket [data-field="code"]`)))); code != st.Ticket.Code {

@@ -129,7 +129,7 @@ func TestRunClusterServesBookingsWithReplicas(t *testing.T) {
 		ids = append(ids, web2.mustBook(show.ID, []string{fmt.Sprintf("J%d", i+1)}, cardApproves).BookingID)
 	}
 	for _, id := range ids {
-		names := eventNames(readSSE(t, web1.web.url+"/api/bookings/"+id+"/events", ""))
+		names := eventNames(readSSE(t, web1.web.url+"/api/bookings/"+id+"/events?token="+web1.token(id), ""))
 		if len(names) < 2 || names[len(names)-2] != "outcome" || !slices.Contains(names, "ticketed") {
 			t.Errorf("booking %s made on web-2, followed on web-1: %v, want every stage to the ticket", id, names)
 		}

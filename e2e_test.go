@@ -29,6 +29,7 @@ import (
 	"github.com/boxoffice/boxoffice/db/dbtest"
 	"github.com/boxoffice/boxoffice/services/event"
 	"github.com/boxoffice/boxoffice/services/kafka"
+	"github.com/boxoffice/boxoffice/web"
 )
 
 const (
@@ -355,13 +356,29 @@ func (c *cluster) mustBook(showID string, seats []string, card string) bookingRe
 	return resp
 }
 
+// token is a booking's capability token, as the web signs it with the key the replicas share:
+// what a test needs to follow a booking it did not create through book (the API's URLs carry it).
+func (c *cluster) token(bookingID string) string {
+	c.t.Helper()
+	key, err := web.CapabilityKey(context.Background(), c.db())
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return web.BookingToken(key, bookingID)
+}
+
+// statusPath is a booking's status URL, with its token.
+func (c *cluster) statusPath(bookingID string) string {
+	return "/api/bookings/" + bookingID + "?token=" + c.token(bookingID)
+}
+
 // waitFinal polls the status URL until the booking ends.
 func (c *cluster) waitFinal(bookingID string) apiStatus {
 	c.t.Helper()
 	deadline := time.Now().Add(waitForOutcome)
 	var st apiStatus
 	for time.Now().Before(deadline) {
-		c.getJSON("/api/bookings/"+bookingID, &st)
+		c.getJSON(c.statusPath(bookingID), &st)
 		if st.Status == "ticketed" || st.Status == "rejected" || st.Status == "failed" {
 			return st
 		}
@@ -441,7 +458,8 @@ func TestBookingFromRequestToTicket(t *testing.T) {
 
 	start := time.Now()
 	resp := c.mustBook(show.ID, seats, cardApproves)
-	if resp.StatusURL != "/api/bookings/"+resp.BookingID || resp.EventsURL != "/api/bookings/"+resp.BookingID+"/events" {
+	token := "?token=" + c.token(resp.BookingID)
+	if resp.StatusURL != "/api/bookings/"+resp.BookingID+token || resp.EventsURL != "/api/bookings/"+resp.BookingID+"/events"+token {
 		t.Errorf("URLs in the 202: %+v", resp)
 	}
 	events := readSSE(t, c.web.url+resp.EventsURL, "")
@@ -500,10 +518,10 @@ func TestBookingFromRequestToTicket(t *testing.T) {
 		BookingID string             `json:"booking_id"`
 		Ticket    event.TicketIssued `json:"ticket"`
 	}
-	if status := c.getJSON("/api/tickets/"+tk.TicketID, &byID); status != http.StatusOK || byID.BookingID != resp.BookingID || byID.Ticket.Code != tk.Code {
+	if status := c.getJSON("/api/tickets/"+tk.TicketID+token, &byID); status != http.StatusOK || byID.BookingID != resp.BookingID || byID.Ticket.Code != tk.Code {
 		t.Errorf("GET /api/tickets/%s: %d %+v", tk.TicketID, status, byID)
 	}
-	for _, page := range []string{"/bookings/" + resp.BookingID, "/bookings/" + resp.BookingID + "/ticket"} {
+	for _, page := range []string{"/bookings/" + resp.BookingID + token, "/bookings/" + resp.BookingID + "/ticket" + token} {
 		status, body := c.getPage(page)
 		if status != http.StatusOK {
 			t.Errorf("GET %s: %d", page, status)
@@ -606,18 +624,20 @@ func TestBrowserPagesLeadToABooking(t *testing.T) {
 	}
 	resp.Body.Close()
 	location := resp.Header.Get("Location")
-	if resp.StatusCode != http.StatusSeeOther || !strings.HasPrefix(location, "/bookings/") {
-		t.Fatalf("good form: %d to %q, want 303 to the status page", resp.StatusCode, location)
+	redirect, _ := url.Parse(location)
+	if resp.StatusCode != http.StatusSeeOther || !strings.HasPrefix(location, "/bookings/") || redirect.Query().Get("token") == "" {
+		t.Fatalf("good form: %d to %q, want 303 to the status page, with the booking's token", resp.StatusCode, location)
 	}
+	eventsURL := redirect.Path + "/events?token=" + redirect.Query().Get("token")
 	// The status page shows the progress so far and follows the stream, or, if the booking was
 	// already done by the time it loaded, the ticket itself.
 	status, page := c.getPage(location)
-	following := strings.Contains(page, `sse-connect="`+location+`/events?after=`)
+	following := strings.Contains(page, `sse-connect="`+redirect.Path+`/events?after=`)
 	done := strings.Contains(page, `id="ticket"`)
 	if status != http.StatusOK || following == done {
 		t.Fatalf("status page %s: %d, following the stream %v, showing the ticket %v: want exactly one", location, status, following, done)
 	}
-	events := readSSE(t, c.web.url+location+"/events", "")
+	events := readSSE(t, c.web.url+eventsURL, "")
 	if len(events) < 2 || events[len(events)-1].Name != "close" {
 		t.Fatalf("page stream ended with %v, want the close event last", eventNames(events))
 	}
@@ -625,7 +645,7 @@ func TestBrowserPagesLeadToABooking(t *testing.T) {
 	if outcome.Name != "outcome" || !strings.Contains(outcome.Data, "Grace Hopper") || !strings.Contains(outcome.Data, `data-field="code"`) {
 		t.Errorf("page stream's outcome is not the ticket card: %q", outcome.Data)
 	}
-	status, printable := c.getPage(location + "/ticket")
+	status, printable := c.getPage(redirect.Path + "/ticket?" + redirect.RawQuery)
 	if status != http.StatusOK || !strings.Contains(printable, "Grace Hopper") || strings.Contains(printable, "<nav") {
 		t.Errorf("printable ticket: %d, has name %v, has navigation %v", status, strings.Contains(printable, "Grace Hopper"), strings.Contains(printable, "<nav"))
 	}
@@ -878,7 +898,7 @@ func TestServiceRestartResumesFromCommittedOffset(t *testing.T) {
 	for _, id := range waiting {
 		eventually(t, "booking "+id+" notified while the ticket service is down", func() bool {
 			var st apiStatus
-			c.getJSON("/api/bookings/"+id, &st)
+			c.getJSON(c.statusPath(id), &st)
 			return st.Status == "notified"
 		})
 	}
@@ -930,7 +950,7 @@ func TestNotificationRestartWithABacklog(t *testing.T) {
 	for _, id := range ids {
 		eventually(t, "booking "+id+" paid while notification is down", func() bool {
 			var st apiStatus
-			c.getJSON("/api/bookings/"+id, &st)
+			c.getJSON(c.statusPath(id), &st)
 			return st.Status == "paid"
 		})
 	}

@@ -99,7 +99,7 @@ func TestReplayingWholeTopicsChangesNothing(t *testing.T) {
 	for _, id := range ids {
 		eventually(t, "booking "+id+" to have all its stages", func() bool {
 			var st apiStatus
-			c.getJSON("/api/bookings/"+id, &st)
+			c.getJSON(c.statusPath(id), &st)
 			before[id] = st
 			return len(st.Stages) == settled[st.Status]
 		})
@@ -135,7 +135,7 @@ func TestReplayingWholeTopicsChangesNothing(t *testing.T) {
 	}
 	for _, id := range ids {
 		var st apiStatus
-		c.getJSON("/api/bookings/"+id, &st)
+		c.getJSON(c.statusPath(id), &st)
 		if st.Status != before[id].Status || len(st.Stages) != len(before[id].Stages) {
 			t.Errorf("booking %s went from %q (%d stages) to %q (%d stages) on replay", id,
 				before[id].Status, len(before[id].Stages), st.Status, len(st.Stages))

@@ -132,11 +132,16 @@ func runWith(ctx context.Context, target string, cfg Config, stdout io.Writer, o
 		actors = append(actors, consumerActor("ticket", svc.Consumer(cluster, pub), cfg.ConsumerMaxStall), actor{name: "ticket-outbox", run: svc.Relay().Run})
 	}
 	if wants(TargetWeb) {
+		capabilityKey, err := web.CapabilityKey(ctx, conn)
+		if err != nil {
+			return err
+		}
 		server := web.NewServer(web.Deps{
 			DB: conn, Publisher: pub, Tokenizer: cards, SMSInbox: inbox,
 			KafkaReady:       func(ctx context.Context) error { return kafka.Ping(ctx, cluster) },
 			Ops:              opsSource(cfg, conn, cluster).Snapshot,
 			BookingRateLimit: cfg.BookingRateLimit,
+			CapabilityKey:    capabilityKey,
 			Now:              now, Log: log,
 		})
 		httpActor, url, err := webActor(cfg, opts.listener, server, log)

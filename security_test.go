@@ -101,12 +101,12 @@ func TestBookingRequestsAreRateLimited(t *testing.T) {
 	c.startWith(TargetAll, map[string]string{"BOOKING_RATE_LIMIT": "3"})
 	show := c.futureShow()
 	for i := range 3 {
-		if status, resp := c.book(request(show.ID, []string{"M" + strconv.Itoa(i+1)}, cardApproves)); status != http.StatusAccepted {
+		if status, resp := c.book(request(show.ID, []string{"H" + strconv.Itoa(i+1)}, cardApproves)); status != http.StatusAccepted {
 			t.Fatalf("request %d: %d %+v", i+1, status, resp)
 		}
 	}
 	before := topicEndOffset(t, c.kc, event.TopicBookingMovie)
-	raw := `{"show_id":"` + show.ID + `","seats":["M9"],"name":"Ada Lovelace","phone":"+44 7700 900123","card_number":"4242 4242 4242 4242"}`
+	raw := `{"show_id":"` + show.ID + `","seats":["H9"],"name":"Ada Lovelace","phone":"+44 7700 900123","card_number":"4242 4242 4242 4242"}`
 	resp, err := http.Post(c.web.url+"/api/bookings", "application/json", strings.NewReader(raw))
 	if err != nil {
 		t.Fatal(err)
@@ -126,4 +126,49 @@ func readBody(resp *http.Response) string {
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	return string(b)
+}
+
+// TestStrangersSeeNothingOfABooking: a booking's pages, API reads, event streams and ticket
+// answer only with its token. A bare id, a forged token or another booking's token gets the same
+// 404 as a booking that does not exist, and the answer names nobody.
+func TestStrangersSeeNothingOfABooking(t *testing.T) {
+	c := startAll(t)
+	show := c.futureShow()
+	mine := c.mustBook(show.ID, []string{"L7"}, cardApproves)
+	other := c.mustBook(show.ID, []string{"L8"}, cardApproves)
+	st := c.waitFinal(mine.BookingID)
+	c.waitFinal(other.BookingID)
+	if st.Ticket == nil {
+		t.Fatalf("booking %s: %q, want a ticket", mine.BookingID, st.Status)
+	}
+	id := mine.BookingID
+	resources := []string{
+		"/bookings/" + id, "/bookings/" + id + "/ticket", "/bookings/" + id + "/events",
+		"/api/bookings/" + id, "/api/bookings/" + id + "/events", "/api/tickets/" + st.Ticket.TicketID,
+	}
+	for _, path := range resources {
+		for what, query := range map[string]string{
+			"no token":              "",
+			"a forged token":        "?token=AAAAAAAAAAAAAAAAAAAAAAAA",
+			"another booking's one": "?token=" + c.token(other.BookingID),
+		} {
+			status, body := c.getPage(path + query)
+			if status != http.StatusNotFound || strings.Contains(body, customerName) || strings.Contains(body, st.Ticket.Code) {
+				t.Errorf("GET %s with %s: %d, want a 404 that names nobody", path, what, status)
+			}
+		}
+		if strings.HasSuffix(path, "/events") {
+			continue // streams: followed below with the URLs the API gave
+		}
+		if status, _ := c.getPage(path + "?token=" + c.token(id)); status != http.StatusOK {
+			t.Errorf("GET %s with its token: %d, want 200", path, status)
+		}
+	}
+	if names := eventNames(readSSE(t, c.web.url+mine.EventsURL, "")); len(names) < 2 || names[len(names)-1] != "close" {
+		t.Errorf("the events_url the API returned: %v, want the stages and the close event", names)
+	}
+	var got apiStatus
+	if status := c.getJSON(mine.StatusURL, &got); status != http.StatusOK || got.Status != "ticketed" {
+		t.Errorf("the status_url the API returned: %d %q", status, got.Status)
+	}
 }

@@ -111,7 +111,9 @@ running() {
 	dir=$(node_dir "$1" "$2")
 	[ -f "$dir/pid" ] || return 1
 	pid=$(cat "$dir/pid")
-	[ -r "/proc/$pid/cmdline" ] && tr '\0' ' ' <"/proc/$pid/cmdline" | grep -qF "$dir/server.properties"
+	local cmdline
+	cmdline=$(tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null) || return 1
+	[[ $cmdline == *"$dir/server.properties"* ]]
 }
 
 port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
@@ -145,7 +147,9 @@ wait_node() {
 	dir=$(node_dir "$size" "$node")
 	for i in $(seq 1 600); do
 		if grep -q "Kafka Server started" "$dir/server.log" 2>/dev/null; then return; fi
-		if ! running "$size" "$node"; then
+		# kill -0, not running(): until the fork has exec'ed java, the child's command line is
+		# still this script's.
+		if ! kill -0 "$(cat "$dir/pid")" 2>/dev/null; then
 			die "broker $node of $size exited: $(tail -20 "$dir/stdout.log" "$dir/server.log" 2>/dev/null)"
 		fi
 		sleep 0.1

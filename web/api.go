@@ -124,12 +124,14 @@ func (s *Server) apiCreateBooking(w http.ResponseWriter, r *http.Request) {
 	if replayed {
 		w.Header().Set("Idempotent-Replayed", "true")
 	}
-	w.Header().Set("Location", "/api/bookings/"+id)
+	// The URLs carry the booking's token: whoever holds them can follow the booking, nobody else.
+	statusURL := s.withToken("/api/bookings/"+id, id)
+	w.Header().Set("Location", statusURL)
 	writeJSON(w, http.StatusAccepted, map[string]string{
 		"booking_id": id,
-		"status_url": "/api/bookings/" + id,
-		"events_url": "/api/bookings/" + id + "/events",
-		"page_url":   "/bookings/" + id,
+		"status_url": statusURL,
+		"events_url": s.withToken("/api/bookings/"+id+"/events", id),
+		"page_url":   s.withToken("/bookings/"+id, id),
 	})
 }
 
@@ -187,12 +189,12 @@ func apiBookingStatus(b BookingStatus) apiStatus {
 }
 
 func (s *Server) apiBooking(w http.ResponseWriter, r *http.Request) {
-	id, err := bookingID(r)
+	id, err := s.bookingID(r)
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	b, err := s.projection.Booking(r.Context(), id)
+	b, err := s.loadBooking(r.Context(), id)
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -207,6 +209,9 @@ func (s *Server) apiTicket(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	t, bookingID, err := s.projection.Ticket(r.Context(), id.String())
+	if err == nil && !s.tokenMatches(r, bookingID) {
+		err = errNotFound // the ticket is its booking's business too
+	}
 	if err != nil {
 		s.fail(w, r, err)
 		return

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/google/uuid"
@@ -224,25 +225,25 @@ func (s *Server) bookingFormSubmit(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	http.Redirect(w, r, "/bookings/"+bookingID, http.StatusSeeOther)
+	http.Redirect(w, r, s.withToken("/bookings/"+bookingID, bookingID), http.StatusSeeOther)
 }
 
-// bookingID reads a booking id from the path; anything that is not a UUID cannot be one.
-func bookingID(r *http.Request) (string, error) {
-	id, err := uuid.Parse(r.PathValue("id"))
-	if err != nil {
-		return "", ErrBookingNotFound
+// loadBooking reads a booking for display, with its token for the links it shows.
+func (s *Server) loadBooking(ctx context.Context, id string) (BookingStatus, error) {
+	b, err := s.projection.Booking(ctx, id)
+	if err == nil {
+		b.Token = s.token(b.ID)
 	}
-	return id.String(), nil
+	return b, err
 }
 
 func (s *Server) bookingPage(w http.ResponseWriter, r *http.Request) {
-	id, err := bookingID(r)
+	id, err := s.bookingID(r)
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	b, err := s.projection.Booking(r.Context(), id)
+	b, err := s.loadBooking(r.Context(), id)
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -262,7 +263,7 @@ func (s *Server) bookingPage(w http.ResponseWriter, r *http.Request) {
 		page.MovieTitle = "Unknown show"
 	}
 	if !page.Progress.Final {
-		page.EventsURL = fmt.Sprintf("/bookings/%s/events?after=%d", b.ID, len(b.Stages))
+		page.EventsURL = s.withToken("/bookings/"+b.ID+"/events", b.ID, "after", strconv.Itoa(len(b.Stages)))
 	}
 	s.render(w, r, http.StatusOK, templates.BookingView(page))
 }
@@ -270,7 +271,7 @@ func (s *Server) bookingPage(w http.ResponseWriter, r *http.Request) {
 // bookingEvents streams a booking's stages: HTML for the page, JSON for the API.
 func (s *Server) bookingEvents(kind StreamKind) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		id, err := bookingID(r)
+		id, err := s.bookingID(r)
 		if err == nil {
 			_, err = s.projection.Booking(r.Context(), id)
 		}
@@ -283,12 +284,12 @@ func (s *Server) bookingEvents(kind StreamKind) http.HandlerFunc {
 }
 
 func (s *Server) ticketPrintPage(w http.ResponseWriter, r *http.Request) {
-	id, err := bookingID(r)
+	id, err := s.bookingID(r)
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	b, err := s.projection.Booking(r.Context(), id)
+	b, err := s.loadBooking(r.Context(), id)
 	if err == nil && b.Ticket == nil {
 		err = errNotFound // no ticket (yet): nothing to print
 	}
@@ -296,7 +297,7 @@ func (s *Server) ticketPrintPage(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	s.render(w, r, http.StatusOK, templates.TicketPrintView(ticketView(*b.Ticket, b.ID)))
+	s.render(w, r, http.StatusOK, templates.TicketPrintView(ticketView(*b.Ticket, b.ID, b.Token)))
 }
 
 func (s *Server) smsInboxPage(w http.ResponseWriter, r *http.Request) {

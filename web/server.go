@@ -35,28 +35,32 @@ type Deps struct {
 	// BookingRateLimit is how many booking requests a minute one client address may send
 	// (BOOKING_RATE_LIMIT); 0 turns the limit off, for load tests.
 	BookingRateLimit int
-	Now              func() time.Time
-	Log              *slog.Logger
+	// CapabilityKey signs bookings' tokens (CapabilityKey reads the shared one); empty makes one
+	// for this process alone.
+	CapabilityKey []byte
+	Now           func() time.Time
+	Log           *slog.Logger
 }
 
 // Server serves the site and the API.
 type Server struct {
-	catalog    *catalog.Store
-	relay      *outbox.Relay
-	projection *Projection
-	intake     *Intake
-	hub        *Hub
-	metrics    *metrics
-	snapshot   func(context.Context) ops.Snapshot // shared and cached; nil without Deps.Ops
-	limiter    *rateLimiter
-	deps       Deps
-	log        *slog.Logger
+	catalog       *catalog.Store
+	relay         *outbox.Relay
+	projection    *Projection
+	intake        *Intake
+	hub           *Hub
+	metrics       *metrics
+	snapshot      func(context.Context) ops.Snapshot // shared and cached; nil without Deps.Ops
+	limiter       *rateLimiter
+	capabilityKey []byte
+	deps          Deps
+	log           *slog.Logger
 }
 
 // NewServer wires the web. Call Projection().Consumer to feed it from Kafka.
 func NewServer(d Deps) *Server {
 	s := &Server{catalog: catalog.NewStore(d.DB), deps: d, log: d.Log.With("service", "web")}
-	s.hub = NewHub(func(ctx context.Context, id string) (BookingStatus, error) { return s.projection.Booking(ctx, id) }, renderer{s}, s.log)
+	s.hub = NewHub(s.loadBooking, renderer{s}, s.log)
 	s.relay = outbox.NewRelay(d.DB, OutboxTable, d.Publisher, s.log)
 	s.projection = NewProjection(d.DB, s.hub.Notify, s.relay, s.log)
 	var snapshot func(context.Context) ops.Snapshot
@@ -66,6 +70,10 @@ func NewServer(d Deps) *Server {
 	}
 	s.metrics = newMetrics(s.hub, snapshot)
 	s.limiter = newRateLimiter(d.BookingRateLimit, d.Now)
+	s.capabilityKey = d.CapabilityKey
+	if len(s.capabilityKey) == 0 {
+		s.capabilityKey = randomKey()
+	}
 	s.projection.metrics = s.metrics
 	s.intake = &Intake{projection: s.projection, tokenizer: d.Tokenizer, now: d.Now}
 	return s

@@ -70,13 +70,14 @@ func progressView(b BookingStatus, n int) templates.Progress {
 		}
 	}
 	if status == StatusTicketed && b.Ticket != nil {
-		t := ticketView(*b.Ticket, b.ID)
+		t := ticketView(*b.Ticket, b.ID, b.Token)
 		p.Ticket = &t
 	}
 	return p
 }
 
-func ticketView(t event.TicketIssued, bookingID string) templates.TicketView {
+// ticketView shows a ticket; token is its booking's, for the link to the printable page.
+func ticketView(t event.TicketIssued, bookingID, token string) templates.TicketView {
 	local := event.InZone(t.StartsAt, t.Timezone)
 	return templates.TicketView{
 		TicketID:        t.TicketID,
@@ -90,7 +91,7 @@ func ticketView(t event.TicketIssued, bookingID string) templates.TicketView {
 		Seats:           joinSeats(t.Seats),
 		BookedUnder:     t.BookedUnder,
 		Price:           formatMoney(t.AmountCents, t.Currency),
-		PrintURL:        "/bookings/" + bookingID + "/ticket",
+		PrintURL:        "/bookings/" + bookingID + "/ticket?token=" + url.QueryEscape(token),
 	}
 }
 
