@@ -3,6 +3,8 @@ package main
 import (
 	"bufio"
 	"context"
+	"fmt"
+	"io"
 	"net/http"
 	"regexp"
 	"strconv"
@@ -121,5 +123,24 @@ func TestOpsAndMetricsShowLiveFigures(t *testing.T) {
 	joined := strings.Join(event, "\n")
 	if !strings.HasPrefix(joined, "event: ops") || !regexp.MustCompile(`booking-movie\.dlt</th><td class="num">3<`).MatchString(joined) {
 		t.Errorf("first /ops/events event:\n%.600s\nwant an ops update showing the three dead letters", joined)
+	}
+}
+
+// TestPartsWithoutAWebServerAnswerHealthChecks: a part started with OPS_ADDR answers /healthz
+// and /readyz (database and broker reachable), and `boxoffice health URL` — the container health
+// check — passes on it and fails on a part that is not there.
+func TestPartsWithoutAWebServerAnswerHealthChecks(t *testing.T) {
+	c := newCluster(t)
+	addr := fmt.Sprintf("127.0.0.1:%d", freeTCPPorts(t, 1))
+	c.startWith(TargetBooking, map[string]string{"OPS_ADDR": addr})
+	var out strings.Builder
+	if err := runHealth(context.Background(), []string{"http://" + addr + "/readyz"}, &out); err != nil || !strings.Contains(out.String(), `"database":"ok"`) || !strings.Contains(out.String(), `"kafka":"ok"`) {
+		t.Errorf("health of booking's /readyz: %v %s, want 200 with database and kafka ok", err, out.String())
+	}
+	if err := runHealth(context.Background(), []string{"http://" + addr + "/healthz"}, io.Discard); err != nil {
+		t.Errorf("health of booking's /healthz: %v", err)
+	}
+	if err := runHealth(context.Background(), []string{fmt.Sprintf("http://127.0.0.1:%d/readyz", freeTCPPorts(t, 1))}, io.Discard); err == nil {
+		t.Error("health of a port nobody listens on passed")
 	}
 }

@@ -281,21 +281,29 @@ func webActor(cfg Config, ln net.Listener, server *web.Server, log *slog.Logger)
 	}
 	url := "http://" + ln.Addr().String()
 	return actor{name: "http", run: func(ctx context.Context) error {
-		errs := make(chan error, 1)
-		go func() { errs <- srv.Serve(ln) }()
-		select {
-		case err := <-errs:
-			return fmt.Errorf("serve http: %w", err)
-		case <-ctx.Done():
-		}
-		server.Hub().Close()
-		shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-		defer cancel()
-		if err := srv.Shutdown(shutdownCtx); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			return fmt.Errorf("shut down http: %w", err)
-		}
-		return nil
+		return serve(ctx, srv, ln, 10*time.Second, server.Hub().Close)
 	}}, url, nil
+}
+
+// serve runs srv on ln until ctx ends, then calls beforeShutdown (to end long-lived streams that
+// would otherwise hold Shutdown) and lets in-flight requests finish within grace.
+func serve(ctx context.Context, srv *http.Server, ln net.Listener, grace time.Duration, beforeShutdown func()) error {
+	errs := make(chan error, 1)
+	go func() { errs <- srv.Serve(ln) }()
+	select {
+	case err := <-errs:
+		return fmt.Errorf("serve http on %s: %w", ln.Addr(), err)
+	case <-ctx.Done():
+	}
+	if beforeShutdown != nil {
+		beforeShutdown()
+	}
+	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), grace)
+	defer cancel()
+	if err := srv.Shutdown(shutdownCtx); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("shut down http on %s: %w", ln.Addr(), err)
+	}
+	return nil
 }
 
 // opsActor serves /healthz and /readyz for a part without a web server of its own, so a
@@ -327,16 +335,7 @@ func opsActor(addr string, conn *sqlx.DB, cluster kafka.Cluster, log *slog.Logge
 	})
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 	return actor{name: "ops-http", run: func(ctx context.Context) error {
-		errs := make(chan error, 1)
-		go func() { errs <- srv.Serve(ln) }()
-		select {
-		case err := <-errs:
-			return fmt.Errorf("serve ops http: %w", err)
-		case <-ctx.Done():
-		}
-		shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		defer cancel()
-		return srv.Shutdown(shutdownCtx)
+		return serve(ctx, srv, ln, 5*time.Second, nil)
 	}}, nil
 }
 
