@@ -5,9 +5,10 @@ GO       ?= go
 BIN      := bin/boxoffice
 TESTARGS ?=
 
-.PHONY: run run-cluster test test-apache-kafka chaos build generate check postgres postgres-stop chromium kafka kafka-cluster kafka-stop clean
+.PHONY: run run-cluster test fuzz test-apache-kafka chaos build generate check postgres postgres-stop chromium kafka kafka-cluster kafka-stop clean
 
 KILLS ?= 50
+FUZZTIME ?= 10s
 KAFKA ?= embedded
 
 run: build postgres ## start every part in one process (embedded Kafka) and print the URL
@@ -24,6 +25,11 @@ test: postgres chromium ## unit, integration, end-to-end and real-browser tests
 
 chaos: postgres ## the crash test: SIGKILL random parts (broker and PostgreSQL too) KILLS times under load; KAFKA=apache for three Apache Kafka brokers
 	$(GO) test -tags chaos -run TestChaos -count=1 -v -timeout 60m . -args -kills=$(KILLS) -kafka=$(KAFKA)
+
+fuzz: ## a short run of every fuzz target, FUZZTIME each (seeds alone run in make test)
+	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./services/event
+	$(GO) test -run '^$$' -fuzz '^FuzzBookingRequestJSON$$' -fuzztime $(FUZZTIME) ./web
+	$(GO) test -run '^$$' -fuzz '^FuzzBookingToken$$' -fuzztime $(FUZZTIME) ./web
 
 test-apache-kafka: postgres chromium kafka kafka-cluster ## the end-to-end suite against one Apache Kafka broker, then against three
 	BOXOFFICE_TEST_KAFKA_BROKERS=$$(scripts/kafka.sh brokers 1) $(GO) test -count=1 $(TESTARGS) .

@@ -105,15 +105,9 @@ func (s *Server) apiCreateBooking(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, &badRequestError{"Send the booking as JSON (Content-Type: application/json)."})
 		return
 	}
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxJSONBytes))
-	dec.DisallowUnknownFields()
-	var req BookingRequest
-	if err := dec.Decode(&req); err != nil {
-		s.fail(w, r, &badRequestError{jsonProblem(err)})
-		return
-	}
-	if dec.More() {
-		s.fail(w, r, &badRequestError{"The body must hold one JSON object."})
+	req, err := decodeBookingRequest(http.MaxBytesReader(w, r.Body, maxJSONBytes))
+	if err != nil {
+		s.fail(w, r, err)
 		return
 	}
 	id, replayed, err := s.intake.Submit(r.Context(), req, r.Header.Get("Idempotency-Key"))
@@ -133,6 +127,21 @@ func (s *Server) apiCreateBooking(w http.ResponseWriter, r *http.Request) {
 		"events_url": s.withToken("/api/bookings/"+id+"/events", id),
 		"page_url":   s.withToken("/bookings/"+id, id),
 	})
+}
+
+// decodeBookingRequest reads one JSON booking request; every failure is a *badRequestError that
+// says what is wrong in terms of the request's fields.
+func decodeBookingRequest(body io.Reader) (BookingRequest, error) {
+	dec := json.NewDecoder(body)
+	dec.DisallowUnknownFields()
+	var req BookingRequest
+	if err := dec.Decode(&req); err != nil {
+		return BookingRequest{}, &badRequestError{jsonProblem(err)}
+	}
+	if dec.More() {
+		return BookingRequest{}, &badRequestError{"The body must hold one JSON object."}
+	}
+	return req, nil
 }
 
 // jsonProblem explains a JSON decoding error in terms of the request's fields.
