@@ -3,6 +3,8 @@ package main
 import (
 	"io"
 	"net/http"
+	"net/http/cookiejar"
+	"net/url"
 	"regexp"
 	"strconv"
 	"strings"
@@ -170,5 +172,68 @@ func TestStrangersSeeNothingOfABooking(t *testing.T) {
 	var got apiStatus
 	if status := c.getJSON(mine.StatusURL, &got); status != http.StatusOK || got.Status != "ticketed" {
 		t.Errorf("the status_url the API returned: %d %q", status, got.Status)
+	}
+}
+
+// TestMyBookingsListsThisBrowsersBookings: bookings made from a browser are listed on its "My
+// bookings" page, each linking to its status page (token included), remembered in an HttpOnly,
+// SameSite=Lax cookie; another browser sees none of them, and a forged entry is ignored.
+func TestMyBookingsListsThisBrowsersBookings(t *testing.T) {
+	c := startAll(t)
+	show := c.futureShow()
+	jar, _ := cookiejar.New(nil)
+	browser := &http.Client{Jar: jar, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	var ids []string
+	for _, seat := range []string{"J10", "J11"} {
+		form := url.Values{"show_id": {show.ID}, "seats": {seat}, "name": {"Grace Hopper"}, "phone": {"07700 900456"},
+			"card_number": {cardApproves}, "idempotency_key": {"my-bookings-" + seat}}
+		resp, err := browser.PostForm(c.web.url+"/bookings", form)
+		if err != nil {
+			t.Fatal(err)
+		}
+		readBody(resp)
+		if resp.StatusCode != http.StatusSeeOther {
+			t.Fatalf("booking %s: %d", seat, resp.StatusCode)
+		}
+		var remembered *http.Cookie
+		for _, ck := range resp.Cookies() {
+			if ck.Name == "boxoffice_bookings" {
+				remembered = ck
+			}
+		}
+		if remembered == nil || !remembered.HttpOnly || remembered.SameSite != http.SameSiteLaxMode || remembered.Path != "/" {
+			t.Fatalf("the booking cookie: %+v, want HttpOnly, SameSite=Lax, Path=/", remembered)
+		}
+		location, _ := url.Parse(resp.Header.Get("Location"))
+		ids = append(ids, strings.TrimPrefix(location.Path, "/bookings/"))
+	}
+	for _, id := range ids {
+		c.waitFinal(id)
+	}
+	resp, err := browser.Get(c.web.url + "/bookings")
+	if err != nil {
+		t.Fatal(err)
+	}
+	page := readBody(resp)
+	links := regexp.MustCompile(`href="(/bookings/[0-9a-f-]{36}\?token=[A-Za-z0-9_-]+)"`).FindAllStringSubmatch(page, -1)
+	if resp.StatusCode != http.StatusOK || len(links) != 2 || !strings.Contains(links[0][1], ids[1]) || !strings.Contains(page, "J11") ||
+		!strings.Contains(page, "J10") || !strings.Contains(page, "Ticket issued") {
+		t.Fatalf("My bookings: %d with %d links, want both bookings newest first, ticketed", resp.StatusCode, len(links))
+	}
+	if status, _ := c.getPage(strings.ReplaceAll(links[1][1], "&amp;", "&")); status != http.StatusOK {
+		t.Errorf("the listed link %s: %d", links[1][1], status)
+	}
+
+	if status, other := c.getPage("/bookings"); status != http.StatusOK || strings.Contains(other, ids[0]) || !strings.Contains(other, "No bookings from this browser yet") {
+		t.Errorf("another browser's My bookings: %d, want none of them", status)
+	}
+	req, _ := http.NewRequest(http.MethodGet, c.web.url+"/bookings", nil)
+	req.AddCookie(&http.Cookie{Name: "boxoffice_bookings", Value: ids[0] + ".AAAAAAAAAAAAAAAAAAAAAAAA"})
+	forged, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if page := readBody(forged); strings.Contains(page, ids[0]) {
+		t.Error("a forged cookie entry listed a booking")
 	}
 }

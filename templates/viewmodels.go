@@ -218,3 +218,19 @@ type OpsOutbox struct {
 	Pending int
 	Oldest  string
 }
+
+// MyBookingsPage lists the bookings made from this browser, newest first.
+type MyBookingsPage struct {
+	Bookings []MyBooking
+}
+
+// MyBooking is one line of "My bookings".
+type MyBooking struct {
+	URL         string // the booking's page, with its token
+	MovieTitle  string
+	TheatreName string
+	When        string
+	Seats       string
+	Status      string
+	StatusTitle string
+}

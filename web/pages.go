@@ -225,6 +225,7 @@ func (s *Server) bookingFormSubmit(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
+	s.rememberBooking(w, r, bookingID)
 	http.Redirect(w, r, s.withToken("/bookings/"+bookingID, bookingID), http.StatusSeeOther)
 }
 

@@ -99,6 +99,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /shows/{id}", s.showPage)
 	mux.HandleFunc("POST /shows/{id}/summary", s.showSummary)
 	mux.HandleFunc("POST /bookings", s.limitBookings(s.bookingFormSubmit))
+	mux.HandleFunc("GET /bookings", s.myBookingsPage)
 	mux.HandleFunc("GET /bookings/{id}", s.bookingPage)
 	mux.HandleFunc("GET /bookings/{id}/events", s.bookingEvents(StreamHTML))
 	mux.HandleFunc("GET /bookings/{id}/ticket", s.ticketPrintPage)
