@@ -12,6 +12,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/cookiejar"
 	"net/url"
 	"os"
 	"regexp"
@@ -593,8 +594,9 @@ func TestBrowserPagesLeadToABooking(t *testing.T) {
 	}
 
 	// A form with problems comes back with each one named and the choices kept.
-	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	form := url.Values{"show_id": {show.ID}, "seats": {"D4"}, "name": {""}, "phone": {"12"}, "card_number": {"1234"}}
+	client, showPage := c.formSession(show.ID)
+	csrf := csrfOf(t, showPage)
+	form := url.Values{"show_id": {show.ID}, "seats": {"D4"}, "name": {""}, "phone": {"12"}, "card_number": {"1234"}, "csrf_token": {csrf}}
 	resp, err := client.PostForm(c.web.url+"/bookings", form)
 	if err != nil {
 		t.Fatal(err)
@@ -617,7 +619,7 @@ func TestBrowserPagesLeadToABooking(t *testing.T) {
 	}
 
 	// A good form redirects to the status page, which streams progress until the ticket.
-	form = url.Values{"show_id": {show.ID}, "seats": {"D4", "D5"}, "name": {"Grace Hopper"}, "phone": {"07700 900456"}, "card_number": {cardApproves}}
+	form = url.Values{"show_id": {show.ID}, "seats": {"D4", "D5"}, "name": {"Grace Hopper"}, "phone": {"07700 900456"}, "card_number": {cardApproves}, "csrf_token": {csrf}}
 	resp, err = client.PostForm(c.web.url+"/bookings", form)
 	if err != nil {
 		t.Fatal(err)
@@ -1112,6 +1114,31 @@ func TestRealSMSProviderHidesTheSandboxInbox(t *testing.T) {
 	if _, home := sandbox.getPage("/"); !strings.Contains(home, `href="/dev/sms"`) {
 		t.Error("with the sandbox, the navigation does not link to its inbox")
 	}
+}
+
+// formSession opens a show's page as a browser does: a client that keeps the site's cookies (and
+// does not follow redirects), and the page — whose form carries the session's csrf_token.
+func (c *cluster) formSession(showID string) (*http.Client, string) {
+	c.t.Helper()
+	jar, _ := cookiejar.New(nil)
+	client := &http.Client{Jar: jar, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := client.Get(c.web.url + "/shows/" + showID)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	page, _ := io.ReadAll(resp.Body)
+	return client, string(page)
+}
+
+// csrfOf reads the form token from a page.
+func csrfOf(t testing.TB, page string) string {
+	t.Helper()
+	m := regexp.MustCompile(`name="csrf_token" value="([A-Za-z0-9_-]+)"`).FindStringSubmatch(page)
+	if m == nil {
+		t.Fatal("the page's form has no csrf_token")
+	}
+	return m[1]
 }
 
 // pqUUIDs writes ids as a PostgreSQL array literal.

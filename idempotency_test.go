@@ -90,14 +90,13 @@ func TestIdempotencyKeyBooksOnce(t *testing.T) {
 func TestBookPressedTwiceBooksOnce(t *testing.T) {
 	c := startAll(t)
 	show := c.futureShow()
-	_, page := c.getPage("/shows/" + show.ID)
+	client, page := c.formSession(show.ID)
 	m := regexp.MustCompile(`name="idempotency_key" value="([^"]+)"`).FindStringSubmatch(page)
 	if m == nil {
 		t.Fatal("the seat map's form has no idempotency key")
 	}
-	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	form := url.Values{"show_id": {show.ID}, "seats": {"J9"}, "name": {"Grace Hopper"}, "phone": {"07700 900456"},
-		"card_number": {cardApproves}, "idempotency_key": {m[1]}}
+		"card_number": {cardApproves}, "idempotency_key": {m[1]}, "csrf_token": {csrfOf(t, page)}}
 	var locations []string
 	for range 2 {
 		resp, err := client.PostForm(c.web.url+"/bookings", form)

@@ -3,7 +3,6 @@ package main
 import (
 	"io"
 	"net/http"
-	"net/http/cookiejar"
 	"net/url"
 	"regexp"
 	"strconv"
@@ -181,12 +180,11 @@ func TestStrangersSeeNothingOfABooking(t *testing.T) {
 func TestMyBookingsListsThisBrowsersBookings(t *testing.T) {
 	c := startAll(t)
 	show := c.futureShow()
-	jar, _ := cookiejar.New(nil)
-	browser := &http.Client{Jar: jar, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	browser, showPage := c.formSession(show.ID)
 	var ids []string
 	for _, seat := range []string{"J10", "J11"} {
 		form := url.Values{"show_id": {show.ID}, "seats": {seat}, "name": {"Grace Hopper"}, "phone": {"07700 900456"},
-			"card_number": {cardApproves}, "idempotency_key": {"my-bookings-" + seat}}
+			"card_number": {cardApproves}, "idempotency_key": {"my-bookings-" + seat}, "csrf_token": {csrfOf(t, showPage)}}
 		resp, err := browser.PostForm(c.web.url+"/bookings", form)
 		if err != nil {
 			t.Fatal(err)
@@ -235,5 +233,74 @@ func TestMyBookingsListsThisBrowsersBookings(t *testing.T) {
 	}
 	if page := readBody(forged); strings.Contains(page, ids[0]) {
 		t.Error("a forged cookie entry listed a booking")
+	}
+}
+
+// TestFormsNeedTheSessionsToken: the booking form and the htmx requests of the seat map carry a
+// token bound to the browser's session (an HttpOnly, SameSite=Lax cookie); a post without it, or
+// with another session's, is refused with 403 and the reason, and books nothing.
+func TestFormsNeedTheSessionsToken(t *testing.T) {
+	c := startAll(t)
+	show := c.futureShow()
+	browser, page := c.formSession(show.ID)
+	token := csrfOf(t, page)
+	if !strings.Contains(page, `hx-headers="{&#34;X-CSRF-Token&#34;:&#34;`+token+`&#34;}"`) {
+		t.Error("the page does not give htmx the session's token")
+	}
+	site, _ := url.Parse(c.web.url)
+	var session *http.Cookie
+	for _, ck := range browser.Jar.Cookies(site) {
+		if ck.Name == "boxoffice_session" {
+			session = ck
+		}
+	}
+	if session == nil {
+		t.Fatal("no session cookie after opening a page")
+	}
+	_, otherPage := c.formSession(show.ID)
+	before := topicEndOffset(t, c.kc, event.TopicBookingMovie)
+	form := func(csrf string) url.Values {
+		return url.Values{"show_id": {show.ID}, "seats": {"G7"}, "name": {"Grace Hopper"}, "phone": {"07700 900456"},
+			"card_number": {cardApproves}, "idempotency_key": {"csrf-test-" + csrf}, "csrf_token": {csrf}}
+	}
+	for what, csrf := range map[string]string{"no token": "", "another session's token": csrfOf(t, otherPage)} {
+		resp, err := browser.PostForm(c.web.url+"/bookings", form(csrf))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if body := readBody(resp); resp.StatusCode != http.StatusForbidden || !strings.Contains(body, "Reload the page") {
+			t.Errorf("booking form with %s: %d, want 403 saying to reload", what, resp.StatusCode)
+		}
+	}
+	if after := topicEndOffset(t, c.kc, event.TopicBookingMovie); after != before {
+		t.Errorf("refused forms reached booking-movie: %d → %d", before, after)
+	}
+	summary := func(header string) int {
+		req, _ := http.NewRequest(http.MethodPost, c.web.url+"/shows/"+show.ID+"/summary", strings.NewReader("seats=G7"))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.Header.Set("HX-Request", "true")
+		if header != "" {
+			req.Header.Set("X-CSRF-Token", header)
+		}
+		resp, err := browser.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		readBody(resp)
+		return resp.StatusCode
+	}
+	if got := summary(token); got != http.StatusOK {
+		t.Errorf("htmx summary with the header: %d, want 200", got)
+	}
+	if got := summary(""); got != http.StatusForbidden {
+		t.Errorf("htmx summary without a token: %d, want 403", got)
+	}
+	resp, err := browser.PostForm(c.web.url+"/bookings", form(token))
+	if err != nil {
+		t.Fatal(err)
+	}
+	readBody(resp)
+	if resp.StatusCode != http.StatusSeeOther {
+		t.Errorf("booking form with its session's token: %d, want 303", resp.StatusCode)
 	}
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"strconv"
 	"strings"
+
+	"github.com/a-h/templ"
 )
 
 // The strict Content-Security-Policy forbids inline styles, so per-film and per-screen looks are
@@ -98,6 +100,28 @@ func joinSeats(seats []string) string {
 }
 
 type sandboxInboxKey struct{}
+
+type csrfKey struct{}
+
+// WithCSRF gives templates the session's form token: a hidden field in forms, and htmx's
+// X-CSRF-Token header on every request it makes.
+func WithCSRF(ctx context.Context, token string) context.Context {
+	return context.WithValue(ctx, csrfKey{}, token)
+}
+
+func csrfToken(ctx context.Context) string {
+	token, _ := ctx.Value(csrfKey{}).(string)
+	return token
+}
+
+// bodyAttrs puts the form token on <body> for htmx (hx-headers is inherited by every element).
+func bodyAttrs(ctx context.Context) templ.Attributes {
+	token := csrfToken(ctx)
+	if token == "" {
+		return templ.Attributes{}
+	}
+	return templ.Attributes{"hx-headers": `{"X-CSRF-Token":"` + token + `"}`}
+}
 
 // WithSandboxInbox tells the layout whether the sandbox SMS inbox exists (it does not with a
 // real SMS provider), so the navigation only links to pages that are there.

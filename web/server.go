@@ -97,8 +97,8 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /{$}", s.moviesPage)
 	mux.HandleFunc("GET /movies/{id}", s.moviePage)
 	mux.HandleFunc("GET /shows/{id}", s.showPage)
-	mux.HandleFunc("POST /shows/{id}/summary", s.showSummary)
-	mux.HandleFunc("POST /bookings", s.limitBookings(s.bookingFormSubmit))
+	mux.HandleFunc("POST /shows/{id}/summary", s.requireCSRF(s.showSummary))
+	mux.HandleFunc("POST /bookings", s.limitBookings(s.requireCSRF(s.bookingFormSubmit)))
 	mux.HandleFunc("GET /bookings", s.myBookingsPage)
 	mux.HandleFunc("GET /bookings/{id}", s.bookingPage)
 	mux.HandleFunc("GET /bookings/{id}/events", s.bookingEvents(StreamHTML))
@@ -127,7 +127,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /api/ops", s.apiOps)
 
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { s.fail(w, r, errNotFound) })
-	return s.recoverPanics(s.secure(mux))
+	return s.recoverPanics(s.secure(s.withSession(mux)))
 }
 
 func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
@@ -168,6 +168,8 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 		status, code, message = http.StatusBadRequest, "bad_request", bad.msg
 	case errors.Is(err, errNotFound), errors.Is(err, ErrBookingNotFound), errors.Is(err, catalog.ErrNotFound):
 		status, code, message = http.StatusNotFound, "not_found", "We could not find that page. It may have moved, or the link may be wrong."
+	case errors.Is(err, errCSRF):
+		status, code, message = http.StatusForbidden, "form_expired", "This form has expired or did not come from this site. Reload the page and try again: nothing was booked."
 	case errors.Is(err, errCrossOrigin):
 		status, code, message = http.StatusForbidden, "cross_origin", "This request came from another site's page, so it was refused. Book from this site's own pages."
 	case errors.As(err, &limited):

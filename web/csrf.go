@@ -1,0 +1,80 @@
+package web
+
+import (
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"errors"
+	"net/http"
+	"regexp"
+	"strings"
+
+	"github.com/boxoffice/boxoffice/templates"
+)
+
+// Forms and htmx requests carry a token bound to the browser's session, besides the origin
+// check (CrossOriginProtection): a page of another site cannot read it, so it cannot send it.
+// The session is a random id in an HttpOnly, SameSite=Lax cookie; the token is an HMAC of it,
+// put in every form as csrf_token and on <body> as htmx's X-CSRF-Token header.
+
+const (
+	sessionCookie = "boxoffice_session"
+	csrfField     = "csrf_token"
+	csrfHeader    = "X-CSRF-Token"
+)
+
+// errCSRF is a form or htmx request without its session's token.
+var errCSRF = errors.New("missing or wrong form token")
+
+var sessionPattern = regexp.MustCompile(`^[A-Za-z0-9_-]{22}$`)
+
+func (s *Server) csrfFor(session string) string {
+	mac := hmac.New(sha256.New, s.capabilityKey)
+	mac.Write([]byte("csrf:" + session))
+	return base64.RawURLEncoding.EncodeToString(mac.Sum(nil)[:18])
+}
+
+// withSession gives every page a session (creating its cookie on the first visit) and puts the
+// session's form token where templates render it.
+func (s *Server) withSession(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if isAPI(r) || strings.HasPrefix(r.URL.Path, "/static/") || strings.HasSuffix(r.URL.Path, "/events") {
+			next.ServeHTTP(w, r)
+			return
+		}
+		session := ""
+		if c, err := r.Cookie(sessionCookie); err == nil && sessionPattern.MatchString(c.Value) {
+			session = c.Value
+		} else {
+			b := make([]byte, 16)
+			_, _ = rand.Read(b)
+			session = base64.RawURLEncoding.EncodeToString(b)
+			http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: session, Path: "/", HttpOnly: true,
+				Secure: r.TLS != nil, SameSite: http.SameSiteLaxMode})
+			r.AddCookie(&http.Cookie{Name: sessionCookie, Value: session}) // for a POST on the very first visit
+		}
+		next.ServeHTTP(w, r.WithContext(templates.WithCSRF(r.Context(), s.csrfFor(session))))
+	})
+}
+
+// requireCSRF refuses a form or htmx POST whose token does not match the session's.
+func (s *Server) requireCSRF(next http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
+		if err := r.ParseForm(); err != nil {
+			s.fail(w, r, &badRequestError{"The form could not be read: it may be too large."})
+			return
+		}
+		given := r.Header.Get(csrfHeader)
+		if given == "" {
+			given = r.PostForm.Get(csrfField)
+		}
+		c, err := r.Cookie(sessionCookie)
+		if err != nil || !sessionPattern.MatchString(c.Value) || given == "" || !hmac.Equal([]byte(given), []byte(s.csrfFor(c.Value))) {
+			s.fail(w, r, errCSRF)
+			return
+		}
+		next(w, r)
+	}
+}
