@@ -107,6 +107,9 @@ func TestChaos(t *testing.T) {
 	kafkaDir := t.TempDir()
 	webURL := fmt.Sprintf("http://127.0.0.1:%d", webPort)
 	logs := t.TempDir()
+	if keep := os.Getenv("BOXOFFICE_CHAOS_LOGS"); keep != "" {
+		logs = keep // kept after the run, for a failure's post-mortem
+	}
 
 	// exits holds, per started process, a channel closed when it exits: a part can also end by
 	// itself (say, started while the broker it needs was still down), and then, as a supervisor

@@ -10,7 +10,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -116,10 +118,24 @@ func TestRunClusterServesBookingsWithReplicas(t *testing.T) {
 			t.Fatalf("run-cluster.sh not running after 90 s:\n%s", strings.Join(output, "\n"))
 		}
 	}
+	var outMu sync.Mutex
 	go func() {
-		for range lines { // keep the pipe drained
+		for line := range lines { // keep the pipe drained, and the lines
+			outMu.Lock()
+			output = append(output, line)
+			outMu.Unlock()
 		}
 	}()
+	said := func(re *regexp.Regexp) []string {
+		outMu.Lock()
+		defer outMu.Unlock()
+		for _, line := range output {
+			if m := re.FindStringSubmatch(line); m != nil {
+				return m
+			}
+		}
+		return nil
+	}
 
 	web1 := &cluster{t: t, dbURL: dbURL, kc: kc, web: &process{url: fmt.Sprintf("http://127.0.0.1:%d", webPort)}}
 	web2 := &cluster{t: t, dbURL: dbURL, kc: kc, web: &process{url: fmt.Sprintf("http://127.0.0.1:%d", webPort+1)}}
@@ -138,6 +154,22 @@ func TestRunClusterServesBookingsWithReplicas(t *testing.T) {
 		if n, err := kafka.GroupMembers(t.Context(), kc, group); err != nil || n != 2 {
 			t.Errorf("group %s has %d members (err %v), want its two replicas", group, n, err)
 		}
+	}
+
+	// A part that dies is started again, as a supervisor would, and bookings go on.
+	m := said(regexp.MustCompile(`run-cluster: payment-1 \(pid (\d+)\)`))
+	if m == nil {
+		t.Fatal("run-cluster.sh did not name payment-1's pid")
+	}
+	pid, _ := strconv.Atoi(m[1])
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "payment-1 started again", func() bool {
+		return said(regexp.MustCompile(`payment-1 exited; starting it again`)) != nil
+	})
+	if st := web1.waitFinal(web2.mustBook(show.ID, []string{"K9"}, cardApproves).BookingID); st.Status != "ticketed" {
+		t.Errorf("a booking after payment-1 was killed: %q (%q)", st.Status, st.Reason)
 	}
 
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {

@@ -2,7 +2,8 @@
 # One process per part, as a cinema chain would deploy Boxoffice when one machine is not enough:
 # a Kafka broker, two web replicas, two booking and two payment replicas (each pair one consumer
 # group that splits the partitions), notification and ticket. `make run-cluster` runs it;
-# Ctrl-C stops every process (SIGTERM: each drains and commits first).
+# Ctrl-C stops every process (SIGTERM: each drains and commits first). Like a supervisor, it
+# starts a part again when it exits (a part exits when it loses the broker for good, say).
 #
 # Environment: BIN (bin/boxoffice), WEB_PORT (8080: the web replicas take 8080 and 8081),
 # KAFKA_BROKERS (empty: an embedded broker process on KAFKA_PORT, 9092; or point it at Apache
@@ -19,6 +20,7 @@ mkdir -p "$dir/logs"
 [ -x "$bin" ] || { echo "run-cluster: $bin is missing: run make build" >&2; exit 1; }
 
 pids=()        # the parts
+specs=()       # how each was started: "name target VAR=value..."
 broker_pid="" # the embedded broker, stopped last so the parts' final commits reach it
 stop_all() {
 	local status=${1:-0}
@@ -35,13 +37,19 @@ stop_all() {
 trap 'stop_all 0' INT TERM
 trap 'stop_all $?' EXIT
 
-# start NAME TARGET [VAR=value...]: one process, its log in $dir/logs/NAME.log.
-start() {
+# launch NAME TARGET [VAR=value...]: one process, its log appended to $dir/logs/NAME.log.
+launch() {
 	local name=$1 target=$2
 	shift 2
-	env "$@" "$bin" -target="$target" >"$dir/logs/$name.log" 2>&1 &
-	pids+=("$!")
+	env "$@" "$bin" -target="$target" >>"$dir/logs/$name.log" 2>&1 &
 	echo "run-cluster: $name (pid $!)" >&2
+}
+
+# start NAME TARGET [VAR=value...]: a part, remembered so it can be started again.
+start() {
+	launch "$@"
+	pids+=("$!")
+	specs+=("$*")
 }
 
 wait_port() {
@@ -54,9 +62,8 @@ wait_port() {
 }
 
 if [ -z "${KAFKA_BROKERS:-}" ]; then
-	start broker broker KAFKA_EMBEDDED_PORT="$kafka_port" KAFKA_DATA_DIR="$dir/kafka"
-	broker_pid=${pids[-1]}
-	unset 'pids[-1]'
+	launch broker broker KAFKA_EMBEDDED_PORT="$kafka_port" KAFKA_DATA_DIR="$dir/kafka"
+	broker_pid=$!
 	wait_port "$kafka_port"
 	export KAFKA_BROKERS=127.0.0.1:$kafka_port
 fi
@@ -77,12 +84,21 @@ wait_port "$((web_port + 1))"
 echo "Boxoffice (one process per part) is running at http://127.0.0.1:$web_port and http://127.0.0.1:$((web_port + 1))"
 echo "logs: $dir/logs; Ctrl-C stops everything"
 
-# Run until interrupted; if a part dies, say so and stop the rest rather than limp on.
+# Run until interrupted. A part that exits is started again; without the broker nothing can
+# work, so its loss stops everything.
 while true; do
-	for pid in "${pids[@]}" $broker_pid; do
-		if ! kill -0 "$pid" 2>/dev/null; then
-			echo "run-cluster: process $pid exited; see $dir/logs" >&2
-			exit 1
+	if [ -n "$broker_pid" ] && ! kill -0 "$broker_pid" 2>/dev/null; then
+		echo "run-cluster: the broker exited; see $dir/logs/broker.log" >&2
+		exit 1
+	fi
+	for i in "${!pids[@]}"; do
+		if ! kill -0 "${pids[$i]}" 2>/dev/null; then
+			wait "${pids[$i]}" 2>/dev/null || true
+			# shellcheck disable=SC2086 # the spec is "name target VAR=value...", no spaces inside
+			set -- ${specs[$i]}
+			echo "run-cluster: $1 exited; starting it again" >&2
+			launch "$@"
+			pids[i]=$!
 		fi
 	done
 	sleep 1

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
+	"strconv"
 	"time"
 
 	kafkago "github.com/segmentio/kafka-go"
@@ -90,6 +92,9 @@ type Consumer struct {
 	publisher *Publisher
 	log       *slog.Logger
 	reader    *kafkago.Reader
+
+	stuck   map[string]int64 // lagging partitions' committed offsets at the last idle check
+	strikes int              // idle checks in a row that found them unmoved
 }
 
 // NewConsumer builds a group consumer. The reader settings are the measured ones from STACK.md:
@@ -98,26 +103,24 @@ type Consumer struct {
 // earliest offset so nothing written before it joined is missed.
 func NewConsumer(cfg ConsumerConfig, handlers Handlers, publisher *Publisher, log *slog.Logger) *Consumer {
 	log = log.With("group", cfg.GroupID)
-	return &Consumer{
-		cfg:       cfg,
-		handlers:  handlers,
-		publisher: publisher,
-		log:       log,
-		reader: kafkago.NewReader(kafkago.ReaderConfig{
-			Brokers:           cfg.Cluster.Brokers,
-			GroupID:           cfg.Cluster.Group(cfg.GroupID),
-			GroupTopics:       cfg.Cluster.topics(cfg.Topics),
-			MinBytes:          1,
-			MaxBytes:          10 << 20,
-			MaxWait:           500 * time.Millisecond,
-			HeartbeatInterval: 500 * time.Millisecond,
-			SessionTimeout:    6 * time.Second,
-			RebalanceTimeout:  10 * time.Second,
-			CommitInterval:    100 * time.Millisecond,
-			StartOffset:       kafkago.FirstOffset,
-			ErrorLogger:       errorLogger(log, "kafka-reader"),
-		}),
-	}
+	return &Consumer{cfg: cfg, handlers: handlers, publisher: publisher, log: log, reader: newReader(cfg, log)}
+}
+
+func newReader(cfg ConsumerConfig, log *slog.Logger) *kafkago.Reader {
+	return kafkago.NewReader(kafkago.ReaderConfig{
+		Brokers:           cfg.Cluster.Brokers,
+		GroupID:           cfg.Cluster.Group(cfg.GroupID),
+		GroupTopics:       cfg.Cluster.topics(cfg.Topics),
+		MinBytes:          1,
+		MaxBytes:          10 << 20,
+		MaxWait:           500 * time.Millisecond,
+		HeartbeatInterval: 500 * time.Millisecond,
+		SessionTimeout:    6 * time.Second,
+		RebalanceTimeout:  10 * time.Second,
+		CommitInterval:    100 * time.Millisecond,
+		StartOffset:       kafkago.FirstOffset,
+		ErrorLogger:       errorLogger(log, "kafka-reader"),
+	})
 }
 
 // Run consumes until ctx is cancelled. The message being handled when that happens is finished
@@ -128,35 +131,26 @@ func (c *Consumer) Run(ctx context.Context) error {
 			c.log.Warn("close kafka reader", "err", err)
 		}
 	}()
-	var failingSince, lastFailure time.Time
-	backoff := 100 * time.Millisecond
 	for {
-		msg, err := c.reader.FetchMessage(ctx)
+		fetchCtx, cancel := context.WithTimeout(ctx, idleCheck)
+		msg, err := c.reader.FetchMessage(fetchCtx)
+		cancel()
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
-			// A broker restarting or a partition changing leader: the reader reconnects by
-			// itself, so wait and fetch again. Only a failure that lasts is worth stopping for:
-			// errors coming back to back, not one now and one after a quiet spell (a fetch that
-			// blocks is a reader waiting for messages, not failing).
-			if failingSince.IsZero() || time.Since(lastFailure) > quietSpell {
-				failingSince = time.Now()
+			if errors.Is(err, context.DeadlineExceeded) {
+				c.checkIdle(ctx)
+				continue
 			}
-			lastFailure = time.Now()
-			if time.Since(failingSince) > maxFetchFailure {
-				return fmt.Errorf("fetch from %v, failing for %s: %w", c.cfg.Topics, maxFetchFailure, err)
-			}
-			c.log.Warn("fetch failed; retrying", "topics", c.cfg.Topics, "err", err, "retry_in", backoff)
-			select {
-			case <-ctx.Done():
-				return nil
-			case <-time.After(backoff):
-			}
-			backoff = min(backoff*2, 5*time.Second)
-			continue
+			// The reader reconnects by itself after most errors, but after a broker restart
+			// kafka-go's group readers were seen to stall without a word (the crash test caught
+			// one: a reader of the same process silent for good). A fresh process is the reliable
+			// cure, so the consumer ends and its process exits, for its supervisor to start again:
+			// offsets are committed only after effects, so nothing is lost.
+			return fmt.Errorf("fetch from %v: %w", c.cfg.Topics, err)
 		}
-		failingSince, backoff = time.Time{}, 100*time.Millisecond
+		c.stuck, c.strikes = nil, 0
 		// In-flight work is not cut off by shutdown: it finishes (or gives up) on its own clock.
 		work := context.WithoutCancel(ctx)
 		if !c.process(ctx, work, msg) {
@@ -171,15 +165,43 @@ func (c *Consumer) Run(ctx context.Context) error {
 	}
 }
 
-// maxFetchFailure is how long fetching may fail without a break before the consumer gives up
-// (and its process exits, for its supervisor to start again): longer than a broker takes to
-// restart or a controller to move leadership.
-const maxFetchFailure = 5 * time.Minute
+// idleCheck is how long a fetch may wait for a message before the consumer checks that its
+// group is not stuck.
+const idleCheck = 10 * time.Second
 
-// quietSpell without a fetch error ends a run of them. A group that cannot form reports an error
-// only every ~15 s (three joins 5 s apart), and a report that arrives while the loop backs off is
-// dropped, so the spell is much longer than that.
-const quietSpell = 90 * time.Second
+// checkIdle runs when nothing arrived for idleCheck. If the group has messages waiting on
+// partitions whose committed offsets have not moved for three checks in a row, some member holds
+// them without reading: the crash test caught the embedded broker keeping a killed process's
+// member in a group for good, its partitions orphaned. Joining again makes the group rebalance,
+// and a member that does not rejoin is dropped, so the partitions find a reader. A member that
+// is merely slow moves its offsets and is left alone.
+func (c *Consumer) checkIdle(ctx context.Context) {
+	checkCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	offsets, err := GroupOffsets(checkCtx, c.cfg.Cluster, Subscription{Group: c.cfg.GroupID, Topics: c.cfg.Topics})
+	if err != nil {
+		return // the broker is busy or away: the next check will tell
+	}
+	lagging := map[string]int64{}
+	for _, o := range offsets {
+		if o.Lag > 0 {
+			lagging[o.Topic+"/"+strconv.Itoa(o.Partition)] = o.Committed
+		}
+	}
+	if len(lagging) == 0 || !maps.Equal(lagging, c.stuck) {
+		c.stuck, c.strikes = lagging, 0
+		return
+	}
+	if c.strikes++; c.strikes < 2 {
+		return
+	}
+	c.log.Warn("partitions with messages waiting and nobody reading them; joining the group again", "partitions", lagging)
+	if err := c.reader.Close(); err != nil {
+		c.log.Warn("close kafka reader", "err", err)
+	}
+	c.reader = newReader(c.cfg, c.log)
+	c.stuck, c.strikes = nil, 0
+}
 
 // process handles one message. A permanent failure is dead-lettered at once; a transient one is
 // retried with capped exponential backoff in place (order within the partition holds) for up
