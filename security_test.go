@@ -106,6 +106,8 @@ func TestBookingRequestsAreRateLimited(t *testing.T) {
 			t.Fatalf("request %d: %d %+v", i+1, status, resp)
 		}
 	}
+	// The three accepted requests reach the topic through the outbox, a moment later.
+	eventually(t, "the accepted requests published", func() bool { return topicEndOffset(t, c.kc, event.TopicBookingMovie) == 3 })
 	before := topicEndOffset(t, c.kc, event.TopicBookingMovie)
 	raw := `{"show_id":"` + show.ID + `","seats":["H9"],"name":"Ada Lovelace","phone":"+44 7700 900123","card_number":"4242 4242 4242 4242"}`
 	resp, err := http.Post(c.web.url+"/api/bookings", "application/json", strings.NewReader(raw))

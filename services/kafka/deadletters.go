@@ -159,19 +159,11 @@ func readPartition(ctx context.Context, brokers []string, topic string, partitio
 // readPartitionFrom reads a partition from offset to its current end.
 func readPartitionFrom(ctx context.Context, brokers []string, topic string, partition int, from int64) ([]kafkago.Message, error) {
 	client := &kafkago.Client{Addr: kafkago.TCP(brokers...), Timeout: 10 * time.Second}
-	offsets, err := client.ListOffsets(ctx, &kafkago.ListOffsetsRequest{Topics: map[string][]kafkago.OffsetRequest{
-		topic: {kafkago.FirstOffsetOf(partition), kafkago.LastOffsetOf(partition)},
-	}})
+	firsts, ends, err := partitionBounds(ctx, client, topic, []int{partition})
 	if err != nil {
-		return nil, fmt.Errorf("offsets of %s/%d: %w", topic, partition, err)
+		return nil, err
 	}
-	var first, end int64
-	for _, p := range offsets.Topics[topic] {
-		if p.Error != nil {
-			return nil, fmt.Errorf("offsets of %s/%d: %w", topic, partition, p.Error)
-		}
-		first, end = p.FirstOffset, p.LastOffset
-	}
+	first, end := firsts[partition], ends[partition]
 	from = max(from, first)
 	if from >= end {
 		return nil, nil

@@ -179,18 +179,30 @@ func partitionBounds(ctx context.Context, client *kafkago.Client, topic string, 
 		for _, p := range partitions {
 			req.Topics[topic] = append(req.Topics[topic], of(p))
 		}
-		resp, err := client.ListOffsets(ctx, req)
-		if err != nil {
-			return nil, fmt.Errorf("offsets of %s: %w", topic, err)
-		}
-		out := map[int]int64{}
-		for _, p := range resp.Topics[topic] {
-			if p.Error != nil {
-				return nil, fmt.Errorf("offsets of %s/%d: %w", topic, p.Partition, p.Error)
+		// A topic created a moment ago may have no partition leader yet (Apache Kafka elects
+		// one within a second or so): ask again for a few seconds before giving up.
+		for attempt := 0; ; attempt++ {
+			resp, err := client.ListOffsets(ctx, req)
+			if err != nil {
+				return nil, fmt.Errorf("offsets of %s: %w", topic, err)
 			}
-			out[p.Partition] = max(p.FirstOffset, p.LastOffset)
+			out := map[int]int64{}
+			for _, p := range resp.Topics[topic] {
+				if p.Error != nil {
+					err = fmt.Errorf("offsets of %s/%d: %w", topic, p.Partition, p.Error)
+				}
+				out[p.Partition] = max(p.FirstOffset, p.LastOffset)
+			}
+			var kerr kafkago.Error
+			if err == nil || !errors.As(err, &kerr) || !kerr.Temporary() || attempt >= 50 {
+				return out, err
+			}
+			select {
+			case <-ctx.Done():
+				return nil, err
+			case <-time.After(100 * time.Millisecond):
+			}
 		}
-		return out, nil
 	}
 	if first, err = ask(kafkago.FirstOffsetOf); err != nil {
 		return nil, nil, err
