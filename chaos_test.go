@@ -163,6 +163,9 @@ func TestChaos(t *testing.T) {
 			cmd := exec.Command(os.Args[0], "-test.run=^$")
 			cmd.Env = append(os.Environ(), append(append([]string{
 				childTargetEnv + "=" + target, "DATABASE_URL=" + dbURL, "KAFKA_PARTITIONS=3", "LOG_LEVEL=warn", "BOOKING_RATE_LIMIT=0",
+				// Outages here last seconds, so a minute of retries is plenty; and a group member
+				// the embedded broker keeps after a kill is then noticed within 90 s, not 10 min.
+				"CONSUMER_MAX_STALL=60s",
 			}, kafkaEnv...), extra...)...)
 			f, err := os.OpenFile(filepath.Join(logs, target+".log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
 			if err != nil {

@@ -93,8 +93,8 @@ type Consumer struct {
 	log       *slog.Logger
 	reader    *kafkago.Reader
 
-	stuck   map[string]int64 // lagging partitions' committed offsets at the last idle check
-	strikes int              // idle checks in a row that found them unmoved
+	stuck      map[string]int64 // lagging partitions' committed offsets at the last idle check
+	stuckSince time.Time        // since when the idle checks have found them unmoved
 }
 
 // NewConsumer builds a group consumer. The reader settings are the measured ones from STACK.md:
@@ -140,7 +140,9 @@ func (c *Consumer) Run(ctx context.Context) error {
 				return nil
 			}
 			if errors.Is(err, context.DeadlineExceeded) {
-				c.checkIdle(ctx)
+				if err := c.checkIdle(ctx); err != nil {
+					return err
+				}
 				continue
 			}
 			// The reader reconnects by itself after most errors, but after a broker restart
@@ -150,7 +152,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 			// offsets are committed only after effects, so nothing is lost.
 			return fmt.Errorf("fetch from %v: %w", c.cfg.Topics, err)
 		}
-		c.stuck, c.strikes = nil, 0
+		c.stuck = nil
 		// In-flight work is not cut off by shutdown: it finishes (or gives up) on its own clock.
 		work := context.WithoutCancel(ctx)
 		if !c.process(ctx, work, msg) {
@@ -170,17 +172,18 @@ func (c *Consumer) Run(ctx context.Context) error {
 const idleCheck = 10 * time.Second
 
 // checkIdle runs when nothing arrived for idleCheck. If the group has messages waiting on
-// partitions whose committed offsets have not moved for three checks in a row, some member holds
-// them without reading: the crash test caught the embedded broker keeping a killed process's
-// member in a group for good, its partitions orphaned. Joining again makes the group rebalance,
-// and a member that does not rejoin is dropped, so the partitions find a reader. A member that
-// is merely slow moves its offsets and is left alone.
-func (c *Consumer) checkIdle(ctx context.Context) {
+// partitions whose committed offsets have not moved for longer than a live member may retry one
+// message (MaxStall, plus a margin), some member holds them without reading: the crash test
+// caught the embedded broker keeping a killed process's member in a group for good, its
+// partitions orphaned. Joining again makes the group rebalance, and a member that does not
+// rejoin is dropped, so the partitions find a reader. A member that is slow, or retrying through
+// an outage, moves its offsets or gives up within MaxStall, and is left alone.
+func (c *Consumer) checkIdle(ctx context.Context) error {
 	checkCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	offsets, err := GroupOffsets(checkCtx, c.cfg.Cluster, Subscription{Group: c.cfg.GroupID, Topics: c.cfg.Topics})
 	if err != nil {
-		return // the broker is busy or away: the next check will tell
+		return nil // the broker is busy or away: the next check will tell
 	}
 	lagging := map[string]int64{}
 	for _, o := range offsets {
@@ -189,18 +192,32 @@ func (c *Consumer) checkIdle(ctx context.Context) {
 		}
 	}
 	if len(lagging) == 0 || !maps.Equal(lagging, c.stuck) {
-		c.stuck, c.strikes = lagging, 0
-		return
+		c.stuck, c.stuckSince = lagging, time.Now()
+		return nil
 	}
-	if c.strikes++; c.strikes < 2 {
-		return
+	maxStall := c.cfg.MaxStall
+	if maxStall <= 0 {
+		maxStall = DefaultMaxStall
+	}
+	if time.Since(c.stuckSince) < maxStall+30*time.Second {
+		return nil
 	}
 	c.log.Warn("partitions with messages waiting and nobody reading them; joining the group again", "partitions", lagging)
-	if err := c.reader.Close(); err != nil {
-		c.log.Warn("close kafka reader", "err", err)
+	// Close waits for the reader's goroutines; a wedged one may never end, and then only a
+	// fresh process helps.
+	closed := make(chan error, 1)
+	go func() { closed <- c.reader.Close() }()
+	select {
+	case err := <-closed:
+		if err != nil {
+			c.log.Warn("close kafka reader", "err", err)
+		}
+	case <-time.After(15 * time.Second):
+		return fmt.Errorf("group %s: the stuck reader did not close; exiting for a fresh start", c.cfg.GroupID)
 	}
 	c.reader = newReader(c.cfg, c.log)
-	c.stuck, c.strikes = nil, 0
+	c.stuck = nil
+	return nil
 }
 
 // process handles one message. A permanent failure is dead-lettered at once; a transient one is
