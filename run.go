@@ -131,6 +131,15 @@ func runWith(ctx context.Context, target string, cfg Config, stdout io.Writer, o
 		svc := ticket.NewService(conn, pub, now, log)
 		actors = append(actors, consumerActor("ticket", svc.Consumer(cluster, pub), cfg.ConsumerMaxStall), actor{name: "ticket-outbox", run: svc.Relay().Run})
 	}
+	// The ops port listens before the part reports itself started, so a health check made
+	// right after start-up finds it.
+	if cfg.OpsAddr != "" && target != TargetWeb && target != TargetAll {
+		ops, err := opsActor(cfg.OpsAddr, conn, cluster, log)
+		if err != nil {
+			return err
+		}
+		actors = append(actors, ops)
+	}
 	if wants(TargetWeb) {
 		capabilityKey, err := web.CapabilityKey(ctx, conn)
 		if err != nil {
@@ -159,13 +168,6 @@ func runWith(ctx context.Context, target string, cfg Config, stdout io.Writer, o
 		}
 	} else if opts.started != nil {
 		opts.started("", cluster.Brokers)
-	}
-	if cfg.OpsAddr != "" && target != TargetWeb && target != TargetAll {
-		ops, err := opsActor(cfg.OpsAddr, conn, cluster, log)
-		if err != nil {
-			return err
-		}
-		actors = append(actors, ops)
 	}
 	log.Info("boxoffice started", "brokers", cluster.Brokers, "namespace", cluster.Namespace, "partitions", cfg.KafkaPartitions)
 	return runActors(ctx, actors, log)
