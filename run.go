@@ -283,7 +283,7 @@ func webActor(cfg Config, ln net.Listener, server *web.Server, log *slog.Logger)
 	}
 	url := "http://" + ln.Addr().String()
 	return actor{name: "http", run: func(ctx context.Context) error {
-		return serve(ctx, srv, ln, 10*time.Second, server.Hub().Close)
+		return serve(ctx, srv, ln, 10*time.Second, server.CloseStreams)
 	}}, url, nil
 }
 

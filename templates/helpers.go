@@ -33,8 +33,11 @@ func seatColumnClass(column int) string {
 // seatName is what a screen reader says for a seat.
 func seatName(row string, s SeatView) string {
 	name := "Row " + row + " seat " + strconv.Itoa(s.Number)
-	if s.Taken {
-		name += ", taken"
+	switch {
+	case s.Held:
+		name += ", held by another buyer"
+	case s.Taken:
+		name += ", sold"
 	}
 	return name
 }
@@ -132,4 +135,12 @@ func WithSandboxInbox(ctx context.Context, present bool) context.Context {
 func sandboxInbox(ctx context.Context) bool {
 	present, _ := ctx.Value(sandboxInboxKey{}).(bool)
 	return present
+}
+
+// justTaken tells a person that seats they chose were taken by someone else meanwhile.
+func justTaken(seats []string) string {
+	if len(seats) == 1 {
+		return "Seat " + seats[0] + " has just been taken by someone else. Please choose another."
+	}
+	return "Seats " + joinSeats(seats) + " have just been taken by someone else. Please choose others."
 }

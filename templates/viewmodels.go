@@ -57,9 +57,11 @@ type MoviePage struct {
 
 // SeatView is one seat on the map.
 type SeatView struct {
+	Row      string // "F"
 	Label    string // "F7"
 	Number   int
-	Taken    bool
+	Taken    bool // held or sold: it cannot be chosen
+	Held     bool // taken by a booking still being paid for; it may come free again
 	Selected bool
 	Column   int // 1-based grid column, counting aisles
 }
@@ -84,6 +86,8 @@ type ShowSummary struct {
 	Seats []string
 	Price string // per seat
 	Total string
+	// JustTaken are seats this person had chosen that someone else has just taken.
+	JustTaken []string
 }
 
 // ShowPage is the seat map and booking form for one screening.
@@ -100,10 +104,12 @@ type ShowPage struct {
 	Started     bool   // the show has begun: the map is shown but cannot be booked
 	Rows        []SeatRow
 	Columns     int // grid columns the widest row needs
-	MaxSeats    int
-	Summary     ShowSummary
-	Form        BookingForm
-	TestCards   string // the sandbox's test-card hint
+	// SeatsURL streams the map's changes from the version it was rendered at.
+	SeatsURL  string
+	MaxSeats  int
+	Summary   ShowSummary
+	Form      BookingForm
+	TestCards string // the sandbox's test-card hint
 	// IdempotencyKey is fresh for each page: pressing Book twice sends it twice and books once.
 	IdempotencyKey string
 }

@@ -69,6 +69,9 @@ type apiSeat struct {
 	Row    string `json:"row"`
 	Number int    `json:"number"`
 	State  string `json:"state"` // "free" or "taken"
+	// Status tells a taken seat's kind: "held" while its booking is being paid for, "sold"
+	// once ticketed; "free" otherwise.
+	Status SeatState `json:"status"`
 }
 
 func (s *Server) apiSeats(w http.ResponseWriter, r *http.Request) {
@@ -82,18 +85,18 @@ func (s *Server) apiSeats(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	taken, err := s.projection.TakenSeats(r.Context(), show.ID)
+	seatMap, err := s.projection.ShowSeats(r.Context(), show.ID)
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
 	out := make([]apiSeat, 0, len(seats))
 	for _, seat := range seats {
-		state := "free"
-		if taken[seat.Label] {
-			state = "taken"
+		status, state := seatMap.State(seat.Label), "taken"
+		if status == SeatFree {
+			state = "free"
 		}
-		out = append(out, apiSeat{Label: seat.Label, Row: seat.Row, Number: seat.Number, State: state})
+		out = append(out, apiSeat{Label: seat.Label, Row: seat.Row, Number: seat.Number, State: state, Status: status})
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"show_id": show.ID, "screen_number": show.ScreenNumber, "seats": out})
 }

@@ -1,6 +1,7 @@
 package web
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -131,12 +132,13 @@ func (s *Server) showView(ctx context.Context, showID string, selected []string,
 	if err != nil {
 		return templates.ShowPage{}, err
 	}
-	taken, err := s.projection.TakenSeats(ctx, show.ID)
+	seatMap, err := s.projection.ShowSeats(ctx, show.ID)
 	if err != nil {
 		return templates.ShowPage{}, err
 	}
 	page := templates.ShowPage{
-		ShowID: show.ID, MovieID: show.MovieID, MovieTitle: show.MovieTitle, AgeRating: movie.AgeRating,
+		SeatsURL: fmt.Sprintf("/shows/%s/seats/events?v=%d", url.PathEscape(show.ID), seatMap.Version),
+		ShowID:   show.ID, MovieID: show.MovieID, MovieTitle: show.MovieTitle, AgeRating: movie.AgeRating,
 		TheatreName: show.TheatreName, Location: show.TheatreLocation(),
 		Screen: fmt.Sprintf("Screen %d", show.ScreenNumber),
 		When:   show.LocalStart().Format("Monday 2 January, 15:04"),
@@ -148,14 +150,53 @@ func (s *Server) showView(ctx context.Context, showID string, selected []string,
 			page.Rows = append(page.Rows, templates.SeatRow{Label: seat.Row})
 		}
 		row := &page.Rows[len(page.Rows)-1]
-		row.Seats = append(row.Seats, templates.SeatView{
-			Label: seat.Label, Number: seat.Number, Column: seat.Position,
-			Taken: taken[seat.Label], Selected: slices.Contains(selected, seat.Label) && !taken[seat.Label],
-		})
+		view := seatView(seat, seatMap.State(seat.Label))
+		view.Selected = slices.Contains(selected, seat.Label) && !view.Taken
+		row.Seats = append(row.Seats, view)
 		page.Columns = max(page.Columns, seat.Position)
 	}
 	page.Summary = summary(show, selected)
 	return page, nil
+}
+
+func seatView(seat catalog.Seat, state SeatState) templates.SeatView {
+	return templates.SeatView{
+		Row: seat.Row, Label: seat.Label, Number: seat.Number, Column: seat.Position,
+		Taken: state != SeatFree, Held: state == SeatHeld,
+	}
+}
+
+// renderSeatUpdates renders changed seats of a show for its live seat maps.
+func (s *Server) renderSeatUpdates(ctx context.Context, showID string, changed map[string]SeatState) ([]byte, error) {
+	show, err := s.catalog.Show(ctx, showID)
+	if err != nil {
+		return nil, err
+	}
+	seats, err := s.catalog.Seats(ctx, show.ScreenID)
+	if err != nil {
+		return nil, err
+	}
+	var views []templates.SeatView
+	for _, seat := range seats {
+		if state, ok := changed[seat.Label]; ok {
+			views = append(views, seatView(seat, state))
+		}
+	}
+	var buf bytes.Buffer
+	if err := templates.SeatUpdates(views).Render(ctx, &buf); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+// seatEvents streams a show's seat changes to its live seat map.
+func (s *Server) seatEvents(w http.ResponseWriter, r *http.Request) {
+	show, err := s.catalog.Show(r.Context(), r.PathValue("id"))
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	s.seatHub.Serve(w, r, show.ID, parseSeatVersion(r.URL.Query().Get("v")))
 }
 
 func summary(show catalog.Show, selected []string) templates.ShowSummary {
@@ -178,7 +219,42 @@ func (s *Server) showSummary(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	s.render(w, r, http.StatusOK, templates.SummaryFragment(summary(show, r.PostForm["seats"])))
+	seatMap, err := s.projection.ShowSeats(r.Context(), show.ID)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	// A seat chosen on a map that had not yet heard it was taken, or chosen earlier and taken by
+	// someone else since: say so, drop it from the total, and show it taken on the map at once.
+	var selected, justTaken []string
+	for _, label := range r.PostForm["seats"] {
+		if seatMap.State(label) == SeatFree {
+			selected = append(selected, label)
+		} else if !slices.Contains(justTaken, label) {
+			justTaken = append(justTaken, label)
+		}
+	}
+	for _, label := range r.PostForm["summary_seats"] {
+		if seatMap.State(label) != SeatFree && !slices.Contains(justTaken, label) {
+			justTaken = append(justTaken, label)
+		}
+	}
+	sum := summary(show, selected)
+	sum.JustTaken = justTaken
+	var taken []templates.SeatView
+	if len(justTaken) > 0 {
+		seats, err := s.catalog.Seats(r.Context(), show.ScreenID)
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		for _, seat := range seats {
+			if slices.Contains(justTaken, seat.Label) {
+				taken = append(taken, seatView(seat, seatMap.State(seat.Label)))
+			}
+		}
+	}
+	s.render(w, r, http.StatusOK, templates.SummaryWithSeats(sum, taken))
 }
 
 // bookingFormSubmit books from the seat-map form: on success the browser goes to the status

@@ -73,7 +73,7 @@ var ErrBookingNotFound = errors.New("booking not found")
 // whenever a booking gains a stage.
 type Projection struct {
 	db       *sqlx.DB
-	onChange func(bookingID string)
+	onChange func(bookingID, showID string)
 	relay    *outbox.Relay
 	metrics  *metrics // nil: not measured
 	log      *slog.Logger
@@ -84,7 +84,7 @@ const OutboxTable = "web.outbox"
 
 // NewProjection returns the projection; onChange is called after each new stage is stored, and
 // relay is woken after a booking request is queued.
-func NewProjection(db *sqlx.DB, onChange func(bookingID string), relay *outbox.Relay, log *slog.Logger) *Projection {
+func NewProjection(db *sqlx.DB, onChange func(bookingID, showID string), relay *outbox.Relay, log *slog.Logger) *Projection {
 	return &Projection{db: db, onChange: onChange, relay: relay, log: log}
 }
 
@@ -198,7 +198,7 @@ func (p *Projection) Record(ctx context.Context, env event.Envelope, req event.B
 	}
 	// Told even when nothing was new: another replica sharing the database may have recorded
 	// it, and the streams connected here must follow all the same.
-	p.onChange(env.BookingID)
+	p.onChange(env.BookingID, req.ShowID)
 	return "", nil
 }
 
@@ -268,9 +268,10 @@ func (p *Projection) advanceStage(ctx context.Context, env event.Envelope, stage
 	defer func() { _ = tx.Rollback() }()
 	var row struct {
 		Status      string    `db:"status"`
+		ShowID      string    `db:"show_id"`
 		RequestedAt time.Time `db:"created_at"`
 	}
-	err = tx.GetContext(ctx, &row, `SELECT status, created_at FROM web.bookings WHERE id = $1 FOR UPDATE`, env.BookingID)
+	err = tx.GetContext(ctx, &row, `SELECT status, show_id, created_at FROM web.bookings WHERE id = $1 FOR UPDATE`, env.BookingID)
 	current := row.Status
 	if errors.Is(err, sql.ErrNoRows) {
 		return kafka.NotYet(fmt.Errorf("%s for %s: %w", env.Type, env.BookingID, errBookingNotYetKnown))
@@ -286,7 +287,7 @@ func (p *Projection) advanceStage(ctx context.Context, env event.Envelope, stage
 		// A replay, or another web replica sharing this database got here first: its streams
 		// were told, ours still have to be.
 		_ = tx.Rollback()
-		p.onChange(env.BookingID)
+		p.onChange(env.BookingID, row.ShowID)
 		return nil
 	}
 	var ticketJSON []byte
@@ -298,7 +299,9 @@ func (p *Projection) advanceStage(ctx context.Context, env event.Envelope, stage
 	if statusRank[status] > statusRank[current] {
 		current = status
 	}
+	// A new status takes a new seat version: live seat maps ask for what changed after theirs.
 	if _, err := tx.ExecContext(ctx, `UPDATE web.bookings SET status = $2,
+		seat_version = CASE WHEN status = $2 THEN seat_version ELSE nextval('web.seat_changes') END,
 		reason = CASE WHEN $3 = '' THEN reason ELSE $3 END,
 		ticket = COALESCE($4::jsonb, ticket), updated_at = now() WHERE id = $1`,
 		env.BookingID, current, reason, nullJSON(ticketJSON)); err != nil {
@@ -308,7 +311,7 @@ func (p *Projection) advanceStage(ctx context.Context, env event.Envelope, stage
 		return fmt.Errorf("project %s: %w", env.Type, err)
 	}
 	p.metrics.recorded(stage.Name, env.OccurredAt.Sub(row.RequestedAt), stage.code)
-	p.onChange(env.BookingID)
+	p.onChange(env.BookingID, row.ShowID)
 	return nil
 }
 
@@ -379,17 +382,93 @@ func orderedStages(stages []Stage) []Stage {
 	}
 }
 
+// SeatState is what the seat map shows of one seat.
+type SeatState string
+
+// A seat is free, held (someone is paying for it) or sold (its ticket is issued).
+const (
+	SeatFree SeatState = "free"
+	SeatHeld SeatState = "held"
+	SeatSold SeatState = "sold"
+)
+
+// seatStateOf is what a booking in this status does to its seats.
+func seatStateOf(status string) SeatState {
+	switch status {
+	case StatusTicketed:
+		return SeatSold
+	case StatusRejected, StatusFailed:
+		return SeatFree
+	default:
+		return SeatHeld
+	}
+}
+
+// SeatMap is a show's seats as far as the web has heard: only the held and sold ones are listed.
+type SeatMap struct {
+	States map[string]SeatState
+	// Version is the newest seat version among the show's bookings: a map rendered from this
+	// one asks the live stream for what changed after it.
+	Version int64
+}
+
+// State of one seat.
+func (m SeatMap) State(label string) SeatState {
+	if st, ok := m.States[label]; ok {
+		return st
+	}
+	return SeatFree
+}
+
+// ShowSeats reads a show's seat map in one consistent snapshot.
+func (p *Projection) ShowSeats(ctx context.Context, showID string) (SeatMap, error) {
+	var rows []struct {
+		Label   string `db:"label"`
+		Status  string `db:"status"`
+		Version int64  `db:"seat_version"`
+	}
+	// One statement, so the version and the states are read from the same snapshot; a show's
+	// inactive bookings add only their version.
+	err := p.db.SelectContext(ctx, &rows, `SELECT unnest(CASE WHEN status IN ('rejected', 'failed') THEN ARRAY['']::text[] ELSE seats END) AS label,
+		status, seat_version FROM web.bookings WHERE show_id = $1`, showID)
+	if err != nil {
+		return SeatMap{}, fmt.Errorf("load seats of %s: %w", showID, err)
+	}
+	m := SeatMap{States: make(map[string]SeatState, len(rows))}
+	for _, r := range rows {
+		m.Version = max(m.Version, r.Version)
+		if r.Label == "" {
+			continue
+		}
+		if st := seatStateOf(r.Status); st == SeatSold || m.States[r.Label] != SeatSold {
+			m.States[r.Label] = st
+		}
+	}
+	return m, nil
+}
+
+// SeatsChangedSince lists the seats of a show's bookings that changed after version, or in
+// the last few seconds: a change numbered before the page's version may commit after the page
+// was read, and must not be missed.
+func (p *Projection) SeatsChangedSince(ctx context.Context, showID string, version int64) ([]string, error) {
+	var seats []string
+	err := p.db.SelectContext(ctx, &seats, `SELECT DISTINCT unnest(seats) FROM web.bookings
+		WHERE show_id = $1 AND (seat_version > $2 OR updated_at > now() - interval '5 seconds')`, showID, version)
+	if err != nil {
+		return nil, fmt.Errorf("load changed seats of %s: %w", showID, err)
+	}
+	return seats, nil
+}
+
 // TakenSeats lists the seats of a show that are held or sold, as far as the web has heard.
 func (p *Projection) TakenSeats(ctx context.Context, showID string) (map[string]bool, error) {
-	var seats []string
-	err := p.db.SelectContext(ctx, &seats, `SELECT unnest(seats) FROM web.bookings
-		WHERE show_id = $1 AND status IN ('requested', 'confirmed', 'paid', 'notified', 'ticketed')`, showID)
+	m, err := p.ShowSeats(ctx, showID)
 	if err != nil {
-		return nil, fmt.Errorf("load taken seats of %s: %w", showID, err)
+		return nil, err
 	}
-	taken := make(map[string]bool, len(seats))
-	for _, s := range seats {
-		taken[s] = true
+	taken := make(map[string]bool, len(m.States))
+	for label := range m.States {
+		taken[label] = true
 	}
 	return taken, nil
 }

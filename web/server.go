@@ -49,6 +49,7 @@ type Server struct {
 	projection    *Projection
 	intake        *Intake
 	hub           *Hub
+	seatHub       *SeatHub
 	metrics       *metrics
 	snapshot      func(context.Context) ops.Snapshot // shared and cached; nil without Deps.Ops
 	limiter       *rateLimiter
@@ -62,7 +63,12 @@ func NewServer(d Deps) *Server {
 	s := &Server{catalog: catalog.NewStore(d.DB), deps: d, log: d.Log.With("service", "web")}
 	s.hub = NewHub(s.loadBooking, renderer{s}, s.log)
 	s.relay = outbox.NewRelay(d.DB, OutboxTable, d.Publisher, s.log)
-	s.projection = NewProjection(d.DB, s.hub.Notify, s.relay, s.log)
+	s.seatHub = NewSeatHub(nil, nil, s.renderSeatUpdates, s.log)
+	s.projection = NewProjection(d.DB, func(bookingID, showID string) {
+		s.hub.Notify(bookingID)
+		s.seatHub.Notify(showID)
+	}, s.relay, s.log)
+	s.seatHub.seats, s.seatHub.since = s.projection.ShowSeats, s.projection.SeatsChangedSince
 	var snapshot func(context.Context) ops.Snapshot
 	if d.Ops != nil {
 		snapshot = (&snapshots{read: d.Ops}).get
@@ -88,6 +94,13 @@ func (s *Server) Projection() *Projection { return s.projection }
 // Hub is the SSE fan-out, closed on shutdown.
 func (s *Server) Hub() *Hub { return s.hub }
 
+// CloseStreams ends every booking and seat-map stream, for shutdown: they would otherwise
+// keep the server from finishing.
+func (s *Server) CloseStreams() {
+	s.hub.Close()
+	s.seatHub.Close()
+}
+
 // Handler lists every route in one place.
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
@@ -97,6 +110,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /{$}", s.moviesPage)
 	mux.HandleFunc("GET /movies/{id}", s.moviePage)
 	mux.HandleFunc("GET /shows/{id}", s.showPage)
+	mux.HandleFunc("GET /shows/{id}/seats/events", s.seatEvents)
 	mux.HandleFunc("POST /shows/{id}/summary", s.requireCSRF(s.showSummary))
 	mux.HandleFunc("POST /bookings", s.limitBookings(s.requireCSRF(s.bookingFormSubmit)))
 	mux.HandleFunc("GET /bookings", s.myBookingsPage)

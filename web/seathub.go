@@ -1,0 +1,286 @@
+package web
+
+import (
+	"context"
+	"log/slog"
+	"maps"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/r3labs/sse/v2"
+)
+
+// SeatEvent is the SSE event that carries seat changes to a show's live seat map: out-of-band
+// fragments, one per changed seat, that htmx swaps in by id.
+const SeatEvent = "seats"
+
+// SeatHub streams a show's seat changes to everyone looking at its seat map. Like Hub, each
+// connection has a stream of its own and remembers what it was sent, so it is sent each change
+// once, whatever order notifications and (re)connections come in.
+//
+// Notifications for one show are coalesced: while its seats are being read and sent, further
+// notifications only mark it dirty, so a burst of bookings costs one read per round, not one per
+// booking.
+type SeatHub struct {
+	server *sse.Server
+	seats  func(ctx context.Context, showID string) (SeatMap, error)
+	since  func(ctx context.Context, showID string, version int64) ([]string, error)
+	render func(ctx context.Context, showID string, changed map[string]SeatState) ([]byte, error)
+	log    *slog.Logger
+
+	mu      sync.Mutex
+	byShow  map[string]map[string]*seatStream // show id → stream id → stream
+	dirty   map[string]bool                   // shows notified while a round is running
+	running map[string]bool                   // shows with a round running
+	closing bool
+}
+
+type seatStream struct {
+	mu      sync.Mutex
+	id      string
+	showID  string
+	version int64 // the version the page was rendered at
+	cancel  context.CancelFunc
+	ready   bool
+	known   map[string]SeatState // what this connection's map shows of the held and sold seats
+}
+
+// NewSeatHub returns a hub reading seats through seats and since, rendering through render.
+func NewSeatHub(seats func(context.Context, string) (SeatMap, error), since func(context.Context, string, int64) ([]string, error),
+	render func(context.Context, string, map[string]SeatState) ([]byte, error), log *slog.Logger) *SeatHub {
+	h := &SeatHub{seats: seats, since: since, render: render, log: log,
+		byShow: map[string]map[string]*seatStream{}, dirty: map[string]bool{}, running: map[string]bool{}}
+	server := sse.New()
+	server.AutoReplay = false
+	server.AutoStream = true
+	server.SplitData = true
+	server.BufferSize = 64
+	server.Headers = map[string]string{"X-Accel-Buffering": "no"}
+	server.OnSubscribe = h.onSubscribe
+	server.OnUnsubscribe = func(streamID string, _ *sse.Subscriber) { h.forget(streamID) }
+	h.server = server
+	return h
+}
+
+// Serve streams a show's seat changes after version (the ?v= the page was rendered with), until
+// the caller goes away.
+func (h *SeatHub) Serve(w http.ResponseWriter, r *http.Request, showID string, version int64) {
+	ctx, cancel := context.WithTimeout(r.Context(), maxStreamLifetime)
+	defer cancel()
+	streamID := "seats." + showID + "." + randomID()
+	h.mu.Lock()
+	if h.closing {
+		h.mu.Unlock()
+		http.Error(w, "shutting down", http.StatusServiceUnavailable)
+		return
+	}
+	if h.byShow[showID] == nil {
+		h.byShow[showID] = map[string]*seatStream{}
+	}
+	h.byShow[showID][streamID] = &seatStream{id: streamID, showID: showID, version: version, cancel: cancel}
+	h.mu.Unlock()
+	defer h.forget(streamID)
+
+	r2 := r.Clone(ctx)
+	r2.URL.RawQuery = "stream=" + streamID
+	r2.Header.Del("Last-Event-ID")
+	h.server.ServeHTTP(w, r2)
+}
+
+// Notify is called after a booking of the show changed status.
+func (h *SeatHub) Notify(showID string) {
+	h.mu.Lock()
+	if len(h.byShow[showID]) == 0 {
+		h.mu.Unlock()
+		return
+	}
+	if h.running[showID] {
+		h.dirty[showID] = true
+		h.mu.Unlock()
+		return
+	}
+	h.running[showID] = true
+	h.mu.Unlock()
+	go h.rounds(showID)
+}
+
+// rounds sends a show's changes until no notification came in during the last round.
+func (h *SeatHub) rounds(showID string) {
+	for {
+		h.round(showID)
+		h.mu.Lock()
+		if !h.dirty[showID] {
+			delete(h.running, showID)
+			h.mu.Unlock()
+			return
+		}
+		delete(h.dirty, showID)
+		h.mu.Unlock()
+	}
+}
+
+func (h *SeatHub) round(showID string) {
+	h.mu.Lock()
+	streams := make([]*seatStream, 0, len(h.byShow[showID]))
+	for _, s := range h.byShow[showID] {
+		streams = append(streams, s)
+	}
+	h.mu.Unlock()
+	if len(streams) == 0 {
+		return
+	}
+	ctx := context.Background()
+	current, err := h.seats(ctx, showID)
+	if err != nil {
+		h.log.Warn("sse: load seats", "show_id", showID, "err", err)
+		return
+	}
+	// Most connections on a show were sent the same thing: render each distinct change once.
+	rendered := map[string][]byte{}
+	for _, s := range streams {
+		s.mu.Lock()
+		if s.ready {
+			changed := seatChanges(s.known, current.States)
+			h.send(ctx, s, changed, rendered)
+			s.known = current.States
+		}
+		s.mu.Unlock()
+	}
+}
+
+// onSubscribe catches a new connection up: the seats that changed after its page was rendered.
+func (h *SeatHub) onSubscribe(streamID string, _ *sse.Subscriber) {
+	s := h.stream(streamID)
+	if s == nil {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ctx := context.Background()
+	current, err := h.seats(ctx, s.showID)
+	if err != nil {
+		h.log.Warn("sse: load seats; ending the connection", "show_id", s.showID, "err", err)
+		s.cancel()
+		return
+	}
+	labels, err := h.since(ctx, s.showID, s.version)
+	if err != nil {
+		h.log.Warn("sse: load changed seats; ending the connection", "show_id", s.showID, "err", err)
+		s.cancel()
+		return
+	}
+	changed := make(map[string]SeatState, len(labels))
+	for _, label := range labels {
+		changed[label] = current.State(label)
+	}
+	s.ready = true
+	s.known = current.States
+	h.send(ctx, s, changed, nil)
+}
+
+// send renders and publishes one connection's changes; a connection that cannot take them is
+// ended, and the browser's reconnect catches it up from its page's version.
+func (h *SeatHub) send(ctx context.Context, s *seatStream, changed map[string]SeatState, cache map[string][]byte) {
+	if len(changed) == 0 {
+		return
+	}
+	key := changesKey(changed)
+	data, ok := cache[key]
+	if !ok {
+		var err error
+		if data, err = h.render(ctx, s.showID, changed); err != nil {
+			h.log.Warn("sse: render seats; ending the connection", "show_id", s.showID, "err", err)
+			s.cancel()
+			return
+		}
+		if cache != nil {
+			cache[key] = data
+		}
+	}
+	if !h.server.TryPublish(s.id, &sse.Event{Event: []byte(SeatEvent), Data: data}) {
+		s.cancel()
+	}
+}
+
+// seatChanges lists the seats whose state differs between two maps of held and sold seats.
+func seatChanges(before, after map[string]SeatState) map[string]SeatState {
+	changed := map[string]SeatState{}
+	for label, st := range after {
+		if before[label] != st {
+			changed[label] = st
+		}
+	}
+	for label := range before {
+		if _, ok := after[label]; !ok {
+			changed[label] = SeatFree
+		}
+	}
+	return changed
+}
+
+func changesKey(changed map[string]SeatState) string {
+	var b strings.Builder
+	for _, label := range slices.Sorted(maps.Keys(changed)) {
+		b.WriteString(label + "=" + string(changed[label]) + ";")
+	}
+	return b.String()
+}
+
+// OpenStreams counts the connections following a seat map.
+func (h *SeatHub) OpenStreams() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	n := 0
+	for _, m := range h.byShow {
+		n += len(m)
+	}
+	return n
+}
+
+// Close ends every stream and refuses new ones, for shutdown.
+func (h *SeatHub) Close() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.closing = true
+	for _, streams := range h.byShow {
+		for _, s := range streams {
+			s.cancel()
+		}
+	}
+}
+
+func (h *SeatHub) forget(streamID string) {
+	parts := strings.SplitN(streamID, ".", 3)
+	if len(parts) != 3 {
+		return
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	delete(h.byShow[parts[1]], streamID)
+	if len(h.byShow[parts[1]]) == 0 {
+		delete(h.byShow, parts[1])
+	}
+}
+
+func (h *SeatHub) stream(streamID string) *seatStream {
+	parts := strings.SplitN(streamID, ".", 3)
+	if len(parts) != 3 {
+		return nil
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.byShow[parts[1]][streamID]
+}
+
+// parseSeatVersion reads ?v= from a seat map's stream URL; a missing or bad one is 0, which
+// sends every seat that ever changed: more than needed, never less.
+func parseSeatVersion(v string) int64 {
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n < 0 {
+		return 0
+	}
+	return n
+}
