@@ -314,3 +314,90 @@ func saveArtifact(t *testing.T, dir, name string, data []byte) {
 	}
 	t.Logf("saved %s (%d bytes)", path, len(data))
 }
+
+// openWithProbe opens a page with the probe installed.
+func openWithProbe(t *testing.T, ctx context.Context, url string, visible string) {
+	t.Helper()
+	browserStep(t, ctx, "open "+url,
+		chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+			_, err := cdp.Call(ctx, tg, page.AddScriptToEvaluateOnNewDocument, page.AddScriptToEvaluateOnNewDocumentParams{Source: pageProbe})
+			return err
+		}),
+		chromedp.Navigate(url),
+		chromedp.WaitVisible(chromedp.CSS(visible)),
+	)
+}
+
+// TestBrowserTwoBuyersSeeEachOthersHolds: two people have one show's seat map open in two
+// browsers. Both pick C5; one books it. The other's map shows C5 held at once, without a reload,
+// and tells them it has just been taken. The booker's card is declined: their page says why,
+// and C5 comes free again on the other map. The other browser, a stranger to that booking,
+// cannot open its page.
+func TestBrowserTwoBuyersSeeEachOthersHolds(t *testing.T) {
+	c := newCluster(t)
+	c.start(TargetWeb)
+	c.start(TargetBooking)
+	// No payment service yet: the booking stays held until it starts.
+	show := c.futureShow()
+	shots := screenshotDir(t)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 2*browserTimeout)
+	defer cancel()
+	booker, other := startBrowser(t, ctx), startBrowser(t, ctx)
+	for _, b := range []context.Context{booker, other} {
+		openWithProbe(t, b, c.web.url+"/shows/"+show.ID, `label[for="seat-C5"]`)
+		browserPoll(t, b, "the seat map's stream open", `window.__boxoffice.opened > 0`)
+		browserStep(t, b, "click C5", chromedp.Click(chromedp.CSS(`label[for="seat-C5"]`), chromedp.NodeVisible))
+		browserPoll(t, b, "C5 in the running total", `document.getElementById("summary").textContent.includes("C5")`)
+	}
+
+	browserStep(t, booker, "fill in the form",
+		chromedp.SendKeys(chromedp.ID("name"), "Ada Lovelace", chromedp.NodeVisible),
+		chromedp.SendKeys(chromedp.ID("phone"), "07700 900123", chromedp.NodeVisible),
+		chromedp.SendKeys(chromedp.ID("card_number"), cardDeclined, chromedp.NodeVisible),
+	)
+	booked := time.Now()
+	if _, err := chromedp.RunResponse(booker, chromedp.Click(chromedp.CSS(`#booking-form button[type="submit"]`), chromedp.NodeVisible)); err != nil {
+		t.Fatalf("submit the booking form: %v", err)
+	}
+	location := browserRun(t, booker, "read the location", chromedp.Location())
+	m := regexp.MustCompile(`/bookings/([0-9a-f-]{36})\?token=`).FindStringSubmatch(location)
+	if m == nil {
+		t.Fatalf("after submitting, the booker is at %s, want the booking's status page", location)
+	}
+	bookingID := m[1]
+
+	// The other map: C5 held and unchosen, from the stream, and the total says so.
+	browserPoll(t, other, "C5 shown held on the other map", `(e => e.disabled && !e.checked
+		&& e.nextElementSibling.classList.contains("held"))(document.getElementById("seat-C5"))`)
+	t.Logf("the other map showed C5 held %s after Book was pressed", time.Since(booked).Round(time.Millisecond))
+	browserPoll(t, other, "the other total to say C5 was taken", `document.getElementById("summary").textContent.includes("Seat C5 has just been taken")`)
+	if label := browserEval[string](t, other, `document.querySelector('label[for="seat-C5"]').getAttribute("aria-label")`); label != "Row C seat 5, held by another buyer" {
+		t.Errorf("C5's label reads %q to a screen reader, want it to say it is held", label)
+	}
+	if !browserEval[bool](t, other, `window.__boxoffice.sse.includes("seats")`) {
+		t.Error("the other map changed without a seats event: it must come over the stream")
+	}
+	saveScreenshot(t, other, shots, "5-seat-map-with-a-hold.png")
+
+	// Payment starts and declines the card: the booker reads why; C5 is free again for the other.
+	c.start(TargetPayment)
+	c.start(TargetNotification)
+	browserPoll(t, booker, "the booking to fail with the reason", `(m => m.includes("Your card was declined."))(document.querySelector("main").innerText)
+		&& !!document.querySelector("#stage-failed")`)
+	saveScreenshot(t, booker, shots, "6-declined-card.png")
+	browserPoll(t, other, "C5 free again on the other map", `(e => !e.disabled
+		&& !e.nextElementSibling.classList.contains("taken"))(document.getElementById("seat-C5"))`)
+
+	// A stranger to the booking: the bare booking page, and one with a forged token, are not found.
+	for _, path := range []string{"/bookings/" + bookingID, "/bookings/" + bookingID + "?token=forged", "/bookings/" + bookingID + "/ticket"} {
+		resp, err := chromedp.RunResponse(other, chromedp.Navigate(c.web.url+path))
+		if err != nil {
+			t.Fatalf("open %s: %v", path, err)
+		}
+		text := browserEval[string](t, other, `document.querySelector("main").innerText`)
+		if resp.Status != 404 || strings.Contains(text, "Ada") || strings.Contains(text, "C5") {
+			t.Errorf("a stranger opening %s: %d\n%s\nwant 404 revealing nothing", path, resp.Status, text)
+		}
+	}
+}
