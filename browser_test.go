@@ -380,11 +380,20 @@ func TestBrowserTwoBuyersSeeEachOthersHolds(t *testing.T) {
 	}
 	saveScreenshot(t, other, shots, "5-seat-map-with-a-hold.png")
 
+	// The booker's page counts the hold down while payment is pending, a second at a time.
+	browserPoll(t, booker, "the hold's countdown", `/^9:5\d$/.test((document.querySelector("#hold .hold-left") || {}).textContent)`)
+	first := browserEval[string](t, booker, `document.querySelector("#hold .hold-left").textContent`)
+	browserPoll(t, booker, "the countdown to tick", `(e => !!e && e.textContent !== "`+first+`")(document.querySelector("#hold .hold-left"))`)
+	if now := browserEval[string](t, booker, `document.querySelector("#hold .hold-left").textContent`); now >= first {
+		t.Errorf("the hold countdown went from %s to %s, want it to go down", first, now)
+	}
+	saveScreenshot(t, booker, shots, "7-hold-countdown.png")
+
 	// Payment starts and declines the card: the booker reads why; C5 is free again for the other.
 	c.start(TargetPayment)
 	c.start(TargetNotification)
 	browserPoll(t, booker, "the booking to fail with the reason", `(m => m.includes("Your card was declined."))(document.querySelector("main").innerText)
-		&& !!document.querySelector("#stage-failed")`)
+		&& !!document.querySelector("#stage-failed") && !document.querySelector("#hold")`)
 	saveScreenshot(t, booker, shots, "6-declined-card.png")
 	browserPoll(t, other, "C5 free again on the other map", `(e => !e.disabled
 		&& !e.nextElementSibling.classList.contains("taken"))(document.getElementById("seat-C5"))`)

@@ -142,6 +142,16 @@ func TestLiveSeatMapFollowsEveryBooking(t *testing.T) {
 	late := followSSE(t, c.web.url+pageStream)
 	waitSeats(t, late, map[string]string{"C5": "held", "C6": "held", "D1": "held"})
 
+	// A held booking says until when, as long as it is held.
+	var st struct {
+		Status        string     `json:"status"`
+		HoldExpiresAt *time.Time `json:"hold_expires_at"`
+	}
+	eventually(t, "C5 and C6 confirmed", func() bool { c.getJSON(c.statusPath(held.BookingID), &st); return st.Status == "confirmed" })
+	if st.HoldExpiresAt == nil || time.Until(*st.HoldExpiresAt) < 9*time.Minute || time.Until(*st.HoldExpiresAt) > 10*time.Minute {
+		t.Errorf("held booking's hold_expires_at %v, want about 10 minutes from now", st.HoldExpiresAt)
+	}
+
 	// Someone picks C5 on a map that had not heard yet, and had D2 in their total.
 	client, formPage := c.formSession(show.ID)
 	form := url.Values{"csrf_token": {csrfOf(t, formPage)}, "seats": {"C5", "D3"}, "summary_seats": {"D3"}}

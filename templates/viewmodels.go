@@ -148,6 +148,16 @@ type Progress struct {
 	Reason   string // why it failed, for people
 	RetryURL string // pick other seats
 	Ticket   *TicketView
+	Hold     *HoldView // while the seats are held and payment is pending
+}
+
+// HoldView counts down a seat hold on the status page; it asks the server again every second.
+type HoldView struct {
+	URL     string // this fragment again, with the booking's token
+	Until   string // "16:45:03", in the theatre's time
+	Left    string // "9:41"; empty before the first tick
+	Expired bool   // the hold has run out; the booking's end is on its way
+	Active  bool   // still worth asking again
 }
 
 // BookingPage is the status page of one booking.

@@ -189,6 +189,8 @@ type apiStatus struct {
 	Seats     []string            `json:"seats"`
 	Stages    []apiStage          `json:"stages"`
 	Ticket    *event.TicketIssued `json:"ticket"`
+	// HoldExpiresAt is when the seats' hold runs out, while the booking waits for payment.
+	HoldExpiresAt *time.Time `json:"hold_expires_at,omitempty"`
 }
 
 func apiBookingStatus(b BookingStatus) apiStatus {
@@ -196,6 +198,9 @@ func apiBookingStatus(b BookingStatus) apiStatus {
 		Stages: make([]apiStage, 0, len(b.Stages)), Ticket: b.Ticket}
 	for _, st := range b.Stages {
 		out.Stages = append(out.Stages, apiStage{Name: st.Name, At: st.At, Detail: st.Detail})
+	}
+	if b.Status == StatusConfirmed {
+		out.HoldExpiresAt = b.HoldUntil
 	}
 	return out
 }

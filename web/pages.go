@@ -345,6 +345,21 @@ func (s *Server) bookingPage(w http.ResponseWriter, r *http.Request) {
 	s.render(w, r, http.StatusOK, templates.BookingView(page))
 }
 
+// holdCountdown answers the status page's countdown, once a second while the seats are held.
+func (s *Server) holdCountdown(w http.ResponseWriter, r *http.Request) {
+	id, err := s.bookingID(r)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	b, err := s.loadBooking(r.Context(), id)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	s.render(w, r, http.StatusOK, templates.HoldFragment(holdView(b, s.deps.Now())))
+}
+
 // bookingEvents streams a booking's stages: HTML for the page, JSON for the API.
 func (s *Server) bookingEvents(kind StreamKind) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {

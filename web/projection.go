@@ -46,6 +46,8 @@ type Stage struct {
 	At     time.Time `db:"at" json:"at"`
 	Detail string    `db:"detail" json:"detail"`
 	code   string    // the rejection or failure code, for /metrics; not stored
+	// holdUntil is when the seats' hold runs out, told by the seats-confirmed stage.
+	holdUntil time.Time
 }
 
 // BookingStatus is the web's view of one booking: the truth the status page renders on load.
@@ -62,6 +64,7 @@ type BookingStatus struct {
 	Reason       string              `db:"reason"`
 	TicketJSON   []byte              `db:"ticket"`
 	CreatedAt    time.Time           `db:"created_at"`
+	HoldUntil    *time.Time          `db:"hold_expires_at"` // while confirmed: when the hold runs out
 	Ticket       *event.TicketIssued `db:"-"`
 	Stages       []Stage             `db:"-"`
 }
@@ -215,7 +218,7 @@ func (p *Projection) onConfirmed(ctx context.Context, env event.Envelope, c even
 		held = "held until " + event.InZone(c.HoldExpiresAt, c.Booking.Timezone).Format("15:04:05")
 	}
 	detail := fmt.Sprintf("Seats %s %s · %s to pay", joinSeats(c.Booking.Seats), held, formatMoney(c.Booking.AmountCents, c.Booking.Currency))
-	return p.advance(ctx, env, StatusConfirmed, detail, "", nil)
+	return p.advanceStage(ctx, env, Stage{Name: StatusConfirmed, At: env.OccurredAt, Detail: detail, holdUntil: c.HoldExpiresAt}, StatusConfirmed, "", nil)
 }
 
 func (p *Projection) onRejected(ctx context.Context, env event.Envelope, r event.BookingRejected) error {
@@ -303,8 +306,9 @@ func (p *Projection) advanceStage(ctx context.Context, env event.Envelope, stage
 	if _, err := tx.ExecContext(ctx, `UPDATE web.bookings SET status = $2,
 		seat_version = CASE WHEN status = $2 THEN seat_version ELSE nextval('web.seat_changes') END,
 		reason = CASE WHEN $3 = '' THEN reason ELSE $3 END,
-		ticket = COALESCE($4::jsonb, ticket), updated_at = now() WHERE id = $1`,
-		env.BookingID, current, reason, nullJSON(ticketJSON)); err != nil {
+		ticket = COALESCE($4::jsonb, ticket), hold_expires_at = COALESCE($5, hold_expires_at),
+		updated_at = now() WHERE id = $1`,
+		env.BookingID, current, reason, nullJSON(ticketJSON), nullTime(stage.holdUntil)); err != nil {
 		return fmt.Errorf("project %s: %w", env.Type, err)
 	}
 	if err := tx.Commit(); err != nil {
@@ -326,6 +330,13 @@ func insertStage(ctx context.Context, tx *sqlx.Tx, bookingID string, s Stage, ev
 	return n == 1, nil
 }
 
+func nullTime(t time.Time) any {
+	if t.IsZero() {
+		return nil
+	}
+	return t
+}
+
 func nullJSON(b []byte) any {
 	if b == nil {
 		return nil
@@ -337,7 +348,7 @@ func nullJSON(b []byte) any {
 func (p *Projection) Booking(ctx context.Context, id string) (BookingStatus, error) {
 	var b BookingStatus
 	err := p.db.GetContext(ctx, &b, `SELECT id, show_id, seats, customer_name, phone_masked, card_brand,
-		card_last4, status, reason, ticket, created_at FROM web.bookings WHERE id = $1`, id)
+		card_last4, status, reason, ticket, created_at, hold_expires_at FROM web.bookings WHERE id = $1`, id)
 	if errors.Is(err, sql.ErrNoRows) {
 		return BookingStatus{}, ErrBookingNotFound
 	}

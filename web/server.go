@@ -116,6 +116,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /bookings", s.myBookingsPage)
 	mux.HandleFunc("GET /bookings/{id}", s.bookingPage)
 	mux.HandleFunc("GET /bookings/{id}/events", s.bookingEvents(StreamHTML))
+	mux.HandleFunc("GET /bookings/{id}/hold", s.holdCountdown)
 	mux.HandleFunc("GET /bookings/{id}/ticket", s.ticketPrintPage)
 	if s.deps.SMSInbox != nil {
 		mux.HandleFunc("GET /dev/sms", s.smsInboxPage)

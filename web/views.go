@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/url"
+	"time"
 
 	"github.com/boxoffice/boxoffice/services/catalog"
 	"github.com/boxoffice/boxoffice/services/event"
@@ -45,7 +46,7 @@ func progressView(b BookingStatus, n int) templates.Progress {
 	p := templates.Progress{}
 	for _, st := range stages {
 		view := templates.StageView{Name: st.Name, Title: stageTitles[st.Name], Detail: st.Detail,
-			At: event.InZone(st.At, "Europe/London").Format("15:04:05"), State: "done"}
+			At: event.InZone(st.At, siteTimezone).Format("15:04:05"), State: "done"}
 		if st.Name == StatusRejected || st.Name == StatusFailed {
 			view.State = "failed"
 		}
@@ -73,7 +74,31 @@ func progressView(b BookingStatus, n int) templates.Progress {
 		t := ticketView(*b.Ticket, b.ID, b.Token)
 		p.Ticket = &t
 	}
+	if status == StatusConfirmed && b.HoldUntil != nil {
+		h := holdView(b, time.Time{})
+		p.Hold = &h
+	}
 	return p
+}
+
+// holdView is the countdown of a confirmed booking's hold as of now (zero: no countdown yet,
+// for a fragment rendered once and sent to many).
+func holdView(b BookingStatus, now time.Time) templates.HoldView {
+	h := templates.HoldView{URL: "/bookings/" + b.ID + "/hold?token=" + url.QueryEscape(b.Token)}
+	if b.Status != StatusConfirmed || b.HoldUntil == nil {
+		return h // paid, or ended: the next progress fragment says what happened
+	}
+	h.Until = event.InZone(*b.HoldUntil, siteTimezone).Format("15:04:05")
+	h.Active = true
+	if !now.IsZero() {
+		left := b.HoldUntil.Sub(now).Round(time.Second)
+		if left <= 0 {
+			h.Expired, h.Active = true, false
+		} else {
+			h.Left = fmt.Sprintf("%d:%02d", int(left.Minutes()), int(left.Seconds())%60)
+		}
+	}
+	return h
 }
 
 // ticketView shows a ticket; token is its booking's, for the link to the printable page.

@@ -5,6 +5,9 @@ CREATE SEQUENCE web.seat_changes;
 ALTER TABLE web.bookings ADD COLUMN seat_version bigint NOT NULL DEFAULT nextval('web.seat_changes');
 CREATE INDEX web_bookings_show_version ON web.bookings (show_id, seat_version);
 
+-- When a confirmed booking's seat hold runs out: the status page counts down to it.
+ALTER TABLE web.bookings ADD COLUMN hold_expires_at timestamptz;
+
 -- Tickets admitted at a cinema's door: the first scan admits, every later one is told when.
 CREATE TABLE web.admissions (
     ticket_id   text PRIMARY KEY,
@@ -13,6 +16,7 @@ CREATE TABLE web.admissions (
 
 -- +goose Down
 DROP TABLE web.admissions;
+ALTER TABLE web.bookings DROP COLUMN hold_expires_at;
 DROP INDEX web.web_bookings_show_version;
 ALTER TABLE web.bookings DROP COLUMN seat_version;
 DROP SEQUENCE web.seat_changes;
