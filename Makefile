@@ -30,6 +30,7 @@ fuzz: ## a short run of every fuzz target, FUZZTIME each (seeds alone run in mak
 	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./services/event
 	$(GO) test -run '^$$' -fuzz '^FuzzBookingRequestJSON$$' -fuzztime $(FUZZTIME) ./web
 	$(GO) test -run '^$$' -fuzz '^FuzzBookingToken$$' -fuzztime $(FUZZTIME) ./web
+	$(GO) test -run '^$$' -fuzz '^FuzzTicketCode$$' -fuzztime $(FUZZTIME) ./web
 
 test-apache-kafka: postgres chromium kafka kafka-cluster ## the end-to-end suite against one Apache Kafka broker, then against three
 	BOXOFFICE_TEST_KAFKA_BROKERS=$$(scripts/kafka.sh brokers 1) $(GO) test -count=1 $(TESTARGS) .

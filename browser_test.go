@@ -8,6 +8,8 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"image/png"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -20,6 +22,8 @@ import (
 	"github.com/chromedp/cdproto/cdp"
 	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
+	"github.com/makiuchi-d/gozxing"
+	zxingqr "github.com/makiuchi-d/gozxing/qrcode"
 )
 
 const browserTimeout = 60 * time.Second
@@ -184,6 +188,34 @@ func TestBrowserBookingShowsEachStageLive(t *testing.T) {
 		t.Errorf("PrintToPDF gave %d bytes starting %q, want a PDF of at least 5000 bytes", len(pdf), pdf[:min(len(pdf), 8)])
 	}
 	saveArtifact(t, shots, "4-printable-ticket.pdf", pdf)
+	// One ticket, one page: every page object in the PDF is a /Type /Page (not /Pages).
+	if pages := regexp.MustCompile(`/Type\s*/Page[^s]`).FindAll(pdf, -1); len(pages) != 1 {
+		t.Errorf("the printed ticket has %d pages, want exactly one", len(pages))
+	}
+
+	// The QR code, as the browser draws it, scans to the ticket's signed code.
+	qrPNG := browserRun(t, ctx, "screenshot the QR code", chromedp.ScreenshotScale(chromedp.CSS(`#ticket svg[data-field="qr"]`), 2))
+	saveArtifact(t, shots, "4-ticket-qr.png", qrPNG)
+	if scanned := scanQR(t, qrPNG); scanned != st.TicketCode || !strings.HasPrefix(scanned, "BX1.") {
+		t.Errorf("the printed QR code scans as %q, want the ticket's signed code %q", scanned, st.TicketCode)
+	}
+
+	// At the door: the scanned code checks out, is admitted once, and a second scan is told so.
+	openWithProbe(t, ctx, c.web.url+"/tickets/verify?code="+url.QueryEscape(st.TicketCode), `#verify-result`)
+	if verdict := browserEval[string](t, ctx, `document.getElementById("verify-result").dataset.verdict`); verdict != "valid" {
+		t.Fatalf("the door's check says %q, want valid", verdict)
+	}
+	if _, err := chromedp.RunResponse(ctx, chromedp.Click(chromedp.Search(`//button[normalize-space(.)="Admit"]`), chromedp.NodeVisible)); err != nil {
+		t.Fatalf("press Admit: %v", err)
+	}
+	if verdict := browserEval[string](t, ctx, `document.getElementById("verify-result").dataset.verdict`); verdict != "admitted" {
+		t.Errorf("after Admit the door's page says %q, want admitted", verdict)
+	}
+	saveScreenshot(t, ctx, shots, "8-door-admitted.png")
+	openWithProbe(t, ctx, c.web.url+"/tickets/verify?code="+url.QueryEscape(st.TicketCode), `#verify-result`)
+	if verdict := browserEval[string](t, ctx, `document.getElementById("verify-result").dataset.verdict`); verdict != "already-admitted" {
+		t.Errorf("the second scan says %q, want already-admitted", verdict)
+	}
 	t.Logf("browser part took %s", time.Since(begin).Round(time.Millisecond))
 
 	for _, msg := range console.messages() {
@@ -409,4 +441,22 @@ func TestBrowserTwoBuyersSeeEachOthersHolds(t *testing.T) {
 			t.Errorf("a stranger opening %s: %d\n%s\nwant 404 revealing nothing", path, resp.Status, text)
 		}
 	}
+}
+
+// scanQR reads a QR code from a screenshot, as a phone's camera would.
+func scanQR(t *testing.T, shot []byte) string {
+	t.Helper()
+	img, err := png.Decode(bytes.NewReader(shot))
+	if err != nil {
+		t.Fatalf("decode the screenshot: %v", err)
+	}
+	bitmap, err := gozxing.NewBinaryBitmapFromImage(img)
+	if err != nil {
+		t.Fatal(err)
+	}
+	result, err := zxingqr.NewQRCodeReader().Decode(bitmap, nil)
+	if err != nil {
+		t.Fatalf("the QR code on the page does not scan: %v", err)
+	}
+	return result.GetText()
 }

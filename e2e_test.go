@@ -226,7 +226,8 @@ type apiStatus struct {
 		At     time.Time `json:"at"`
 		Detail string    `json:"detail"`
 	} `json:"stages"`
-	Ticket *event.TicketIssued `json:"ticket"`
+	Ticket     *event.TicketIssued `json:"ticket"`
+	TicketCode string              `json:"ticket_code"`
 }
 
 func (c *cluster) getJSON(path string, out any) int {

@@ -137,6 +137,9 @@ type TicketView struct {
 	BookedUnder     string
 	Price           string
 	PrintURL        string
+	SignedCode      string // what the QR code encodes: the ticket id, signed; never personal data
+	QRSize          int    // modules a side, quiet zone included: the SVG's viewBox
+	QRPath          string // the dark modules, as one SVG path
 }
 
 // Progress is the changing part of the booking status page: the stages, and how it ended.
@@ -249,4 +252,24 @@ type MyBooking struct {
 	Seats       string
 	Status      string
 	StatusTitle string
+}
+
+// VerifyPage is the cinema door's ticket check.
+type VerifyPage struct {
+	Code   string        // as scanned or typed
+	Error  string        // the code is not a valid ticket
+	Result *VerifyResult // a valid ticket
+}
+
+// VerifyResult is a valid ticket as the door sees it: the show and seats, never the buyer.
+type VerifyResult struct {
+	Movie           string
+	Theatre         string
+	Screen          string
+	When            string
+	Seats           string
+	Code            string // the short code printed on the ticket, to compare
+	AdmittedNow     bool   // this request admitted it
+	AlreadyAdmitted bool   // it had been admitted before
+	AdmittedAt      string
 }

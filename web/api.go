@@ -189,13 +189,15 @@ type apiStatus struct {
 	Seats     []string            `json:"seats"`
 	Stages    []apiStage          `json:"stages"`
 	Ticket    *event.TicketIssued `json:"ticket"`
+	// TicketCode is what the ticket's QR code encodes, for /tickets/verify at the door.
+	TicketCode string `json:"ticket_code,omitempty"`
 	// HoldExpiresAt is when the seats' hold runs out, while the booking waits for payment.
 	HoldExpiresAt *time.Time `json:"hold_expires_at,omitempty"`
 }
 
 func apiBookingStatus(b BookingStatus) apiStatus {
 	out := apiStatus{BookingID: b.ID, Status: b.Status, Reason: b.Reason, ShowID: b.ShowID, Seats: b.Seats,
-		Stages: make([]apiStage, 0, len(b.Stages)), Ticket: b.Ticket}
+		Stages: make([]apiStage, 0, len(b.Stages)), Ticket: b.Ticket, TicketCode: b.TicketCode}
 	for _, st := range b.Stages {
 		out.Stages = append(out.Stages, apiStage{Name: st.Name, At: st.At, Detail: st.Detail})
 	}

@@ -6,6 +6,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"regexp"
+	"strings"
 	"testing"
 	"unicode/utf8"
 )
@@ -70,6 +71,25 @@ func FuzzBookingToken(f *testing.F) {
 		}
 		if other := bookingID + "x"; s.tokenMatches(httptest.NewRequest("GET", "/?token="+url.QueryEscape(real), nil), other) && s.token(other) != real {
 			t.Fatalf("booking %q's token opened booking %q", bookingID, other)
+		}
+	})
+}
+
+// FuzzTicketCode: whatever a scanner reads, checking it never panics, and only a code this key
+// signed names a ticket.
+func FuzzTicketCode(f *testing.F) {
+	key := []byte("0123456789abcdef0123456789abcdef")
+	f.Add(SignedTicketCode(key, "7f1c2a9e-1111-4222-8333-444455556666"))
+	f.Add("BX1.7f1c2a9e-1111-4222-8333-444455556666.AAAAAAAAAAAAAAAAAAAAAA")
+	f.Add("BX1..")
+	f.Add("\x00BX1.\xff")
+	f.Fuzz(func(t *testing.T, code string) {
+		id, err := VerifyTicketCode(key, code)
+		if err != nil {
+			return
+		}
+		if SignedTicketCode(key, id) != strings.TrimSpace(code) {
+			t.Fatalf("%q verified as ticket %s, whose code is %q", code, id, SignedTicketCode(key, id))
 		}
 	})
 }

@@ -310,6 +310,9 @@ func (s *Server) loadBooking(ctx context.Context, id string) (BookingStatus, err
 	b, err := s.projection.Booking(ctx, id)
 	if err == nil {
 		b.Token = s.token(b.ID)
+		if b.Ticket != nil {
+			b.TicketCode = SignedTicketCode(s.capabilityKey, b.Ticket.TicketID)
+		}
 	}
 	return b, err
 }
@@ -389,7 +392,7 @@ func (s *Server) ticketPrintPage(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	s.render(w, r, http.StatusOK, templates.TicketPrintView(ticketView(*b.Ticket, b.ID, b.Token)))
+	s.render(w, r, http.StatusOK, templates.TicketPrintView(ticketView(*b.Ticket, b)))
 }
 
 func (s *Server) smsInboxPage(w http.ResponseWriter, r *http.Request) {

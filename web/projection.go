@@ -53,6 +53,7 @@ type Stage struct {
 // BookingStatus is the web's view of one booking: the truth the status page renders on load.
 type BookingStatus struct {
 	Token        string              `db:"-"` // its capability token, for the links a page shows; not stored
+	TicketCode   string              `db:"-"` // its ticket's signed code, for the QR code; not stored
 	ID           string              `db:"id"`
 	ShowID       string              `db:"show_id"`
 	Seats        pq.StringArray      `db:"seats"`

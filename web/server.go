@@ -117,6 +117,8 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /bookings/{id}", s.bookingPage)
 	mux.HandleFunc("GET /bookings/{id}/events", s.bookingEvents(StreamHTML))
 	mux.HandleFunc("GET /bookings/{id}/hold", s.holdCountdown)
+	mux.HandleFunc("GET /tickets/verify", s.verifyPage)
+	mux.HandleFunc("POST /tickets/verify", s.requireCSRF(s.verifySubmit))
 	mux.HandleFunc("GET /bookings/{id}/ticket", s.ticketPrintPage)
 	if s.deps.SMSInbox != nil {
 		mux.HandleFunc("GET /dev/sms", s.smsInboxPage)
@@ -130,6 +132,8 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("POST /api/bookings", s.limitBookings(s.apiCreateBooking))
 	mux.HandleFunc("GET /api/bookings/{id}", s.apiBooking)
 	mux.HandleFunc("GET /api/bookings/{id}/events", s.bookingEvents(StreamJSON))
+	mux.HandleFunc("GET /api/tickets/verify", s.apiVerifyTicket)
+	mux.HandleFunc("POST /api/tickets/admit", s.apiAdmitTicket)
 	mux.HandleFunc("GET /api/tickets/{id}", s.apiTicket)
 
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {

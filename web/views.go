@@ -71,7 +71,7 @@ func progressView(b BookingStatus, n int) templates.Progress {
 		}
 	}
 	if status == StatusTicketed && b.Ticket != nil {
-		t := ticketView(*b.Ticket, b.ID, b.Token)
+		t := ticketView(*b.Ticket, b)
 		p.Ticket = &t
 	}
 	if status == StatusConfirmed && b.HoldUntil != nil {
@@ -101,10 +101,11 @@ func holdView(b BookingStatus, now time.Time) templates.HoldView {
 	return h
 }
 
-// ticketView shows a ticket; token is its booking's, for the link to the printable page.
-func ticketView(t event.TicketIssued, bookingID, token string) templates.TicketView {
+// ticketView shows a ticket of booking b: its token is for the link to the printable page, its
+// signed ticket code for the QR code.
+func ticketView(t event.TicketIssued, b BookingStatus) templates.TicketView {
 	local := event.InZone(t.StartsAt, t.Timezone)
-	return templates.TicketView{
+	view := templates.TicketView{
 		TicketID:        t.TicketID,
 		Code:            t.Code,
 		MovieTitle:      t.MovieTitle,
@@ -116,8 +117,15 @@ func ticketView(t event.TicketIssued, bookingID, token string) templates.TicketV
 		Seats:           joinSeats(t.Seats),
 		BookedUnder:     t.BookedUnder,
 		Price:           formatMoney(t.AmountCents, t.Currency),
-		PrintURL:        "/bookings/" + bookingID + "/ticket?token=" + url.QueryEscape(token),
+		PrintURL:        "/bookings/" + b.ID + "/ticket?token=" + url.QueryEscape(b.Token),
+		SignedCode:      b.TicketCode,
 	}
+	if b.TicketCode != "" {
+		// A code of ~60 bytes always fits a QR code; should drawing fail, the ticket still shows
+		// its signed code in words, which the door can type in.
+		view.QRSize, view.QRPath, _ = QRCodeSVG(b.TicketCode)
+	}
+	return view
 }
 
 // renderer renders the hub's SSE events: HTML fragments for the page, JSON for scripts.

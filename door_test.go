@@ -1,0 +1,127 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"net/http"
+	"net/http/cookiejar"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+)
+
+// doorAnswer is what /api/tickets/verify and /api/tickets/admit answer.
+type doorAnswer struct {
+	Valid       bool       `json:"valid"`
+	Error       string     `json:"error"`
+	Message     string     `json:"message"`
+	TicketID    string     `json:"ticket_id"`
+	Code        string     `json:"code"`
+	ShowID      string     `json:"show_id"`
+	Seats       []string   `json:"seats"`
+	Admitted    bool       `json:"admitted"`
+	AdmittedAt  *time.Time `json:"admitted_at"`
+	AdmittedNow bool       `json:"admitted_now"`
+}
+
+func (c *cluster) door(method, path string, body any) (int, doorAnswer, string) {
+	c.t.Helper()
+	var reader *bytes.Reader
+	if body != nil {
+		b, _ := json.Marshal(body)
+		reader = bytes.NewReader(b)
+	} else {
+		reader = bytes.NewReader(nil)
+	}
+	req, _ := http.NewRequest(method, c.web.url+path, reader)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	raw := readAll(c.t.(*testing.T), resp)
+	var out doorAnswer
+	if err := json.Unmarshal([]byte(raw), &out); err != nil {
+		c.t.Fatalf("%s %s answered %d, not JSON: %s", method, path, resp.StatusCode, raw)
+	}
+	return resp.StatusCode, out, raw
+}
+
+// TestTicketDoorVerifiesAndAdmitsOnce: a ticket's signed code (what its QR code encodes) checks
+// out at the door with its show and seats and no personal data; the first admission is
+// recorded, a second is told when the first was; a made-up or damaged code is refused.
+func TestTicketDoorVerifiesAndAdmitsOnce(t *testing.T) {
+	c := startAll(t)
+	show := c.futureShow()
+	st := c.waitFinal(c.mustBook(show.ID, []string{"H7", "H8"}, cardApproves).BookingID)
+	if st.Status != "ticketed" || !strings.HasPrefix(st.TicketCode, "BX1.") {
+		t.Fatalf("booking %q with ticket code %q, want ticketed with a signed code", st.Status, st.TicketCode)
+	}
+	code := st.TicketCode
+	if strings.Contains(code, customerName) || strings.Contains(code, "H7") {
+		t.Fatalf("the ticket code %q carries personal or seat data", code)
+	}
+
+	status, check, raw := c.door(http.MethodGet, "/api/tickets/verify?code="+url.QueryEscape(code), nil)
+	if status != http.StatusOK || !check.Valid || check.TicketID != st.Ticket.TicketID || check.ShowID != show.ID ||
+		strings.Join(check.Seats, ",") != "H7,H8" || check.Admitted || check.Code != st.Ticket.Code {
+		t.Fatalf("verify a fresh ticket: %d %s", status, raw)
+	}
+	if strings.Contains(raw, customerName) || strings.Contains(raw, "7700") {
+		t.Errorf("the door's answer shows personal data: %s", raw)
+	}
+
+	status, first, raw := c.door(http.MethodPost, "/api/tickets/admit", map[string]string{"code": code})
+	if status != http.StatusOK || !first.AdmittedNow || first.AdmittedAt == nil {
+		t.Fatalf("first admission: %d %s, want admitted now", status, raw)
+	}
+	status, again, raw := c.door(http.MethodPost, "/api/tickets/admit", map[string]string{"code": code})
+	if status != http.StatusOK || again.AdmittedNow || !again.Admitted || again.AdmittedAt == nil || !again.AdmittedAt.Equal(*first.AdmittedAt) {
+		t.Fatalf("second admission: %d %s, want already admitted at the first one's time %v", status, raw, first.AdmittedAt)
+	}
+
+	forged := code[:len(code)-2] + map[bool]string{true: "AA", false: "BB"}[!strings.HasSuffix(code, "AA")]
+	for _, bad := range []string{forged, "BX1." + st.Ticket.TicketID + "." + c.token(st.BookingID), st.Ticket.Code, "hello"} {
+		status, answer, raw := c.door(http.MethodGet, "/api/tickets/verify?code="+url.QueryEscape(bad), nil)
+		if status != http.StatusNotFound || answer.Valid || answer.Error != "invalid_ticket" || !strings.Contains(answer.Message, "not a valid") {
+			t.Errorf("verify %q: %d %s, want 404 invalid_ticket with the reason", bad, status, raw)
+		}
+	}
+	if status, _, raw := c.door(http.MethodGet, "/api/tickets/verify", nil); status != http.StatusBadRequest {
+		t.Errorf("verify without a code: %d %s, want 400", status, raw)
+	}
+	if status, _, raw := c.door(http.MethodPost, "/api/tickets/admit", "{"); status != http.StatusBadRequest {
+		t.Errorf("admit with a broken body: %d %s, want 400", status, raw)
+	}
+
+	// The door's page: the admitted ticket says so; another ticket is admitted with its button.
+	if status, page := c.getPage("/tickets/verify?code=" + url.QueryEscape(code)); status != http.StatusOK ||
+		!strings.Contains(page, `data-verdict="already-admitted"`) || strings.Contains(page, customerName) {
+		t.Errorf("door page for an admitted ticket: %d, want it to say already admitted (and no name)", status)
+	}
+	if status, page := c.getPage("/tickets/verify?code=" + url.QueryEscape(forged)); status != http.StatusNotFound || !strings.Contains(page, "Do not admit") {
+		t.Errorf("door page for a forged code: %d, want 404 saying do not admit", status)
+	}
+	other := c.waitFinal(c.mustBook(show.ID, []string{"H9"}, cardApproves).BookingID)
+	jar, _ := cookiejar.New(nil)
+	browser := &http.Client{Jar: jar}
+	resp, err := browser.Get(c.web.url + "/tickets/verify?code=" + url.QueryEscape(other.TicketCode))
+	if err != nil {
+		t.Fatal(err)
+	}
+	page := readAll(t, resp)
+	if !strings.Contains(page, `data-verdict="valid"`) || !strings.Contains(page, ">Admit</button>") {
+		t.Fatalf("door page for a fresh ticket: %d, want it valid with an Admit button", resp.StatusCode)
+	}
+	resp, err = browser.PostForm(c.web.url+"/tickets/verify", url.Values{"csrf_token": {csrfOf(t, page)}, "code": {other.TicketCode}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if page := readAll(t, resp); resp.StatusCode != http.StatusOK || !strings.Contains(page, `data-verdict="admitted"`) {
+		t.Errorf("pressing Admit: %d, want the ticket admitted", resp.StatusCode)
+	}
+	if _, answer, raw := c.door(http.MethodGet, "/api/tickets/verify?code="+url.QueryEscape(other.TicketCode), nil); !answer.Admitted {
+		t.Errorf("after Admit on the page the API says %s, want admitted", raw)
+	}
+}
