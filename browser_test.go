@@ -460,3 +460,66 @@ func scanQR(t *testing.T, shot []byte) string {
 	}
 	return result.GetText()
 }
+
+// TestBrowserReconnectMissesNothing: the web server a status page streams from goes away
+// mid-booking, and the booking moves on while it is down. When the server is back the page's
+// stream resumes by itself: every stage it missed arrives, in order and once, without a reload.
+func TestBrowserReconnectMissesNothing(t *testing.T) {
+	c := newCluster(t)
+	addr := fmt.Sprintf("127.0.0.1:%d", freeTCPPorts(t, 1))
+	firstWeb := c.startWith(TargetWeb, map[string]string{"HTTP_ADDR": addr})
+	show := c.futureShow()
+	id := c.mustBook(show.ID, []string{"G3"}, cardApproves).BookingID
+
+	ctx, cancel := context.WithTimeout(context.Background(), 2*browserTimeout)
+	defer cancel()
+	ctx = startBrowser(t, ctx)
+	openWithProbe(t, ctx, c.web.url+"/bookings/"+id+"?token="+c.token(id), "#progress")
+	browserPoll(t, ctx, "the stream open", `window.__boxoffice.opened > 0`)
+	// The booking service starts once the page is open: "Seats confirmed" comes over the stream.
+	c.start(TargetBooking)
+	browserPoll(t, ctx, "seats confirmed over the stream", `window.__boxoffice.sse.includes("confirmed")
+		&& !!document.querySelector("#stage-confirmed.stage.done")`)
+	doc := browserEval[string](t, ctx, `window.__boxoffice.doc`)
+	before := browserEval[[]string](t, ctx, `window.__boxoffice.sse`)
+
+	// The web goes away; payment, the text and the ticket happen while it is down.
+	firstWeb.stop(t)
+	c.web = nil
+	c.start(TargetPayment)
+	c.start(TargetNotification)
+	c.start(TargetTicket)
+	eventually(t, "the ticket issued while the web is down", func() bool {
+		var n int
+		_ = c.db().Get(&n, `SELECT count(*) FROM ticket.tickets WHERE booking_id = $1`, id)
+		return n == 1
+	})
+	time.Sleep(time.Second) // the page tries to reconnect while nobody answers
+	back := time.Now()
+	c.startWith(TargetWeb, map[string]string{"HTTP_ADDR": addr})
+
+	browserPoll(t, ctx, "the ticket on the page", `!!document.querySelector("#ticket [data-field=code]")`)
+	t.Logf("the page showed the ticket %s after the web came back", time.Since(back).Round(time.Millisecond))
+	browserPoll(t, ctx, "the stream closed after the outcome", `window.__boxoffice.closed > 0`)
+	if now := browserEval[string](t, ctx, `window.__boxoffice.doc`); now != doc {
+		t.Fatal("the page was reloaded: it must resume over its stream")
+	}
+	sse := browserEval[[]string](t, ctx, `window.__boxoffice.sse`)
+	missed := sse[len(before):]
+	t.Logf("stages before the web went away: %v; after it came back: %v; stream opened %d times", before,
+		missed, browserEval[int](t, ctx, `window.__boxoffice.opened`))
+	if want := []string{"paid", "notified", "ticketed", "outcome"}; !slices.Equal(missed, want) {
+		t.Errorf("after reconnecting the page received %v, want the missed stages once and in order: %v", missed, want)
+	}
+	for _, name := range []string{"requested", "confirmed"} {
+		n := 0
+		for _, got := range sse {
+			if got == name {
+				n++
+			}
+		}
+		if n > 1 {
+			t.Errorf("stage %s arrived %d times over the stream %v, want at most once", name, n, sse)
+		}
+	}
+}

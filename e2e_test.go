@@ -142,7 +142,12 @@ func (c *cluster) startWith(target string, extra map[string]string) *process {
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	// HTTP_ADDR in extra restarts a web where browsers already point; otherwise any free port.
+	addr := "127.0.0.1:0"
+	if a := extra["HTTP_ADDR"]; a != "" {
+		addr = a
+	}
+	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		c.t.Fatal(err)
 	}

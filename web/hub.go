@@ -104,7 +104,7 @@ func (h *Hub) Serve(w http.ResponseWriter, r *http.Request, kind StreamKind, boo
 	h.mu.Lock()
 	if h.closing {
 		h.mu.Unlock()
-		http.Error(w, "shutting down", http.StatusServiceUnavailable)
+		comeBackLater(w)
 		return
 	}
 	if h.byBooking[bookingID] == nil {
@@ -310,6 +310,17 @@ func (c *closingWriter) Flush() {
 	if c.sawClose {
 		c.cancel()
 	}
+}
+
+// comeBackLater answers a stream asked for while the server shuts down: an empty event stream
+// that ends at once. A browser's EventSource then reconnects by itself, sending its
+// Last-Event-ID (to another replica, or this one restarted). An error status instead would
+// make it give up, and htmx would open a new one without Last-Event-ID, resending stages.
+func comeBackLater(w http.ResponseWriter) {
+	w.Header().Set("Content-Type", "text/event-stream")
+	w.Header().Set("Cache-Control", "no-cache")
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write([]byte("retry: 2000\n\n"))
 }
 
 func randomID() string {

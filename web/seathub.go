@@ -65,16 +65,17 @@ func NewSeatHub(seats func(context.Context, string) (SeatMap, error), since func
 	return h
 }
 
-// Serve streams a show's seat changes after version (the ?v= the page was rendered with), until
-// the caller goes away.
+// Serve streams a show's seat changes after version (the ?v= the page was rendered with, or the
+// Last-Event-ID of a reconnecting browser when newer), until the caller goes away.
 func (h *SeatHub) Serve(w http.ResponseWriter, r *http.Request, showID string, version int64) {
+	version = max(version, parseSeatVersion(r.Header.Get("Last-Event-ID")))
 	ctx, cancel := context.WithTimeout(r.Context(), maxStreamLifetime)
 	defer cancel()
 	streamID := "seats." + showID + "." + randomID()
 	h.mu.Lock()
 	if h.closing {
 		h.mu.Unlock()
-		http.Error(w, "shutting down", http.StatusServiceUnavailable)
+		comeBackLater(w)
 		return
 	}
 	if h.byShow[showID] == nil {
@@ -144,7 +145,7 @@ func (h *SeatHub) round(showID string) {
 		s.mu.Lock()
 		if s.ready {
 			changed := seatChanges(s.known, current.States)
-			h.send(ctx, s, changed, rendered)
+			h.send(ctx, s, current.Version, changed, rendered)
 			s.known = current.States
 		}
 		s.mu.Unlock()
@@ -178,12 +179,13 @@ func (h *SeatHub) onSubscribe(streamID string, _ *sse.Subscriber) {
 	}
 	s.ready = true
 	s.known = current.States
-	h.send(ctx, s, changed, nil)
+	h.send(ctx, s, current.Version, changed, nil)
 }
 
-// send renders and publishes one connection's changes; a connection that cannot take them is
-// ended, and the browser's reconnect catches it up from its page's version.
-func (h *SeatHub) send(ctx context.Context, s *seatStream, changed map[string]SeatState, cache map[string][]byte) {
+// send renders and publishes one connection's changes as of version, the event's id: a browser
+// reconnecting sends it back as Last-Event-ID and is sent only what changed after it. A
+// connection that cannot take them is ended, and the browser's reconnect catches it up.
+func (h *SeatHub) send(ctx context.Context, s *seatStream, version int64, changed map[string]SeatState, cache map[string][]byte) {
 	if len(changed) == 0 {
 		return
 	}
@@ -200,7 +202,8 @@ func (h *SeatHub) send(ctx context.Context, s *seatStream, changed map[string]Se
 			cache[key] = data
 		}
 	}
-	if !h.server.TryPublish(s.id, &sse.Event{Event: []byte(SeatEvent), Data: data}) {
+	ev := &sse.Event{ID: []byte(strconv.FormatInt(version, 10)), Event: []byte(SeatEvent), Data: data}
+	if !h.server.TryPublish(s.id, ev) {
 		s.cancel()
 	}
 }
