@@ -146,7 +146,7 @@ func TestStrangersSeeNothingOfABooking(t *testing.T) {
 	}
 	id := mine.BookingID
 	resources := []string{
-		"/bookings/" + id, "/bookings/" + id + "/ticket", "/bookings/" + id + "/events",
+		"/bookings/" + id, "/bookings/" + id + "/ticket", "/bookings/" + id + "/events", "/bookings/" + id + "/hold",
 		"/api/bookings/" + id, "/api/bookings/" + id + "/events", "/api/tickets/" + st.Ticket.TicketID,
 	}
 	for _, path := range resources {
@@ -163,7 +163,15 @@ func TestStrangersSeeNothingOfABooking(t *testing.T) {
 		if strings.HasSuffix(path, "/events") {
 			continue // streams: followed below with the URLs the API gave
 		}
-		if status, _ := c.getPage(path + "?token=" + c.token(id)); status != http.StatusOK {
+		resp, err := http.Get(c.web.url + path + "?token=" + c.token(id))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.Header.Get("Cache-Control") != "no-store" {
+			t.Errorf("GET %s with its token: Cache-Control %q, want no-store: no cache may keep it", path, resp.Header.Get("Cache-Control"))
+		}
+		if status := resp.StatusCode; status != http.StatusOK {
 			t.Errorf("GET %s with its token: %d, want 200", path, status)
 		}
 	}

@@ -7,7 +7,9 @@ import (
 	"math"
 	"net"
 	"net/http"
+	"net/netip"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -41,6 +43,11 @@ func (s *Server) secure(next http.Handler) http.Handler {
 		h.Set("Referrer-Policy", "same-origin")
 		h.Set("Cross-Origin-Opener-Policy", "same-origin")
 		h.Set("Permissions-Policy", "camera=(), microphone=(), geolocation=(), payment=()")
+		if private(r) {
+			// A booking's pages carry its secret and the buyer's name: no shared or back-button
+			// cache keeps them.
+			h.Set("Cache-Control", "no-store")
+		}
 		guarded.ServeHTTP(w, r.WithContext(templ.WithNonce(r.Context(), nonce)))
 	})
 }
@@ -51,8 +58,22 @@ func newNonce() string {
 	return base64.RawURLEncoding.EncodeToString(b)
 }
 
-// rateLimiter allows each client address perMinute booking requests a minute, with bursts up to
-// the same number: a token bucket per address, forgotten once full again.
+// private is a request whose answer is one person's business: anything carrying a capability
+// token, their bookings, and the door's ticket checks.
+func private(r *http.Request) bool {
+	if r.URL.Query().Has("token") {
+		return true
+	}
+	for _, prefix := range []string{"/bookings", "/api/bookings", "/tickets/", "/api/tickets/"} {
+		if strings.HasPrefix(r.URL.Path, prefix) {
+			return true
+		}
+	}
+	return false
+}
+
+// rateLimiter allows each client perMinute booking requests a minute, with bursts up to the same
+// number: a token bucket per key (an address, a browser session), forgotten once full again.
 type rateLimiter struct {
 	perMinute int
 	now       func() time.Time
@@ -70,8 +91,9 @@ func newRateLimiter(perMinute int, now func() time.Time) *rateLimiter {
 	return &rateLimiter{perMinute: perMinute, now: now, buckets: map[string]*bucket{}}
 }
 
-// allow takes a token for the client, or says how long until one is free.
-func (l *rateLimiter) allow(client string) (bool, time.Duration) {
+// allow takes a token from every key's bucket, or from none and says how long until each has
+// one: a request refused for one key does not use up the others.
+func (l *rateLimiter) allow(keys ...string) (bool, time.Duration) {
 	if l == nil || l.perMinute <= 0 {
 		return true, 0
 	}
@@ -87,34 +109,65 @@ func (l *rateLimiter) allow(client string) (bool, time.Duration) {
 		}
 		l.swept = now
 	}
-	b, ok := l.buckets[client]
-	if !ok {
-		b = &bucket{tokens: float64(l.perMinute), at: now}
-		l.buckets[client] = b
+	var wait time.Duration
+	buckets := make([]*bucket, 0, len(keys))
+	for _, key := range keys {
+		b, ok := l.buckets[key]
+		if !ok {
+			b = &bucket{tokens: float64(l.perMinute), at: now}
+			l.buckets[key] = b
+		}
+		b.tokens = math.Min(float64(l.perMinute), b.tokens+now.Sub(b.at).Seconds()*rate)
+		b.at = now
+		if b.tokens < 1 {
+			wait = max(wait, time.Duration((1-b.tokens)/rate*float64(time.Second)))
+		}
+		buckets = append(buckets, b)
 	}
-	b.tokens = math.Min(float64(l.perMinute), b.tokens+now.Sub(b.at).Seconds()*rate)
-	b.at = now
-	if b.tokens >= 1 {
+	if wait > 0 {
+		return false, wait
+	}
+	for _, b := range buckets {
 		b.tokens--
-		return true, 0
 	}
-	wait := time.Duration((1 - b.tokens) / rate * float64(time.Second))
-	return false, wait
+	return true, 0
 }
 
-// limitBookings answers 429 with Retry-After when the client is over its booking rate.
+// limitBookings answers 429 with Retry-After when the client is over its booking rate: per
+// address, and per browser session when there is one (a phone that changes networks keeps its
+// session, and its limit).
 func (s *Server) limitBookings(next http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		client, _, err := net.SplitHostPort(r.RemoteAddr)
-		if err != nil {
-			client = r.RemoteAddr
+		keys := []string{"addr:" + clientAddress(r)}
+		if c, err := r.Cookie(sessionCookie); err == nil && sessionPattern.MatchString(c.Value) {
+			keys = append(keys, "session:"+c.Value)
 		}
-		if ok, wait := s.limiter.allow(client); !ok {
+		if ok, wait := s.limiter.allow(keys...); !ok {
 			s.fail(w, r, &rateLimitedError{retryAfter: wait})
 			return
 		}
 		next(w, r)
 	}
+}
+
+// clientAddress is who a request comes from, for rate limits: its IPv4 address, or the /64 an
+// IPv6 address belongs to (one household or phone is given a whole /64, and could otherwise
+// take a fresh address for every request).
+func clientAddress(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		host = r.RemoteAddr
+	}
+	addr, err := netip.ParseAddr(host)
+	if err != nil {
+		return host
+	}
+	addr = addr.Unmap()
+	if addr.Is6() {
+		prefix, _ := addr.Prefix(64)
+		return prefix.String()
+	}
+	return addr.String()
 }
 
 func retryAfterSeconds(d time.Duration) string {

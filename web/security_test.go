@@ -1,6 +1,9 @@
 package web
 
 import (
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"testing"
 	"time"
 )
@@ -34,5 +37,52 @@ func TestRateLimiterRefillsOverTheMinute(t *testing.T) {
 		if ok, _ := off.allow("a"); !ok {
 			t.Fatal("a limit of 0 refused a request")
 		}
+	}
+}
+
+// TestBookingLimitFollowsTheSessionAndTheAddress: a browser that changes address keeps its
+// session's limit; addresses in one IPv6 /64 share one; a refusal for one key uses up no other.
+func TestBookingLimitFollowsTheSessionAndTheAddress(t *testing.T) {
+	now := time.Date(2026, 11, 29, 18, 0, 0, 0, time.UTC)
+	s := &Server{limiter: newRateLimiter(2, func() time.Time { return now }), log: slog.New(slog.DiscardHandler)}
+	booked := 0
+	handler := s.limitBookings(func(w http.ResponseWriter, _ *http.Request) { booked++; w.WriteHeader(http.StatusAccepted) })
+	book := func(addr, session string) *httptest.ResponseRecorder {
+		r := httptest.NewRequest(http.MethodPost, "/api/bookings", nil)
+		r.RemoteAddr = addr
+		if session != "" {
+			r.AddCookie(&http.Cookie{Name: sessionCookie, Value: session})
+		}
+		w := httptest.NewRecorder()
+		handler(w, r)
+		return w
+	}
+	phone := "AAAAAAAAAAAAAAAAAAAAAA"
+	for i, addr := range []string{"192.0.2.1:5000", "198.51.100.7:6000"} {
+		if w := book(addr, phone); w.Code != http.StatusAccepted {
+			t.Fatalf("request %d from the session: %d", i+1, w.Code)
+		}
+	}
+	w := book("203.0.113.9:7000", phone)
+	if w.Code != http.StatusTooManyRequests || w.Header().Get("Retry-After") == "" {
+		t.Fatalf("third request of the session from a third address: %d (Retry-After %q), want 429 with Retry-After", w.Code, w.Header().Get("Retry-After"))
+	}
+	// That refusal took nothing from the third address: another browser there books twice.
+	for i := range 2 {
+		if w := book("203.0.113.9:7001", "BBBBBBBBBBBBBBBBBBBBBB"); w.Code != http.StatusAccepted {
+			t.Fatalf("another browser at the third address, request %d: %d", i+1, w.Code)
+		}
+	}
+	// Two addresses of one IPv6 /64 are one client; another /64 is not.
+	book("[2001:db8:1:2::1]:443", "")
+	book("[2001:db8:1:2::ffff]:443", "")
+	if w := book("[2001:db8:1:2:aaaa::1]:443", ""); w.Code != http.StatusTooManyRequests {
+		t.Errorf("a third address in the same /64: %d, want 429", w.Code)
+	}
+	if w := book("[2001:db8:1:3::1]:443", ""); w.Code != http.StatusAccepted {
+		t.Errorf("an address in another /64: %d, want 202", w.Code)
+	}
+	if booked != 7 {
+		t.Errorf("%d requests went through, want 7", booked)
 	}
 }
