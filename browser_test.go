@@ -7,8 +7,10 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"image/png"
+	"maps"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -19,9 +21,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/accessibility"
 	"github.com/chromedp/cdproto/cdp"
 	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
+	"github.com/chromedp/chromedp/kb"
 	"github.com/makiuchi-d/gozxing"
 	zxingqr "github.com/makiuchi-d/gozxing/qrcode"
 )
@@ -520,6 +524,169 @@ func TestBrowserReconnectMissesNothing(t *testing.T) {
 		}
 		if n > 1 {
 			t.Errorf("stage %s arrived %d times over the stream %v, want at most once", name, n, sse)
+		}
+	}
+}
+
+// contrastCheck lists the visible text on the page whose colour contrast with its background is
+// below WCAG AA (4.5:1, or 3:1 for large text). Text of disabled controls is exempt, as WCAG
+// allows; text over a background image is skipped (its contrast cannot be read from styles).
+const contrastCheck = `(() => {
+	const parse = (c) => {
+		const m = c.match(/rgba?\(([^)]+)\)/);
+		if (!m) return null;
+		const p = m[1].split(/[\s,\/]+/).filter(Boolean).map(Number);
+		return {r: p[0], g: p[1], b: p[2], a: p.length > 3 ? p[3] : 1};
+	};
+	const over = (top, base) => ({r: top.r * top.a + base.r * (1 - top.a), g: top.g * top.a + base.g * (1 - top.a), b: top.b * top.a + base.b * (1 - top.a), a: 1});
+	const lum = (c) => {
+		const f = (v) => { v /= 255; return v <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4); };
+		return 0.2126 * f(c.r) + 0.7152 * f(c.g) + 0.0722 * f(c.b);
+	};
+	const background = (el) => {
+		const layers = [];
+		for (let e = el; e; e = e.parentElement) {
+			const st = getComputedStyle(e);
+			const c = parse(st.backgroundColor);
+			if (c && c.a > 0) { layers.push(c); if (c.a >= 1) break; }
+			else if (st.backgroundImage !== "none") return null;
+		}
+		let base = {r: 255, g: 255, b: 255, a: 1};
+		for (let i = layers.length - 1; i >= 0; i--) base = over(layers[i], base);
+		return base;
+	};
+	const failures = [];
+	for (const el of document.querySelectorAll("body *")) {
+		if (![...el.childNodes].some((n) => n.nodeType === 3 && n.textContent.trim())) continue;
+		const st = getComputedStyle(el);
+		const rect = el.getBoundingClientRect();
+		if (st.visibility === "hidden" || rect.width < 2 || rect.height < 2 || el.closest(".visually-hidden, .skip-link, [hidden]")) continue;
+		const label = el.closest("label");
+		const control = label && label.htmlFor ? document.getElementById(label.htmlFor) : null;
+		if ((control && control.disabled) || el.closest("button:disabled")) continue;
+		const bg = background(el);
+		if (!bg) continue;
+		const fg = over(parse(st.color), bg);
+		const [hi, lo] = [lum(fg), lum(bg)].sort((a, b) => b - a);
+		const ratio = (hi + 0.05) / (lo + 0.05);
+		const size = parseFloat(st.fontSize), bold = parseInt(st.fontWeight, 10) >= 700;
+		const need = size >= 24 || (size >= 18.66 && bold) ? 3 : 4.5;
+		if (ratio < need - 0.01) failures.push(el.tagName.toLowerCase() + "." + [...el.classList].join(".") + " " + JSON.stringify(el.textContent.trim().slice(0, 30)) + " " + ratio.toFixed(2) + ":1 (needs " + need + ")");
+	}
+	return failures;
+})()`
+
+// axNode is one node of the page's accessibility tree, as a screen reader gets it.
+type axNode struct{ Role, Name string }
+
+func accessibilityTree(t *testing.T, ctx context.Context) []axNode {
+	t.Helper()
+	nodes := browserRun(t, ctx, "read the accessibility tree", func(ctx context.Context, tg *chromedp.Target) ([]axNode, error) {
+		res, err := cdp.Call(ctx, tg, accessibility.GetFullAXTree, accessibility.GetFullAXTreeParams{})
+		if err != nil {
+			return nil, err
+		}
+		var out []axNode
+		for _, n := range res.Nodes {
+			if n.Ignored || n.Role == nil {
+				continue
+			}
+			var node axNode
+			_ = json.Unmarshal(n.Role.Value, &node.Role)
+			if n.Name != nil {
+				_ = json.Unmarshal(n.Name.Value, &node.Name)
+			}
+			out = append(out, node)
+		}
+		return out, nil
+	})
+	return nodes
+}
+
+// TestBrowserAccessibility: the booking pages work for everyone. Seats are chosen with the
+// keyboard alone and show where the focus is; every control has a name a screen reader reads;
+// text meets WCAG AA contrast on every page; a phone-sized screen needs no sideways scrolling;
+// and no script runs but htmx and its SSE extension.
+func TestBrowserAccessibility(t *testing.T) {
+	c := startAll(t)
+	show := c.futureShow()
+	c.waitFinal(c.mustBook(show.ID, []string{"A1"}, cardApproves).BookingID) // a sold seat on the map
+	shots := screenshotDir(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*browserTimeout)
+	defer cancel()
+	ctx = startBrowser(t, ctx)
+	openWithProbe(t, ctx, c.web.url+"/shows/"+show.ID, `label[for="seat-A2"]`)
+
+	// Keyboard only: Tab to the seats (the sold A1 is skipped), Space picks, Tab moves on.
+	for i := 0; i < 40 && !browserEval[bool](t, ctx, `(document.activeElement.id || "").startsWith("seat-")`); i++ {
+		browserStep(t, ctx, "press Tab", chromedp.KeyEvent(kb.Tab))
+	}
+	if first := browserEval[string](t, ctx, `document.activeElement.id`); first != "seat-A2" {
+		t.Fatalf("Tab reached %q first, want seat-A2 (A1 is sold and must be skipped)", first)
+	}
+	outline := browserEval[string](t, ctx, `getComputedStyle(document.querySelector('label[for="seat-A2"]')).outlineStyle`)
+	if outline == "none" || outline == "" {
+		t.Errorf("the focused seat's outline is %q: keyboard users cannot see where they are", outline)
+	}
+	browserStep(t, ctx, "Space, Tab, Space", chromedp.KeyEvent(" "), chromedp.KeyEvent(kb.Tab), chromedp.KeyEvent(" "))
+	browserPoll(t, ctx, "A2 and A3 in the total, chosen by keyboard", `document.getElementById("seat-A2").checked
+		&& document.getElementById("seat-A3").checked && document.getElementById("summary").textContent.includes("A2, A3")`)
+
+	// What a screen reader is given: every seat by row and number (and its state), every field by its label.
+	tree := accessibilityTree(t, ctx)
+	seats, names := 0, map[string]bool{}
+	for _, n := range tree {
+		names[n.Role+": "+n.Name] = true
+		if n.Role == "checkbox" {
+			seats++
+			if !regexp.MustCompile(`^Row [A-L] seat \d+(, sold|, held by another buyer)?$`).MatchString(n.Name) {
+				t.Errorf("a seat reads %q to a screen reader", n.Name)
+			}
+		}
+	}
+	if seats != 192 || !names["checkbox: Row A seat 1, sold"] {
+		t.Errorf("the accessibility tree has %d seat checkboxes (A1 sold: %v), want 192", seats, names["checkbox: Row A seat 1, sold"])
+	}
+	for _, want := range []string{"textbox: Name on the booking", "textbox: Mobile number", "textbox: Card number", "button: Book and pay"} {
+		if !names[want] {
+			t.Errorf("no %q in the accessibility tree", want)
+		}
+	}
+
+	// Contrast and phone-sized screens, page by page.
+	st := c.waitFinal(c.mustBook(show.ID, []string{"B1"}, cardApproves).BookingID)
+	failed := c.waitFinal(c.mustBook(show.ID, []string{"B2"}, cardDeclined).BookingID)
+	pages := map[string]string{
+		"whats-on":       "/",
+		"movie":          "/movies/" + show.MovieID,
+		"seat-map":       "/shows/" + show.ID,
+		"booking":        "/bookings/" + st.BookingID + "?token=" + c.token(st.BookingID),
+		"booking-failed": "/bookings/" + failed.BookingID + "?token=" + c.token(failed.BookingID),
+		"ticket":         "/bookings/" + st.BookingID + "/ticket?token=" + c.token(st.BookingID),
+		"door":           "/tickets/verify?code=" + url.QueryEscape(st.TicketCode),
+		"sms-inbox":      "/dev/sms",
+	}
+	for _, name := range slices.Sorted(maps.Keys(pages)) {
+		for _, phone := range []bool{false, true} {
+			width, height := int64(1280), int64(1000)
+			if phone {
+				width, height = 375, 740
+			}
+			browserStep(t, ctx, "size the window", chromedp.EmulateViewport(width, height))
+			openWithProbe(t, ctx, c.web.url+pages[name], "main")
+			if failures := browserEval[[]string](t, ctx, contrastCheck); len(failures) > 0 {
+				t.Errorf("%s at %dpx: text below WCAG AA contrast:\n%s", name, width, strings.Join(failures, "\n"))
+			}
+			if overflow := browserEval[int](t, ctx, `document.scrollingElement.scrollWidth - window.innerWidth`); overflow > 0 {
+				t.Errorf("%s at %dpx is %dpx too wide: it scrolls sideways", name, width, overflow)
+			}
+			scripts := browserEval[[]string](t, ctx, `[...document.scripts].map((s) => s.src ? new URL(s.src).pathname : "inline")`)
+			if !slices.Equal(scripts, []string{"/static/htmx-2.0.11.min.js", "/static/htmx-ext-sse-2.2.4.min.js"}) && !(name == "ticket" && len(scripts) == 0) {
+				t.Errorf("%s runs scripts %v, want only htmx and its SSE extension", name, scripts)
+			}
+			if phone && (name == "seat-map" || name == "booking") {
+				saveScreenshot(t, ctx, shots, "9-phone-"+name+".png")
+			}
 		}
 	}
 }

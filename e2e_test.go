@@ -213,6 +213,7 @@ func (b *syncBuffer) String() string {
 
 type apiShow struct {
 	ID              string    `json:"id"`
+	MovieID         string    `json:"movie_id"`
 	MovieTitle      string    `json:"movie_title"`
 	TheatreName     string    `json:"theatre_name"`
 	TheatreLocation string    `json:"theatre_location"`
