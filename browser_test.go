@@ -13,6 +13,7 @@ import (
 	"maps"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -197,10 +198,11 @@ func TestBrowserBookingShowsEachStageLive(t *testing.T) {
 		t.Errorf("the printed ticket has %d pages, want exactly one", len(pages))
 	}
 
-	// The QR code, as the browser draws it, scans to the ticket's signed code.
-	qrPNG := browserRun(t, ctx, "screenshot the QR code", chromedp.ScreenshotScale(chromedp.CSS(`#ticket svg[data-field="qr"]`), 2))
-	saveArtifact(t, shots, "4-ticket-qr.png", qrPNG)
-	if scanned := scanQR(t, qrPNG); scanned != st.TicketCode || !strings.HasPrefix(scanned, "BX1.") {
+	// The QR code on the printed page scans to the ticket's signed code: the PDF is rendered to
+	// pixels (poppler's pdftoppm, as a printer would) and read by a QR decoder, as a phone would.
+	printed := rasterizePDF(t, filepath.Join(shots, "4-printable-ticket.pdf"))
+	saveArtifact(t, shots, "4-printable-ticket-page.png", printed)
+	if scanned := scanQR(t, printed); scanned != st.TicketCode || !strings.HasPrefix(scanned, "BX1.") {
 		t.Errorf("the printed QR code scans as %q, want the ticket's signed code %q", scanned, st.TicketCode)
 	}
 
@@ -689,4 +691,22 @@ func TestBrowserAccessibility(t *testing.T) {
 			}
 		}
 	}
+}
+
+// rasterizePDF renders a PDF's first page to a PNG at 200 dpi with poppler's pdftoppm, which
+// scripts/chromium.sh installs beside Chromium.
+func rasterizePDF(t *testing.T, pdf string) []byte {
+	t.Helper()
+	if _, err := exec.LookPath("pdftoppm"); err != nil {
+		t.Fatal("pdftoppm is not installed: run scripts/chromium.sh (Debian's poppler-utils)")
+	}
+	out := filepath.Join(t.TempDir(), "page")
+	if b, err := exec.Command("pdftoppm", "-r", "200", "-png", "-singlefile", "-f", "1", "-l", "1", pdf, out).CombinedOutput(); err != nil {
+		t.Fatalf("pdftoppm %s: %v\n%s", pdf, err, b)
+	}
+	png, err := os.ReadFile(out + ".png")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return png
 }
