@@ -29,6 +29,7 @@ chaos: postgres ## the crash test: SIGKILL random parts (broker and PostgreSQL t
 fuzz: ## a short run of every fuzz target, FUZZTIME each (seeds alone run in make test)
 	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./services/event
 	$(GO) test -run '^$$' -fuzz '^FuzzBookingRequestJSON$$' -fuzztime $(FUZZTIME) ./web
+	$(GO) test -run '^$$' -fuzz '^FuzzBookingForm$$' -fuzztime $(FUZZTIME) ./web
 	$(GO) test -run '^$$' -fuzz '^FuzzBookingToken$$' -fuzztime $(FUZZTIME) ./web
 	$(GO) test -run '^$$' -fuzz '^FuzzTicketCode$$' -fuzztime $(FUZZTIME) ./web
 

@@ -22,8 +22,6 @@ func FuzzBookingRequestJSON(f *testing.F) {
 	} {
 		f.Add([]byte(seed))
 	}
-	seat := regexp.MustCompile(`^[A-Z][1-9][0-9]?$`)
-	phone := regexp.MustCompile(`^\+?[0-9]{7,15}$`) // an optional + and the digits: what the SMS provider gets
 	f.Fuzz(func(t *testing.T, body []byte) {
 		req, err := decodeBookingRequest(bytes.NewReader(body))
 		if err != nil {
@@ -33,27 +31,59 @@ func FuzzBookingRequestJSON(f *testing.F) {
 			}
 			return
 		}
-		out, problems := normalize(req)
-		for field, msg := range problems {
-			if msg == "" || !utf8.ValidString(msg) {
-				t.Fatalf("field %s: message %q", field, msg)
-			}
-		}
-		if len(problems) > 0 {
-			return
-		}
-		if len(out.Seats) < 1 || len(out.Seats) > MaxSeatsPerBooking {
-			t.Fatalf("accepted %d seats", len(out.Seats))
-		}
-		for _, s := range out.Seats {
-			if !seat.MatchString(s) {
-				t.Fatalf("accepted seat %q", s)
-			}
-		}
-		if out.Name == "" || utf8.RuneCountInString(out.Name) > 100 || !phone.MatchString(out.Phone) {
-			t.Fatalf("accepted %+v", out)
-		}
+		checkNormalized(t, req)
 	})
+}
+
+// FuzzBookingForm: whatever the seat-map form posts, reading it never panics, and normalising
+// it either names the bad fields or yields a booking the services can trust.
+func FuzzBookingForm(f *testing.F) {
+	for _, seed := range []string{
+		"show_id=ldn-1-20261127-1930&seats=F7&seats=F8&name=Ada&phone=%2B44+7700+900123&card_number=4242+4242+4242+4242",
+		"seats=F7&seats=F7&seats=f8", "seats=" + strings.Repeat("A1%2C", 50), "name=%00&phone=%2B%2B", "%zz=1&seats", ";;&&==",
+		"show_id=x&seats=Z99&seats=A0&name=" + strings.Repeat("n", 200),
+	} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, body string) {
+		r := httptest.NewRequest("POST", "/bookings", strings.NewReader(body))
+		r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		if err := r.ParseForm(); err != nil {
+			return // the handler answers 400 "The form could not be read"
+		}
+		checkNormalized(t, formBookingRequest(r.PostForm))
+	})
+}
+
+var (
+	seatPattern  = regexp.MustCompile(`^[A-Z][1-9][0-9]?$`)
+	phonePattern = regexp.MustCompile(`^\+?[0-9]{7,15}$`) // an optional + and the digits: what the SMS provider gets
+)
+
+// checkNormalized: a request is either refused with a message per bad field, or accepted with
+// seats, name and phone the services can trust.
+func checkNormalized(t *testing.T, req BookingRequest) {
+	t.Helper()
+	out, problems := normalize(req)
+	for field, msg := range problems {
+		if msg == "" || !utf8.ValidString(msg) {
+			t.Fatalf("field %s: message %q", field, msg)
+		}
+	}
+	if len(problems) > 0 {
+		return
+	}
+	if len(out.Seats) < 1 || len(out.Seats) > MaxSeatsPerBooking {
+		t.Fatalf("accepted %d seats", len(out.Seats))
+	}
+	for _, s := range out.Seats {
+		if !seatPattern.MatchString(s) {
+			t.Fatalf("accepted seat %q", s)
+		}
+	}
+	if out.Name == "" || utf8.RuneCountInString(out.Name) > 100 || !phonePattern.MatchString(out.Phone) {
+		t.Fatalf("accepted %+v", out)
+	}
 }
 
 // FuzzBookingToken: only a booking's own token opens it; no token, a forged one or another

@@ -257,6 +257,14 @@ func (s *Server) showSummary(w http.ResponseWriter, r *http.Request) {
 	s.render(w, r, http.StatusOK, templates.SummaryWithSeats(sum, taken))
 }
 
+// formBookingRequest reads the seat-map form's fields.
+func formBookingRequest(form url.Values) BookingRequest {
+	return BookingRequest{
+		ShowID: form.Get("show_id"), Seats: form["seats"], Name: form.Get("name"),
+		Phone: form.Get("phone"), CardNumber: form.Get("card_number"),
+	}
+}
+
 // bookingFormSubmit books from the seat-map form: on success the browser goes to the status
 // page; on bad input the same page comes back with the choices kept and each problem named.
 func (s *Server) bookingFormSubmit(w http.ResponseWriter, r *http.Request) {
@@ -265,10 +273,7 @@ func (s *Server) bookingFormSubmit(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, &badRequestError{"The form could not be read: it may be too large."})
 		return
 	}
-	req := BookingRequest{
-		ShowID: r.PostForm.Get("show_id"), Seats: r.PostForm["seats"], Name: r.PostForm.Get("name"),
-		Phone: r.PostForm.Get("phone"), CardNumber: r.PostForm.Get("card_number"),
-	}
+	req := formBookingRequest(r.PostForm)
 	bookingID, _, err := s.intake.Submit(r.Context(), req, r.PostForm.Get("idempotency_key"))
 	var validation *ValidationError
 	if errors.As(err, &validation) || errors.Is(err, errUnavailable) {
