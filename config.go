@@ -28,7 +28,8 @@ type Config struct {
 	KafkaNamespace    string        // KAFKA_NAMESPACE: prefix of topic and group names, to share a cluster
 	WebInstance       string        // WEB_INSTANCE: names this web replica's consumer group
 	OpsAddr           string        // OPS_ADDR: where a part without a web server answers /healthz and /readyz
-	BookingRateLimit  int           // BOOKING_RATE_LIMIT: booking requests a minute per client address; 0 is off
+	BookingRateLimit  int           // BOOKING_RATE_LIMIT: booking requests a minute per client address and per browser session; 0 is off
+	SecureCookies     bool          // SECURE_COOKIES: cookies always Secure, for a site served over TLS by a proxy in front
 	LogLevel          slog.Level    // LOG_LEVEL: debug, info, warn or error
 	HoldDuration      time.Duration // HOLD_DURATION: how long confirmed seats wait for payment
 	ConsumerMaxStall  time.Duration // CONSUMER_MAX_STALL: how long a failing message is retried before the DLT
@@ -99,6 +100,13 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 	cfg.KafkaEmbeddedPort = intVar("KAFKA_EMBEDDED_PORT", "0", 0, 65535)
 	cfg.KafkaReplicas = intVar("KAFKA_REPLICATION_FACTOR", "1", 1, 7)
 	cfg.BookingRateLimit = intVar("BOOKING_RATE_LIMIT", "30", 0, 1_000_000)
+	if raw := get("SECURE_COOKIES", "false"); raw != "" {
+		secure, err := strconv.ParseBool(raw)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("SECURE_COOKIES=%q: want true or false", raw))
+		}
+		cfg.SecureCookies = secure
+	}
 	cfg.KafkaNamespace = get("KAFKA_NAMESPACE", "")
 	if !namespacePattern.MatchString(cfg.KafkaNamespace) {
 		errs = append(errs, fmt.Errorf("KAFKA_NAMESPACE=%q: letters, digits, '-' and '_' only, at most 40", cfg.KafkaNamespace))

@@ -37,6 +37,7 @@ func TestLoadConfigRejectsWrongValues(t *testing.T) {
 		{"KAFKA_PARTITIONS", "six"},
 		{"KAFKA_EMBEDDED_PORT", "70000"},
 		{"LOG_LEVEL", "loud"},
+		{"SECURE_COOKIES", "sometimes"},
 		{"WEB_INSTANCE", "web 1"},
 		{"PAYMENT_PROVIDER", "stripe"},
 		{"PAYMENT_API_URL", "processor.example"},

@@ -150,6 +150,7 @@ func runWith(ctx context.Context, target string, cfg Config, stdout io.Writer, o
 			KafkaReady:       func(ctx context.Context) error { return kafka.Ping(ctx, cluster) },
 			Ops:              opsSource(cfg, conn, cluster).Snapshot,
 			BookingRateLimit: cfg.BookingRateLimit,
+			SecureCookies:    cfg.SecureCookies,
 			CapabilityKey:    capabilityKey,
 			Now:              now, Log: log,
 		})

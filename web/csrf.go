@@ -35,6 +35,9 @@ func (s *Server) csrfFor(session string) string {
 	return base64.RawURLEncoding.EncodeToString(mac.Sum(nil)[:18])
 }
 
+// secureCookies says whether a cookie set in answer to r may travel only over HTTPS.
+func (s *Server) secureCookies(r *http.Request) bool { return r.TLS != nil || s.deps.SecureCookies }
+
 // withSession gives every page a session (creating its cookie on the first visit) and puts the
 // session's form token where templates render it.
 func (s *Server) withSession(next http.Handler) http.Handler {
@@ -51,7 +54,7 @@ func (s *Server) withSession(next http.Handler) http.Handler {
 			_, _ = rand.Read(b)
 			session = base64.RawURLEncoding.EncodeToString(b)
 			http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: session, Path: "/", HttpOnly: true,
-				Secure: r.TLS != nil, SameSite: http.SameSiteLaxMode})
+				Secure: s.secureCookies(r), SameSite: http.SameSiteLaxMode})
 			r.AddCookie(&http.Cookie{Name: sessionCookie, Value: session}) // for a POST on the very first visit
 		}
 		next.ServeHTTP(w, r.WithContext(templates.WithCSRF(r.Context(), s.csrfFor(session))))

@@ -34,7 +34,7 @@ func (s *Server) rememberBooking(w http.ResponseWriter, r *http.Request, booking
 	}
 	http.SetCookie(w, &http.Cookie{
 		Name: myBookingsCookie, Value: strings.Join(entries, "~"), Path: "/",
-		MaxAge: int(myBookingsMaxAge.Seconds()), HttpOnly: true, Secure: r.TLS != nil, SameSite: http.SameSiteLaxMode,
+		MaxAge: int(myBookingsMaxAge.Seconds()), HttpOnly: true, Secure: s.secureCookies(r), SameSite: http.SameSiteLaxMode,
 	})
 }
 

@@ -86,3 +86,34 @@ func TestBookingLimitFollowsTheSessionAndTheAddress(t *testing.T) {
 		t.Errorf("%d requests went through, want 7", booked)
 	}
 }
+
+// TestCookiesAreSecureBehindATLSProxy: the session cookie is HttpOnly and SameSite=Lax always,
+// Secure on a direct TLS connection, and Secure on plain HTTP when SECURE_COOKIES says a TLS
+// proxy is in front.
+func TestCookiesAreSecureBehindATLSProxy(t *testing.T) {
+	for _, tc := range []struct {
+		name        string
+		tls, behind bool
+		want        bool
+	}{
+		{"plain http", false, false, false},
+		{"direct tls", true, false, true},
+		{"tls proxy in front", false, true, true},
+	} {
+		s := &Server{capabilityKey: testKey, deps: Deps{SecureCookies: tc.behind}}
+		r := httptest.NewRequest(http.MethodGet, "/", nil)
+		if tc.tls {
+			r = httptest.NewRequest(http.MethodGet, "https://boxoffice.example/", nil)
+		}
+		w := httptest.NewRecorder()
+		s.withSession(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {})).ServeHTTP(w, r)
+		cookies := w.Result().Cookies()
+		if len(cookies) != 1 || cookies[0].Name != sessionCookie {
+			t.Fatalf("%s: cookies %v, want the session cookie", tc.name, cookies)
+		}
+		c := cookies[0]
+		if c.Secure != tc.want || !c.HttpOnly || c.SameSite != http.SameSiteLaxMode {
+			t.Errorf("%s: Secure=%v HttpOnly=%v SameSite=%v, want Secure=%v, HttpOnly, Lax", tc.name, c.Secure, c.HttpOnly, c.SameSite, tc.want)
+		}
+	}
+}

@@ -32,12 +32,15 @@ type Deps struct {
 	SMSInbox   *sms.Sandbox                           // the sandbox provider's inbox, for /dev/sms; nil with a real provider
 	KafkaReady func(ctx context.Context) error        // /readyz: is the broker reachable?
 	Ops        func(ctx context.Context) ops.Snapshot // /ops and /metrics: the broker's and outboxes' state; nil leaves them out
-	// BookingRateLimit is how many booking requests a minute one client address may send
-	// (BOOKING_RATE_LIMIT); 0 turns the limit off, for load tests.
+	// BookingRateLimit is how many booking requests a minute one client address, and one browser
+	// session, may send (BOOKING_RATE_LIMIT); 0 turns the limit off, for load tests.
 	BookingRateLimit int
 	// CapabilityKey signs bookings' tokens (CapabilityKey reads the shared one); empty makes one
 	// for this process alone.
 	CapabilityKey []byte
+	// SecureCookies marks cookies Secure on every request: the site is served over TLS by a
+	// proxy in front, so requests reach it as plain HTTP. Without it, only on direct TLS.
+	SecureCookies bool
 	Now           func() time.Time
 	Log           *slog.Logger
 }
