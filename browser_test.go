@@ -206,7 +206,13 @@ func TestBrowserBookingShowsEachStageLive(t *testing.T) {
 		t.Errorf("the printed QR code scans as %q, want the ticket's signed code %q", scanned, st.TicketCode)
 	}
 
-	// At the door: the scanned code checks out, is admitted once, and a second scan is told so.
+	// At the door: staff sign in on the device, the scanned code checks out, is admitted once,
+	// and a second scan is told so.
+	openWithProbe(t, ctx, c.web.url+"/tickets/door", `#door_key`)
+	browserStep(t, ctx, "type the door key", chromedp.SendKeys(chromedp.ID("door_key"), c.doorKey(), chromedp.NodeVisible))
+	if _, err := chromedp.RunResponse(ctx, chromedp.Click(chromedp.Search(`//button[normalize-space(.)="Sign in"]`), chromedp.NodeVisible)); err != nil {
+		t.Fatalf("sign in at the door: %v", err)
+	}
 	openWithProbe(t, ctx, c.web.url+"/tickets/verify?code="+url.QueryEscape(st.TicketCode), `#verify-result`)
 	if verdict := browserEval[string](t, ctx, `document.getElementById("verify-result").dataset.verdict`); verdict != "valid" {
 		t.Fatalf("the door's check says %q, want valid", verdict)

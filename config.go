@@ -30,6 +30,7 @@ type Config struct {
 	OpsAddr           string        // OPS_ADDR: where a part without a web server answers /healthz and /readyz
 	BookingRateLimit  int           // BOOKING_RATE_LIMIT: booking requests a minute per client address and per browser session; 0 is off
 	SecureCookies     bool          // SECURE_COOKIES: cookies always Secure, for a site served over TLS by a proxy in front
+	DoorKey           string        // DOOR_KEY: what door staff sign in with to admit tickets; empty: one is made and printed
 	LogLevel          slog.Level    // LOG_LEVEL: debug, info, warn or error
 	HoldDuration      time.Duration // HOLD_DURATION: how long confirmed seats wait for payment
 	ConsumerMaxStall  time.Duration // CONSUMER_MAX_STALL: how long a failing message is retried before the DLT
@@ -82,6 +83,10 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 		KafkaDataDir: get("KAFKA_DATA_DIR", ".data/kafka"),
 		WebInstance:  get("WEB_INSTANCE", "web"),
 		OpsAddr:      get("OPS_ADDR", ""),
+		DoorKey:      get("DOOR_KEY", ""),
+	}
+	if cfg.DoorKey != "" && len(cfg.DoorKey) < 12 {
+		errs = append(errs, fmt.Errorf("DOOR_KEY: at least 12 characters, or leave it empty for one to be made"))
 	}
 	for _, b := range strings.Split(getenv("KAFKA_BROKERS"), ",") {
 		if b = strings.TrimSpace(b); b != "" {

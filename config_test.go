@@ -38,6 +38,7 @@ func TestLoadConfigRejectsWrongValues(t *testing.T) {
 		{"KAFKA_EMBEDDED_PORT", "70000"},
 		{"LOG_LEVEL", "loud"},
 		{"SECURE_COOKIES", "sometimes"},
+		{"DOOR_KEY", "short"},
 		{"WEB_INSTANCE", "web 1"},
 		{"PAYMENT_PROVIDER", "stripe"},
 		{"PAYMENT_API_URL", "processor.example"},

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"net/http"
 	"net/http/cookiejar"
@@ -9,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/boxoffice/boxoffice/web"
 )
 
 // doorAnswer is what /api/tickets/verify and /api/tickets/admit answer.
@@ -23,9 +26,22 @@ type doorAnswer struct {
 	Admitted    bool       `json:"admitted"`
 	AdmittedAt  *time.Time `json:"admitted_at"`
 	AdmittedNow bool       `json:"admitted_now"`
+	ForToday    bool       `json:"for_today"`
 }
 
-func (c *cluster) door(method, path string, body any) (int, doorAnswer, string) {
+// doorKey is the key door staff sign in with, as the web made it for this cluster's database.
+func (c *cluster) doorKey() string {
+	c.t.Helper()
+	key, _, err := web.DoorKey(context.Background(), c.db(), "")
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return key
+}
+
+var london, _ = time.LoadLocation("Europe/London")
+
+func (c *cluster) door(method, path string, body any, headers ...string) (int, doorAnswer, string) {
 	c.t.Helper()
 	var reader *bytes.Reader
 	if body != nil {
@@ -36,6 +52,9 @@ func (c *cluster) door(method, path string, body any) (int, doorAnswer, string) 
 	}
 	req, _ := http.NewRequest(method, c.web.url+path, reader)
 	req.Header.Set("Content-Type", "application/json")
+	for i := 0; i+1 < len(headers); i += 2 {
+		req.Header.Set(headers[i], headers[i+1])
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		c.t.Fatal(err)
@@ -68,15 +87,29 @@ func TestTicketDoorVerifiesAndAdmitsOnce(t *testing.T) {
 		strings.Join(check.Seats, ",") != "H7,H8" || check.Admitted || check.Code != st.Ticket.Code {
 		t.Fatalf("verify a fresh ticket: %d %s", status, raw)
 	}
-	if strings.Contains(raw, customerName) || strings.Contains(raw, "7700") {
+	if wantToday := show.StartsAt.In(london).Format("2006-01-02") == time.Now().In(london).Format("2006-01-02"); check.ForToday != wantToday {
+		t.Errorf("show at %s: for_today %v, want %v", show.StartsAt, check.ForToday, wantToday)
+	}
+		if strings.Contains(raw, customerName) || strings.Contains(raw, "7700") {
 		t.Errorf("the door's answer shows personal data: %s", raw)
 	}
 
-	status, first, raw := c.door(http.MethodPost, "/api/tickets/admit", map[string]string{"code": code})
+	// Only door staff admit: someone with a photo of the ticket cannot use it up from home.
+	for _, auth := range []string{"", "Bearer " + code, "Bearer wrong-door-key"} {
+		status, answer, raw := c.door(http.MethodPost, "/api/tickets/admit", map[string]string{"code": code}, "Authorization", auth)
+		if status != http.StatusUnauthorized || answer.Error != "door_staff_only" || answer.AdmittedNow {
+			t.Errorf("admit with Authorization %q: %d %s, want 401 door_staff_only", auth, status, raw)
+		}
+	}
+	if _, check, raw := c.door(http.MethodGet, "/api/tickets/verify?code="+url.QueryEscape(code), nil); check.Admitted {
+		t.Fatalf("a refused admission admitted the ticket: %s", raw)
+	}
+	staff := []string{"Authorization", "Bearer " + c.doorKey()}
+	status, first, raw := c.door(http.MethodPost, "/api/tickets/admit", map[string]string{"code": code}, staff...)
 	if status != http.StatusOK || !first.AdmittedNow || first.AdmittedAt == nil {
 		t.Fatalf("first admission: %d %s, want admitted now", status, raw)
 	}
-	status, again, raw := c.door(http.MethodPost, "/api/tickets/admit", map[string]string{"code": code})
+	status, again, raw := c.door(http.MethodPost, "/api/tickets/admit", map[string]string{"code": code}, staff...)
 	if status != http.StatusOK || again.AdmittedNow || !again.Admitted || again.AdmittedAt == nil || !again.AdmittedAt.Equal(*first.AdmittedAt) {
 		t.Fatalf("second admission: %d %s, want already admitted at the first one's time %v", status, raw, first.AdmittedAt)
 	}
@@ -88,10 +121,20 @@ func TestTicketDoorVerifiesAndAdmitsOnce(t *testing.T) {
 			t.Errorf("verify %q: %d %s, want 404 invalid_ticket with the reason", bad, status, raw)
 		}
 	}
+	// Genuinely signed, but a ticket this web has not read yet (a replica catching up): try again,
+	// never "made up".
+	key, err := web.CapabilityKey(context.Background(), c.db())
+	if err != nil {
+		t.Fatal(err)
+	}
+	unknown := web.SignedTicketCode(key, "00000000-0000-4000-8000-000000000000")
+	if status, answer, raw := c.door(http.MethodGet, "/api/tickets/verify?code="+url.QueryEscape(unknown), nil); status != http.StatusServiceUnavailable || answer.Error != "try_again" {
+		t.Errorf("verify a signed code of a ticket not known yet: %d %s, want 503 try_again", status, raw)
+	}
 	if status, _, raw := c.door(http.MethodGet, "/api/tickets/verify", nil); status != http.StatusBadRequest {
 		t.Errorf("verify without a code: %d %s, want 400", status, raw)
 	}
-	if status, _, raw := c.door(http.MethodPost, "/api/tickets/admit", "{"); status != http.StatusBadRequest {
+	if status, _, raw := c.door(http.MethodPost, "/api/tickets/admit", "{", staff...); status != http.StatusBadRequest {
 		t.Errorf("admit with a broken body: %d %s, want 400", status, raw)
 	}
 
@@ -111,8 +154,40 @@ func TestTicketDoorVerifiesAndAdmitsOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	page := readAll(t, resp)
-	if !strings.Contains(page, `data-verdict="valid"`) || !strings.Contains(page, ">Admit</button>") {
-		t.Fatalf("door page for a fresh ticket: %d, want it valid with an Admit button", resp.StatusCode)
+	if !strings.Contains(page, `data-verdict="valid"`) || strings.Contains(page, ">Admit</button>") || !strings.Contains(page, `href="/tickets/door"`) {
+		t.Fatalf("door page for a fresh ticket, not signed in: %d, want it valid, with a sign-in link and no Admit button", resp.StatusCode)
+	}
+	resp, err = browser.Get(c.web.url + "/tickets/door")
+	if err != nil {
+		t.Fatal(err)
+	}
+	signIn := readAll(t, resp)
+	resp, err = browser.PostForm(c.web.url+"/tickets/verify", url.Values{"csrf_token": {csrfOf(t, signIn)}, "code": {other.TicketCode}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if page := readAll(t, resp); resp.StatusCode != http.StatusForbidden || !strings.Contains(page, "Only door staff can admit tickets") {
+		t.Errorf("Admit posted without signing in: %d, want 403 saying only door staff may", resp.StatusCode)
+	}
+	// Door staff sign in on the device: a wrong key is refused; the right one lets them admit.
+	resp, err = browser.PostForm(c.web.url+"/tickets/door", url.Values{"csrf_token": {csrfOf(t, signIn)}, "door_key": {"not-the-door-key"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if page := readAll(t, resp); resp.StatusCode != http.StatusForbidden || !strings.Contains(page, "not the door key") {
+		t.Errorf("signing in with a wrong key: %d, want 403 saying so", resp.StatusCode)
+	}
+	resp, err = browser.PostForm(c.web.url+"/tickets/door", url.Values{"csrf_token": {csrfOf(t, signIn)}, "door_key": {c.doorKey()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	readAll(t, resp)
+	resp, err = browser.Get(c.web.url + "/tickets/verify?code=" + url.QueryEscape(other.TicketCode))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if page = readAll(t, resp); !strings.Contains(page, ">Admit</button>") {
+		t.Fatalf("door page after signing in: %d, want an Admit button", resp.StatusCode)
 	}
 	resp, err = browser.PostForm(c.web.url+"/tickets/verify", url.Values{"csrf_token": {csrfOf(t, page)}, "code": {other.TicketCode}})
 	if err != nil {

@@ -145,12 +145,17 @@ func runWith(ctx context.Context, target string, cfg Config, stdout io.Writer, o
 		if err != nil {
 			return err
 		}
+		doorKey, generatedDoorKey, err := web.DoorKey(ctx, conn, cfg.DoorKey)
+		if err != nil {
+			return err
+		}
 		server := web.NewServer(web.Deps{
 			DB: conn, Publisher: pub, Tokenizer: cards, SMSInbox: inbox,
 			KafkaReady:       func(ctx context.Context) error { return kafka.Ping(ctx, cluster) },
 			Ops:              opsSource(cfg, conn, cluster).Snapshot,
 			BookingRateLimit: cfg.BookingRateLimit,
 			SecureCookies:    cfg.SecureCookies,
+			DoorKey:          doorKey,
 			CapabilityKey:    capabilityKey,
 			Now:              now, Log: log,
 		})
@@ -164,6 +169,10 @@ func runWith(ctx context.Context, target string, cfg Config, stdout io.Writer, o
 			actors = append(actors, consumerActor(fmt.Sprintf("web-projection-%d", i+1), c, cfg.ConsumerMaxStall))
 		}
 		fmt.Fprintf(stdout, "Boxoffice is running at %s\n", url)
+		if generatedDoorKey {
+			// Made here because DOOR_KEY is not set: whoever started Boxoffice hands it to the door.
+			fmt.Fprintf(stdout, "Door staff sign in at %s/tickets/door with the key %s (DOOR_KEY chooses it)\n", url, doorKey)
+		}
 		if opts.started != nil {
 			opts.started(url, cluster.Brokers)
 		}

@@ -256,9 +256,10 @@ type MyBooking struct {
 
 // VerifyPage is the cinema door's ticket check.
 type VerifyPage struct {
-	Code   string        // as scanned or typed
-	Error  string        // the code is not a valid ticket
-	Result *VerifyResult // a valid ticket
+	DoorStaff bool          // this device is signed in as door staff: it may admit
+	Code      string        // as scanned or typed
+	Error     string        // the code is not a valid ticket
+	Result    *VerifyResult // a valid ticket
 }
 
 // VerifyResult is a valid ticket as the door sees it: the show and seats, never the buyer.
@@ -272,4 +273,11 @@ type VerifyResult struct {
 	AdmittedNow     bool   // this request admitted it
 	AlreadyAdmitted bool   // it had been admitted before
 	AdmittedAt      string
+	AnotherDay      bool // the show is not today
+}
+
+// DoorSignIn is the door staff's sign-in page.
+type DoorSignIn struct {
+	SignedIn bool
+	Error    string
 }

@@ -40,6 +40,31 @@ func CapabilityKey(ctx context.Context, db *sqlx.DB) ([]byte, error) {
 	return key, nil
 }
 
+const doorKeySecret = "door-key"
+
+// DoorKey is the key door staff sign in with to admit tickets. A configured one (DOOR_KEY) is
+// used as given; otherwise one is made on first use and kept in web.secrets, so every replica
+// shares it, and generated reports that it was made here, for the operator to be told.
+func DoorKey(ctx context.Context, db *sqlx.DB, configured string) (key string, generated bool, err error) {
+	if configured != "" {
+		return configured, false, nil
+	}
+	fresh := make([]byte, 32)
+	if _, err := rand.Read(fresh); err != nil {
+		return "", false, fmt.Errorf("door key: %w", err)
+	}
+	if _, err := db.ExecContext(ctx, `INSERT INTO web.secrets (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING`,
+		doorKeySecret, fresh); err != nil {
+		return "", false, fmt.Errorf("door key: %w", err)
+	}
+	var stored []byte
+	if err := db.GetContext(ctx, &stored, `SELECT value FROM web.secrets WHERE name = $1`, doorKeySecret); err != nil {
+		return "", false, fmt.Errorf("door key: %w", err)
+	}
+	// 120 bits, short enough to type once on the door's device.
+	return base64.RawURLEncoding.EncodeToString(stored[:15]), true, nil
+}
+
 // BookingToken is the capability token of a booking: 144 bits of HMAC-SHA256 over its id.
 func BookingToken(key []byte, bookingID string) string {
 	mac := hmac.New(sha256.New, key)

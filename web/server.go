@@ -41,8 +41,10 @@ type Deps struct {
 	// SecureCookies marks cookies Secure on every request: the site is served over TLS by a
 	// proxy in front, so requests reach it as plain HTTP. Without it, only on direct TLS.
 	SecureCookies bool
-	Now           func() time.Time
-	Log           *slog.Logger
+	// DoorKey lets door staff admit tickets (web.DoorKey gives the shared one); empty: nobody can.
+	DoorKey string
+	Now     func() time.Time
+	Log     *slog.Logger
 }
 
 // Server serves the site and the API.
@@ -122,6 +124,9 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /bookings/{id}/hold", s.holdCountdown)
 	mux.HandleFunc("GET /tickets/verify", s.verifyPage)
 	mux.HandleFunc("POST /tickets/verify", s.requireCSRF(s.verifySubmit))
+	mux.HandleFunc("GET /tickets/door", s.doorSignInPage)
+	// Limited like booking requests: each guess at the door key costs one of a few a minute.
+	mux.HandleFunc("POST /tickets/door", s.limitBookings(s.requireCSRF(s.doorSignIn)))
 	mux.HandleFunc("GET /bookings/{id}/ticket", s.ticketPrintPage)
 	if s.deps.SMSInbox != nil {
 		mux.HandleFunc("GET /dev/sms", s.smsInboxPage)
@@ -191,7 +196,7 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	case errors.Is(err, errNotFound), errors.Is(err, ErrBookingNotFound), errors.Is(err, catalog.ErrNotFound):
 		status, code, message = http.StatusNotFound, "not_found", "We could not find that page. It may have moved, or the link may be wrong."
 	case errors.Is(err, errCSRF):
-		status, code, message = http.StatusForbidden, "form_expired", "This form has expired or did not come from this site. Reload the page and try again: nothing was booked."
+		status, code, message = http.StatusForbidden, "form_expired", "This form has expired or did not come from this site. Reload the page and try again: nothing was booked or changed."
 	case errors.Is(err, errCrossOrigin):
 		status, code, message = http.StatusForbidden, "cross_origin", "This request came from another site's page, so it was refused. Book from this site's own pages."
 	case errors.As(err, &limited):

@@ -2,7 +2,10 @@ package web
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
 	"database/sql"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -18,6 +21,52 @@ import (
 // for which show and seats, and whether it was already admitted; admitting it is recorded once,
 // so the same ticket shown twice is caught the second time. No personal data is shown: the code
 // is proof enough, and the door needs only the show and the seats.
+//
+// Anyone may check a code (the holder sees no more than their own ticket shows), but only door
+// staff may admit one: otherwise whoever saw a photo of a ticket could use it up from home. Staff
+// sign in once on the door's device with the door key (DOOR_KEY, or the one the web made and
+// printed at start-up), which leaves an HttpOnly cookie; scripts send the key as a bearer token.
+
+const doorCookie = "boxoffice_door"
+
+const doorStaffOnlyMessage = "Only door staff can admit tickets: sign in at /tickets/door with the door key. Nothing was admitted."
+
+// doorSession is the door cookie's value: it proves the door key was given, without holding it.
+func (s *Server) doorSession() string {
+	mac := hmac.New(sha256.New, s.capabilityKey)
+	mac.Write([]byte("door:" + s.deps.DoorKey))
+	return base64.RawURLEncoding.EncodeToString(mac.Sum(nil))
+}
+
+// isDoorStaff: the request carries the door cookie, or the door key as a bearer token.
+func (s *Server) isDoorStaff(r *http.Request) bool {
+	if s.deps.DoorKey == "" {
+		return false
+	}
+	if c, err := r.Cookie(doorCookie); err == nil && hmac.Equal([]byte(c.Value), []byte(s.doorSession())) {
+		return true
+	}
+	bearer, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	return ok && hmac.Equal([]byte(bearer), []byte(s.deps.DoorKey))
+}
+
+// doorSignInPage asks for the door key.
+func (s *Server) doorSignInPage(w http.ResponseWriter, r *http.Request) {
+	s.render(w, r, http.StatusOK, templates.DoorSignInView(templates.DoorSignIn{SignedIn: s.isDoorStaff(r)}))
+}
+
+// doorSignIn checks the door key and gives this device the door cookie for a working day.
+func (s *Server) doorSignIn(w http.ResponseWriter, r *http.Request) {
+	key := strings.TrimSpace(r.PostForm.Get("door_key"))
+	if s.deps.DoorKey == "" || !hmac.Equal([]byte(key), []byte(s.deps.DoorKey)) {
+		s.render(w, r, http.StatusForbidden, templates.DoorSignInView(templates.DoorSignIn{
+			Error: "That is not the door key. Ask the cinema's manager for it."}))
+		return
+	}
+	http.SetCookie(w, &http.Cookie{Name: doorCookie, Value: s.doorSession(), Path: "/", MaxAge: int((12 * time.Hour).Seconds()),
+		HttpOnly: true, Secure: s.secureCookies(r), SameSite: http.SameSiteStrictMode})
+	http.Redirect(w, r, "/tickets/verify", http.StatusSeeOther)
+}
 
 // TicketCheck is what the door learns from a code.
 type TicketCheck struct {
@@ -34,11 +83,19 @@ type TicketCheck struct {
 	AdmittedAt *time.Time `json:"admitted_at,omitempty"` // when it was first admitted
 	// AdmittedNow is set by an admission that was this ticket's first.
 	AdmittedNow bool `json:"admitted_now,omitempty"`
-	timezone    string
+	// ForToday: the show is today, in its cinema's time zone. A ticket for another day is
+	// genuine, but the door should look twice.
+	ForToday bool `json:"for_today"`
+	timezone string
 }
 
 // errInvalidTicket is a code that is not one of ours, or names no ticket this web has issued.
 var errInvalidTicket = errors.New("invalid ticket")
+
+// errTicketNotYetKnown is a genuine code whose ticket this web replica has not read yet.
+var errTicketNotYetKnown = errors.New("ticket not yet known here")
+
+const notYetKnownMessage = "This code is genuine, but its ticket has not reached this server yet. Try again in a moment."
 
 const invalidTicketMessage = "This is not a valid Boxoffice ticket: the code is damaged, mistyped or made up. Do not admit."
 
@@ -50,12 +107,15 @@ func (s *Server) checkTicket(ctx context.Context, code string) (TicketCheck, err
 	}
 	t, _, err := s.projection.Ticket(ctx, ticketID)
 	if errors.Is(err, ErrBookingNotFound) {
-		return TicketCheck{}, errInvalidTicket // signed by us, but not (yet) known here
+		// Only a ticket this web has shown is ever signed: its details are on their way here (a
+		// replica catching up, a projection being rebuilt).
+		return TicketCheck{}, errTicketNotYetKnown
 	}
 	if err != nil {
 		return TicketCheck{}, err
 	}
 	check := ticketCheck(t)
+	check.ForToday = sameDay(t.StartsAt, s.deps.Now(), t.Timezone)
 	var at time.Time
 	err = s.deps.DB.GetContext(ctx, &at, `SELECT admitted_at FROM web.admissions WHERE ticket_id = $1`, ticketID)
 	switch {
@@ -98,18 +158,18 @@ func (s *Server) verifyPage(w http.ResponseWriter, r *http.Request) {
 	s.renderVerify(w, r, r.URL.Query().Get("code"), false)
 }
 
-// verifySubmit admits the ticket the door's page checked.
+// verifySubmit admits the ticket the door's page checked; only door staff may.
 func (s *Server) verifySubmit(w http.ResponseWriter, r *http.Request) {
-	r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
-	if err := r.ParseForm(); err != nil {
-		s.fail(w, r, &badRequestError{"The form could not be read."})
+	if !s.isDoorStaff(r) {
+		page := templates.VerifyPage{Code: strings.TrimSpace(r.PostForm.Get("code")), Error: doorStaffOnlyMessage}
+		s.render(w, r, http.StatusForbidden, templates.VerifyView(page))
 		return
 	}
 	s.renderVerify(w, r, r.PostForm.Get("code"), true)
 }
 
 func (s *Server) renderVerify(w http.ResponseWriter, r *http.Request, code string, admit bool) {
-	page := templates.VerifyPage{Code: strings.TrimSpace(code)}
+	page := templates.VerifyPage{Code: strings.TrimSpace(code), DoorStaff: s.isDoorStaff(r)}
 	status := http.StatusOK
 	if page.Code != "" {
 		read := s.checkTicket
@@ -120,6 +180,8 @@ func (s *Server) renderVerify(w http.ResponseWriter, r *http.Request, code strin
 		switch {
 		case errors.Is(err, errInvalidTicket):
 			status, page.Error = http.StatusNotFound, invalidTicketMessage
+		case errors.Is(err, errTicketNotYetKnown):
+			status, page.Error = http.StatusServiceUnavailable, notYetKnownMessage
 		case err != nil:
 			s.fail(w, r, err)
 			return
@@ -135,7 +197,7 @@ func verifyView(c TicketCheck) *templates.VerifyResult {
 	v := &templates.VerifyResult{
 		Movie: c.Movie, Theatre: c.Theatre, Screen: fmt.Sprintf("Screen %d", c.Screen),
 		When: local.Format("Monday 2 January 2006, 15:04"), Seats: joinSeats(c.Seats), Code: c.Code,
-		AdmittedNow: c.AdmittedNow, AlreadyAdmitted: c.Admitted,
+		AdmittedNow: c.AdmittedNow, AlreadyAdmitted: c.Admitted, AnotherDay: !c.ForToday,
 	}
 	if c.AdmittedAt != nil {
 		v.AdmittedAt = event.InZone(*c.AdmittedAt, c.timezone).Format("15:04:05 on 2 January")
@@ -148,9 +210,16 @@ func (s *Server) apiVerifyTicket(w http.ResponseWriter, r *http.Request) {
 	s.answerTicket(w, r, r.URL.Query().Get("code"), false)
 }
 
-// apiAdmitTicket answers POST /api/tickets/admit {"code": …}: the first admission sets
-// admitted_now; later ones answer admitted with the first one's time.
+// apiAdmitTicket answers POST /api/tickets/admit {"code": …} from door staff (Authorization:
+// Bearer <door key>): the first admission sets admitted_now; later ones answer admitted with the
+// first one's time.
 func (s *Server) apiAdmitTicket(w http.ResponseWriter, r *http.Request) {
+	if !s.isDoorStaff(r) {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="door"`)
+		writeJSON(w, http.StatusUnauthorized, map[string]any{"error": "door_staff_only",
+			"message": "Only door staff can admit tickets: send the door key as Authorization: Bearer <key>. Nothing was admitted."})
+		return
+	}
 	var body struct {
 		Code string `json:"code"`
 	}
@@ -175,9 +244,20 @@ func (s *Server) answerTicket(w http.ResponseWriter, r *http.Request, code strin
 		writeJSON(w, http.StatusNotFound, map[string]any{"valid": false, "error": "invalid_ticket", "message": invalidTicketMessage})
 		return
 	}
+	if errors.Is(err, errTicketNotYetKnown) {
+		w.Header().Set("Retry-After", "2")
+		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"error": "try_again", "message": notYetKnownMessage})
+		return
+	}
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
 	writeJSON(w, http.StatusOK, check)
+}
+
+// sameDay: a and b fall on one calendar day in the time zone.
+func sameDay(a, b time.Time, timezone string) bool {
+	la, lb := event.InZone(a, timezone), event.InZone(b, timezone)
+	return la.Year() == lb.Year() && la.YearDay() == lb.YearDay()
 }
