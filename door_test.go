@@ -90,7 +90,7 @@ func TestTicketDoorVerifiesAndAdmitsOnce(t *testing.T) {
 	if wantToday := show.StartsAt.In(london).Format("2006-01-02") == time.Now().In(london).Format("2006-01-02"); check.ForToday != wantToday {
 		t.Errorf("show at %s: for_today %v, want %v", show.StartsAt, check.ForToday, wantToday)
 	}
-		if strings.Contains(raw, customerName) || strings.Contains(raw, "7700") {
+	if strings.Contains(raw, customerName) || strings.Contains(raw, "7700") {
 		t.Errorf("the door's answer shows personal data: %s", raw)
 	}
 
