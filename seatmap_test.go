@@ -16,10 +16,19 @@ import (
 // until the test ends.
 func followSSE(t *testing.T, streamURL string) <-chan sseEvent {
 	t.Helper()
+	return followSSEAfter(t, streamURL, "")
+}
+
+// followSSEAfter follows a stream as a browser reconnecting with Last-Event-ID does.
+func followSSEAfter(t *testing.T, streamURL, lastEventID string) <-chan sseEvent {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, streamURL, nil)
 	req.Header.Set("Accept", "text/event-stream")
+	if lastEventID != "" {
+		req.Header.Set("Last-Event-ID", lastEventID)
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -45,6 +54,8 @@ func followSSE(t *testing.T, streamURL string) <-chan sseEvent {
 					events <- cur
 				}
 				cur, data = sseEvent{}, nil
+			case strings.HasPrefix(line, "id: "):
+				cur.ID = strings.TrimPrefix(line, "id: ")
 			case strings.HasPrefix(line, "event: "):
 				cur.Name = strings.TrimPrefix(line, "event: ")
 			case strings.HasPrefix(line, "data: "):
@@ -53,6 +64,16 @@ func followSSE(t *testing.T, streamURL string) <-chan sseEvent {
 		}
 	}()
 	return events
+}
+
+// staysQuiet: a stream with nothing to send sends nothing for a second.
+func staysQuiet(t *testing.T, what string, events <-chan sseEvent) {
+	t.Helper()
+	select {
+	case ev := <-events:
+		t.Errorf("%s sent %q (%.200s), want nothing: its map is up to date", what, ev.Name, ev.Data)
+	case <-time.After(time.Second):
+	}
 }
 
 // seatCells reads the seat cells in a seats event (or a page): label → "free", "held" or "sold".
@@ -123,11 +144,13 @@ func TestLiveSeatMapFollowsEveryBooking(t *testing.T) {
 	if status != http.StatusOK {
 		t.Fatalf("show page: %d", status)
 	}
-	m := regexp.MustCompile(`sse-connect="(/shows/[^"]+/seats/events\?v=\d+)"`).FindStringSubmatch(page)
+	m := regexp.MustCompile(`sse-connect="(/shows/[^"]+/seats/events\?v=\d+&amp;t=\d+)"`).FindStringSubmatch(page)
 	if m == nil {
-		t.Fatal("the seat map has no sse-connect to its seat stream")
+		t.Fatal("the seat map has no sse-connect to its seat stream, with its version and render time")
 	}
 	pageStream := html.UnescapeString(m[1])
+	// The same without the render time: only the seat versions decide what it is sent.
+	versionOnly := pageStream[:strings.Index(pageStream, "&t=")]
 	if cells := seatCells(page); cells["C5"] != "free" || cells["D1"] != "free" || len(cells) < 100 {
 		t.Fatalf("the page's map has %d cells, C5 %q, D1 %q: want every seat, these free", len(cells), cells["C5"], cells["D1"])
 	}
@@ -138,8 +161,8 @@ func TestLiveSeatMapFollowsEveryBooking(t *testing.T) {
 	declined := c.mustBook(show.ID, []string{"D1"}, cardDeclined)
 	waitSeats(t, events, map[string]string{"D1": "held"})
 
-	// A map rendered before all this, connecting now, is caught up.
-	late := followSSE(t, c.web.url+pageStream)
+	// A map rendered before all this, connecting now, is caught up, by the seat versions alone.
+	late := followSSE(t, c.web.url+versionOnly)
 	waitSeats(t, late, map[string]string{"C5": "held", "C6": "held", "D1": "held"})
 
 	// A held booking says until when, as long as it is held.
@@ -152,7 +175,7 @@ func TestLiveSeatMapFollowsEveryBooking(t *testing.T) {
 		t.Errorf("held booking's hold_expires_at %v, want about 10 minutes from now", st.HoldExpiresAt)
 	}
 
-	// Someone picks C5 on a map that had not heard yet, and had D2 in their total.
+	// Someone picks C5 on a map that had not heard yet, and had D3 in their total.
 	client, formPage := c.formSession(show.ID)
 	form := url.Values{"csrf_token": {csrfOf(t, formPage)}, "seats": {"C5", "D3"}, "summary_seats": {"D3"}}
 	resp, err := client.PostForm(c.web.url+"/shows/"+show.ID+"/summary", form)
@@ -192,8 +215,30 @@ func TestLiveSeatMapFollowsEveryBooking(t *testing.T) {
 	if cells := seatCells(page); cells["C5"] != "sold" || cells["D1"] != "free" {
 		t.Errorf("fresh page: C5 %q, D1 %q; want sold and free", cells["C5"], cells["D1"])
 	}
-	if m2 := regexp.MustCompile(`seats/events\?v=(\d+)`).FindStringSubmatch(page); m2 == nil || "?v="+m2[1] == pageStream[strings.Index(pageStream, "?"):] {
-		t.Errorf("the fresh page's seat stream version %v did not move on from %s", m2, pageStream)
+	m2 := regexp.MustCompile(`seats/events\?v=(\d+)`).FindStringSubmatch(page)
+	if m2 == nil || "?v="+m2[1] == versionOnly[strings.Index(versionOnly, "?"):] {
+		t.Fatalf("the fresh page's seat stream version %v did not move on from %s", m2, versionOnly)
+	}
+	staysQuiet(t, "the fresh page's seat stream", followSSE(t, c.web.url+"/shows/"+show.ID+"/seats/events?v="+m2[1]))
+	// A browser reconnecting says what it last got; an old page's URL then sends nothing it had.
+	staysQuiet(t, "a seat stream resumed after the latest version", followSSEAfter(t, c.web.url+versionOnly, m2[1]))
+
+	// An update redrew a free seat this person had chosen (on a reconnect, say): the total asked
+	// for after the update ticks it again; asked for because they unticked it, it stays unticked.
+	for _, tc := range []struct {
+		afterUpdate string
+		kept        bool
+	}{{"1", true}, {"", false}} {
+		form := url.Values{"csrf_token": {csrfOf(t, formPage)}, "summary_seats": {"E5"}, "after_update": {tc.afterUpdate}}
+		resp, err := client.PostForm(c.web.url+"/shows/"+show.ID+"/summary", form)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body := readAll(t, resp)
+		kept := strings.Contains(body, `class="summary-seats">E5<`) && regexp.MustCompile(`id="seat-E5"[^>]*checked`).MatchString(body)
+		if resp.StatusCode != http.StatusOK || kept != tc.kept {
+			t.Errorf("summary after_update=%q with E5 unticked: %d, E5 kept ticked %v, want %v\n%s", tc.afterUpdate, resp.StatusCode, kept, tc.kept, body)
+		}
 	}
 }
 

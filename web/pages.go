@@ -137,7 +137,7 @@ func (s *Server) showView(ctx context.Context, showID string, selected []string,
 		return templates.ShowPage{}, err
 	}
 	page := templates.ShowPage{
-		SeatsURL: fmt.Sprintf("/shows/%s/seats/events?v=%d", url.PathEscape(show.ID), seatMap.Version),
+		SeatsURL: fmt.Sprintf("/shows/%s/seats/events?v=%d&t=%d", url.PathEscape(show.ID), seatMap.Version, s.deps.Now().UnixMilli()),
 		ShowID:   show.ID, MovieID: show.MovieID, MovieTitle: show.MovieTitle, AgeRating: movie.AgeRating,
 		TheatreName: show.TheatreName, Location: show.TheatreLocation(),
 		Screen: fmt.Sprintf("Screen %d", show.ScreenNumber),
@@ -166,18 +166,23 @@ func seatView(seat catalog.Seat, state SeatState) templates.SeatView {
 	}
 }
 
-// renderSeatUpdates renders changed seats of a show for its live seat maps.
+// renderSeatUpdates renders changed seats of a show for its live seat maps. A show's seats never
+// change once it is scheduled, so they are read once per show and kept.
 func (s *Server) renderSeatUpdates(ctx context.Context, showID string, changed map[string]SeatState) ([]byte, error) {
-	show, err := s.catalog.Show(ctx, showID)
-	if err != nil {
-		return nil, err
-	}
-	seats, err := s.catalog.Seats(ctx, show.ScreenID)
-	if err != nil {
-		return nil, err
+	cached, ok := s.showSeats.Load(showID)
+	if !ok {
+		show, err := s.catalog.Show(ctx, showID)
+		if err != nil {
+			return nil, err
+		}
+		seats, err := s.catalog.Seats(ctx, show.ScreenID)
+		if err != nil {
+			return nil, err
+		}
+		cached, _ = s.showSeats.LoadOrStore(showID, seats)
 	}
 	var views []templates.SeatView
-	for _, seat := range seats {
+	for _, seat := range cached.([]catalog.Seat) {
 		if state, ok := changed[seat.Label]; ok {
 			views = append(views, seatView(seat, state))
 		}
@@ -196,7 +201,8 @@ func (s *Server) seatEvents(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	s.seatHub.Serve(w, r, show.ID, parseSeatVersion(r.URL.Query().Get("v")))
+	q := r.URL.Query()
+	s.seatHub.Serve(w, r, show.ID, parseSeatVersion(q.Get("v")), parseRenderedAt(q.Get("t")))
 }
 
 func summary(show catalog.Show, selected []string) templates.ShowSummary {
@@ -226,35 +232,51 @@ func (s *Server) showSummary(w http.ResponseWriter, r *http.Request) {
 	}
 	// A seat chosen on a map that had not yet heard it was taken, or chosen earlier and taken by
 	// someone else since: say so, drop it from the total, and show it taken on the map at once.
-	var selected, justTaken []string
+	var selected, justTaken, reticked []string
 	for _, label := range r.PostForm["seats"] {
 		if seatMap.State(label) == SeatFree {
-			selected = append(selected, label)
-		} else if !slices.Contains(justTaken, label) {
-			justTaken = append(justTaken, label)
+			selected = appendOnce(selected, label)
+		} else {
+			justTaken = appendOnce(justTaken, label)
 		}
 	}
+	afterUpdate := r.PostForm.Get("after_update") == "1"
 	for _, label := range r.PostForm["summary_seats"] {
-		if seatMap.State(label) != SeatFree && !slices.Contains(justTaken, label) {
-			justTaken = append(justTaken, label)
+		switch {
+		case seatMap.State(label) != SeatFree:
+			justTaken = appendOnce(justTaken, label)
+		case afterUpdate && !slices.Contains(selected, label) && len(selected) < MaxSeatsPerBooking:
+			// Asked for because the map changed, not because the person unticked it: an update
+			// redrew this free seat unticked, so it is ticked again.
+			selected = append(selected, label)
+			reticked = append(reticked, label)
 		}
 	}
 	sum := summary(show, selected)
 	sum.JustTaken = justTaken
-	var taken []templates.SeatView
-	if len(justTaken) > 0 {
+	var cells []templates.SeatView
+	if len(justTaken)+len(reticked) > 0 {
 		seats, err := s.catalog.Seats(r.Context(), show.ScreenID)
 		if err != nil {
 			s.fail(w, r, err)
 			return
 		}
 		for _, seat := range seats {
-			if slices.Contains(justTaken, seat.Label) {
-				taken = append(taken, seatView(seat, seatMap.State(seat.Label)))
+			if slices.Contains(justTaken, seat.Label) || slices.Contains(reticked, seat.Label) {
+				view := seatView(seat, seatMap.State(seat.Label))
+				view.Selected = slices.Contains(reticked, seat.Label)
+				cells = append(cells, view)
 			}
 		}
 	}
-	s.render(w, r, http.StatusOK, templates.SummaryWithSeats(sum, taken))
+	s.render(w, r, http.StatusOK, templates.SummaryWithSeats(sum, cells))
+}
+
+func appendOnce(list []string, s string) []string {
+	if slices.Contains(list, s) {
+		return list
+	}
+	return append(list, s)
 }
 
 // formBookingRequest reads the seat-map form's fields.

@@ -459,13 +459,21 @@ func (p *Projection) ShowSeats(ctx context.Context, showID string) (SeatMap, err
 	return m, nil
 }
 
-// SeatsChangedSince lists the seats of a show's bookings that changed after version, or in
-// the last few seconds: a change numbered before the page's version may commit after the page
-// was read, and must not be missed.
-func (p *Projection) SeatsChangedSince(ctx context.Context, showID string, version int64) ([]string, error) {
+// seatCommitSlack is how long before a page was rendered a change may have been numbered and
+// still have committed after the page was read.
+const seatCommitSlack = 5 * time.Second
+
+// SeatsChangedSince lists the seats of a show's bookings that changed after version, or that
+// changed from a little before renderedAt (zero: versions only): a change numbered before the
+// page's version may commit after the page was read, and must not be missed.
+func (p *Projection) SeatsChangedSince(ctx context.Context, showID string, version int64, renderedAt time.Time) ([]string, error) {
+	var since any // NULL: no time window
+	if !renderedAt.IsZero() {
+		since = renderedAt.Add(-seatCommitSlack)
+	}
 	var seats []string
 	err := p.db.SelectContext(ctx, &seats, `SELECT DISTINCT unnest(seats) FROM web.bookings
-		WHERE show_id = $1 AND (seat_version > $2 OR updated_at > now() - interval '5 seconds')`, showID, version)
+		WHERE show_id = $1 AND (seat_version > $2 OR updated_at > $3)`, showID, version, since)
 	if err != nil {
 		return nil, fmt.Errorf("load changed seats of %s: %w", showID, err)
 	}

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/r3labs/sse/v2"
 )
@@ -27,32 +28,39 @@ const SeatEvent = "seats"
 type SeatHub struct {
 	server *sse.Server
 	seats  func(ctx context.Context, showID string) (SeatMap, error)
-	since  func(ctx context.Context, showID string, version int64) ([]string, error)
+	since  func(ctx context.Context, showID string, version int64, renderedAt time.Time) ([]string, error)
 	render func(ctx context.Context, showID string, changed map[string]SeatState) ([]byte, error)
 	log    *slog.Logger
 
 	mu      sync.Mutex
 	byShow  map[string]map[string]*seatStream // show id → stream id → stream
+	streams map[string]*seatStream            // stream id → stream
 	dirty   map[string]bool                   // shows notified while a round is running
 	running map[string]bool                   // shows with a round running
 	closing bool
 }
 
 type seatStream struct {
-	mu      sync.Mutex
-	id      string
-	showID  string
-	version int64 // the version the page was rendered at
-	cancel  context.CancelFunc
-	ready   bool
-	known   map[string]SeatState // what this connection's map shows of the held and sold seats
+	mu         sync.Mutex
+	id         string
+	showID     string
+	version    int64     // the version the page was rendered at, or its browser last received
+	renderedAt time.Time // when the page was rendered; zero: only versions count
+	cancel     context.CancelFunc
+	ready      bool
+	known      map[string]SeatState // what this connection's map shows of the held and sold seats
+	sentAt     int64                // the seat version known reflects: an older read is not sent
 }
 
+// seatReadTimeout bounds each read behind a seat stream, so one slow query cannot hold a
+// show's viewers up for long.
+const seatReadTimeout = 5 * time.Second
+
 // NewSeatHub returns a hub reading seats through seats and since, rendering through render.
-func NewSeatHub(seats func(context.Context, string) (SeatMap, error), since func(context.Context, string, int64) ([]string, error),
+func NewSeatHub(seats func(context.Context, string) (SeatMap, error), since func(context.Context, string, int64, time.Time) ([]string, error),
 	render func(context.Context, string, map[string]SeatState) ([]byte, error), log *slog.Logger) *SeatHub {
 	h := &SeatHub{seats: seats, since: since, render: render, log: log,
-		byShow: map[string]map[string]*seatStream{}, dirty: map[string]bool{}, running: map[string]bool{}}
+		byShow: map[string]map[string]*seatStream{}, streams: map[string]*seatStream{}, dirty: map[string]bool{}, running: map[string]bool{}}
 	server := sse.New()
 	server.AutoReplay = false
 	server.AutoStream = true
@@ -66,8 +74,10 @@ func NewSeatHub(seats func(context.Context, string) (SeatMap, error), since func
 }
 
 // Serve streams a show's seat changes after version (the ?v= the page was rendered with, or the
-// Last-Event-ID of a reconnecting browser when newer), until the caller goes away.
-func (h *SeatHub) Serve(w http.ResponseWriter, r *http.Request, showID string, version int64) {
+// Last-Event-ID of a reconnecting browser when newer) and renderedAt (when the page was
+// rendered: a change numbered before the page's version may commit after it), until the caller
+// goes away.
+func (h *SeatHub) Serve(w http.ResponseWriter, r *http.Request, showID string, version int64, renderedAt time.Time) {
 	version = max(version, parseSeatVersion(r.Header.Get("Last-Event-ID")))
 	ctx, cancel := context.WithTimeout(r.Context(), maxStreamLifetime)
 	defer cancel()
@@ -81,7 +91,9 @@ func (h *SeatHub) Serve(w http.ResponseWriter, r *http.Request, showID string, v
 	if h.byShow[showID] == nil {
 		h.byShow[showID] = map[string]*seatStream{}
 	}
-	h.byShow[showID][streamID] = &seatStream{id: streamID, showID: showID, version: version, cancel: cancel}
+	st := &seatStream{id: streamID, showID: showID, version: version, renderedAt: renderedAt, cancel: cancel}
+	h.byShow[showID][streamID] = st
+	h.streams[streamID] = st
 	h.mu.Unlock()
 	defer h.forget(streamID)
 
@@ -133,7 +145,8 @@ func (h *SeatHub) round(showID string) {
 	if len(streams) == 0 {
 		return
 	}
-	ctx := context.Background()
+	ctx, cancel := context.WithTimeout(context.Background(), seatReadTimeout)
+	defer cancel()
 	current, err := h.seats(ctx, showID)
 	if err != nil {
 		h.log.Warn("sse: load seats", "show_id", showID, "err", err)
@@ -143,33 +156,37 @@ func (h *SeatHub) round(showID string) {
 	rendered := map[string][]byte{}
 	for _, s := range streams {
 		s.mu.Lock()
-		if s.ready {
+		// A connection caught up from a newer read than this one is left alone: sending it this
+		// older state would turn seats back.
+		if s.ready && s.sentAt <= current.Version {
 			changed := seatChanges(s.known, current.States)
 			h.send(ctx, s, current.Version, changed, rendered)
-			s.known = current.States
+			s.known, s.sentAt = current.States, current.Version
 		}
 		s.mu.Unlock()
 	}
 }
 
 // onSubscribe catches a new connection up: the seats that changed after its page was rendered.
+// The reads happen before the stream is locked, so rounds for the show's other viewers never
+// wait on them; a change that lands between the reads and the send is caught by the round this
+// asks for at the end.
 func (h *SeatHub) onSubscribe(streamID string, _ *sse.Subscriber) {
 	s := h.stream(streamID)
 	if s == nil {
 		return
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	ctx := context.Background()
-	current, err := h.seats(ctx, s.showID)
+	ctx, cancel := context.WithTimeout(context.Background(), seatReadTimeout)
+	defer cancel()
+	labels, err := h.since(ctx, s.showID, s.version, s.renderedAt)
 	if err != nil {
-		h.log.Warn("sse: load seats; ending the connection", "show_id", s.showID, "err", err)
+		h.log.Warn("sse: load changed seats; ending the connection", "show_id", s.showID, "err", err)
 		s.cancel()
 		return
 	}
-	labels, err := h.since(ctx, s.showID, s.version)
+	current, err := h.seats(ctx, s.showID)
 	if err != nil {
-		h.log.Warn("sse: load changed seats; ending the connection", "show_id", s.showID, "err", err)
+		h.log.Warn("sse: load seats; ending the connection", "show_id", s.showID, "err", err)
 		s.cancel()
 		return
 	}
@@ -177,9 +194,12 @@ func (h *SeatHub) onSubscribe(streamID string, _ *sse.Subscriber) {
 	for _, label := range labels {
 		changed[label] = current.State(label)
 	}
+	s.mu.Lock()
 	s.ready = true
-	s.known = current.States
+	s.known, s.sentAt = current.States, current.Version
 	h.send(ctx, s, current.Version, changed, nil)
+	s.mu.Unlock()
+	h.Notify(s.showID)
 }
 
 // send renders and publishes one connection's changes as of version, the event's id: a browser
@@ -256,26 +276,23 @@ func (h *SeatHub) Close() {
 }
 
 func (h *SeatHub) forget(streamID string) {
-	parts := strings.SplitN(streamID, ".", 3)
-	if len(parts) != 3 {
-		return
-	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	delete(h.byShow[parts[1]], streamID)
-	if len(h.byShow[parts[1]]) == 0 {
-		delete(h.byShow, parts[1])
+	s, ok := h.streams[streamID]
+	if !ok {
+		return
+	}
+	delete(h.streams, streamID)
+	delete(h.byShow[s.showID], streamID)
+	if len(h.byShow[s.showID]) == 0 {
+		delete(h.byShow, s.showID)
 	}
 }
 
 func (h *SeatHub) stream(streamID string) *seatStream {
-	parts := strings.SplitN(streamID, ".", 3)
-	if len(parts) != 3 {
-		return nil
-	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	return h.byShow[parts[1]][streamID]
+	return h.streams[streamID]
 }
 
 // parseSeatVersion reads ?v= from a seat map's stream URL; a missing or bad one is 0, which
@@ -286,4 +303,14 @@ func parseSeatVersion(v string) int64 {
 		return 0
 	}
 	return n
+}
+
+// parseRenderedAt reads ?t= (Unix milliseconds) from a seat map's stream URL; missing or bad is
+// zero, and then only versions count.
+func parseRenderedAt(v string) time.Time {
+	ms, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || ms <= 0 {
+		return time.Time{}
+	}
+	return time.UnixMilli(ms)
 }

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/a-h/templ"
@@ -55,6 +56,7 @@ type Server struct {
 	intake        *Intake
 	hub           *Hub
 	seatHub       *SeatHub
+	showSeats     sync.Map // show id → []catalog.Seat, for rendering seat updates
 	metrics       *metrics
 	snapshot      func(context.Context) ops.Snapshot // shared and cached; nil without Deps.Ops
 	limiter       *rateLimiter
