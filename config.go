@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"net/url"
 	"regexp"
 	"strconv"
@@ -18,24 +19,25 @@ import (
 // Config is everything Boxoffice reads from its environment, read once at start-up. Packages
 // receive what they need from it; none of them reads the environment itself.
 type Config struct {
-	HTTPAddr          string        // HTTP_ADDR: where the web (User Service) listens
-	DatabaseURL       string        // DATABASE_URL: PostgreSQL
-	KafkaBrokers      []string      // KAFKA_BROKERS: comma-separated; empty starts the embedded broker
-	KafkaDataDir      string        // KAFKA_DATA_DIR: where the embedded broker keeps its log
-	KafkaEmbeddedPort int           // KAFKA_EMBEDDED_PORT: the embedded broker's port; 0 picks one
-	KafkaPartitions   int           // KAFKA_PARTITIONS: partitions per topic when creating topics
-	KafkaReplicas     int           // KAFKA_REPLICATION_FACTOR: copies of each topic when creating topics
-	KafkaNamespace    string        // KAFKA_NAMESPACE: prefix of topic and group names, to share a cluster
-	WebInstance       string        // WEB_INSTANCE: names this web replica's consumer group
-	OpsAddr           string        // OPS_ADDR: where a part without a web server answers /healthz and /readyz
-	BookingRateLimit  int           // BOOKING_RATE_LIMIT: booking requests a minute per client address and per browser session; 0 is off
-	SecureCookies     bool          // SECURE_COOKIES: cookies always Secure, for a site served over TLS by a proxy in front
-	DoorKey           string        // DOOR_KEY: what door staff sign in with to admit tickets; empty: one is made and printed
-	LogLevel          slog.Level    // LOG_LEVEL: debug, info, warn or error
-	HoldDuration      time.Duration // HOLD_DURATION: how long confirmed seats wait for payment
-	ConsumerMaxStall  time.Duration // CONSUMER_MAX_STALL: how long a failing message is retried before the DLT
-	Payment           Provider      // PAYMENT_PROVIDER, PAYMENT_API_URL, PAYMENT_API_KEY
-	SMS               Provider      // SMS_PROVIDER, SMS_API_URL, SMS_API_KEY
+	HTTPAddr          string         // HTTP_ADDR: where the web (User Service) listens
+	DatabaseURL       string         // DATABASE_URL: PostgreSQL
+	KafkaBrokers      []string       // KAFKA_BROKERS: comma-separated; empty starts the embedded broker
+	KafkaDataDir      string         // KAFKA_DATA_DIR: where the embedded broker keeps its log
+	KafkaEmbeddedPort int            // KAFKA_EMBEDDED_PORT: the embedded broker's port; 0 picks one
+	KafkaPartitions   int            // KAFKA_PARTITIONS: partitions per topic when creating topics
+	KafkaReplicas     int            // KAFKA_REPLICATION_FACTOR: copies of each topic when creating topics
+	KafkaNamespace    string         // KAFKA_NAMESPACE: prefix of topic and group names, to share a cluster
+	WebInstance       string         // WEB_INSTANCE: names this web replica's consumer group
+	OpsAddr           string         // OPS_ADDR: where a part without a web server answers /healthz and /readyz
+	BookingRateLimit  int            // BOOKING_RATE_LIMIT: booking requests a minute per client address and per browser session; 0 is off
+	SecureCookies     bool           // SECURE_COOKIES: cookies always Secure, for a site served over TLS by a proxy in front
+	TrustedProxies    []netip.Prefix // TRUSTED_PROXIES: comma-separated addresses or CIDRs of the reverse proxies in front
+	DoorKey           string         // DOOR_KEY: what door staff sign in with to admit tickets; empty: one is made and printed
+	LogLevel          slog.Level     // LOG_LEVEL: debug, info, warn or error
+	HoldDuration      time.Duration  // HOLD_DURATION: how long confirmed seats wait for payment
+	ConsumerMaxStall  time.Duration  // CONSUMER_MAX_STALL: how long a failing message is retried before the DLT
+	Payment           Provider       // PAYMENT_PROVIDER, PAYMENT_API_URL, PAYMENT_API_KEY
+	SMS               Provider       // SMS_PROVIDER, SMS_API_URL, SMS_API_KEY
 }
 
 // Provider chooses an outside service: the built-in sandbox, or a real one over HTTP.
@@ -84,6 +86,21 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 		WebInstance:  get("WEB_INSTANCE", "web"),
 		OpsAddr:      get("OPS_ADDR", ""),
 		DoorKey:      get("DOOR_KEY", ""),
+	}
+	for _, raw := range strings.Split(getenv("TRUSTED_PROXIES"), ",") {
+		if raw = strings.TrimSpace(raw); raw == "" {
+			continue
+		}
+		prefix, err := netip.ParsePrefix(raw)
+		if err != nil {
+			addr, aerr := netip.ParseAddr(raw)
+			if aerr != nil {
+				errs = append(errs, fmt.Errorf("TRUSTED_PROXIES: %q is not an address or a CIDR like 10.0.0.0/8", raw))
+				continue
+			}
+			prefix = netip.PrefixFrom(addr, addr.BitLen())
+		}
+		cfg.TrustedProxies = append(cfg.TrustedProxies, prefix.Masked())
 	}
 	if cfg.DoorKey != "" && len(cfg.DoorKey) < 12 {
 		errs = append(errs, fmt.Errorf("DOOR_KEY: at least 12 characters, or leave it empty for one to be made"))

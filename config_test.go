@@ -39,6 +39,7 @@ func TestLoadConfigRejectsWrongValues(t *testing.T) {
 		{"LOG_LEVEL", "loud"},
 		{"SECURE_COOKIES", "sometimes"},
 		{"DOOR_KEY", "short"},
+		{"TRUSTED_PROXIES", "10.0.0.0/8, proxy.internal"},
 		{"WEB_INSTANCE", "web 1"},
 		{"PAYMENT_PROVIDER", "stripe"},
 		{"PAYMENT_API_URL", "processor.example"},
@@ -91,3 +92,17 @@ func TestUnknownTargetIsRefused(t *testing.T) {
 }
 
 func env(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
+
+func TestLoadConfigTrustedProxies(t *testing.T) {
+	cfg, err := LoadConfig(env(map[string]string{"TRUSTED_PROXIES": " 10.0.0.0/8, 192.0.2.10 ,2001:db8::/32", "SECURE_COOKIES": "true"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, p := range cfg.TrustedProxies {
+		got = append(got, p.String())
+	}
+	if strings.Join(got, " ") != "10.0.0.0/8 192.0.2.10/32 2001:db8::/32" || !cfg.SecureCookies {
+		t.Errorf("TRUSTED_PROXIES read as %v, SECURE_COOKIES %v", got, cfg.SecureCookies)
+	}
+}

@@ -156,6 +156,7 @@ func runWith(ctx context.Context, target string, cfg Config, stdout io.Writer, o
 			BookingRateLimit: cfg.BookingRateLimit,
 			SecureCookies:    cfg.SecureCookies,
 			DoorKey:          doorKey,
+			TrustedProxies:   cfg.TrustedProxies,
 			CapabilityKey:    capabilityKey,
 			Now:              now, Log: log,
 		})

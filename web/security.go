@@ -138,7 +138,7 @@ func (l *rateLimiter) allow(keys ...string) (bool, time.Duration) {
 // session, and its limit).
 func (s *Server) limitBookings(next http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		keys := []string{"addr:" + clientAddress(r)}
+		keys := []string{"addr:" + clientAddress(r, s.deps.TrustedProxies)}
 		if c, err := r.Cookie(sessionCookie); err == nil && sessionPattern.MatchString(c.Value) {
 			keys = append(keys, "session:"+c.Value)
 		}
@@ -152,8 +152,11 @@ func (s *Server) limitBookings(next http.HandlerFunc) http.HandlerFunc {
 
 // clientAddress is who a request comes from, for rate limits: its IPv4 address, or the /64 an
 // IPv6 address belongs to (one household or phone is given a whole /64, and could otherwise
-// take a fresh address for every request).
-func clientAddress(r *http.Request) string {
+// take a fresh address for every request). Behind proxies the operator trusts
+// (TRUSTED_PROXIES), it is the nearest address in X-Forwarded-For that is not one of them: the
+// proxies' own address would put every visitor in one bucket, and anything further left could
+// have been written by the client.
+func clientAddress(r *http.Request, trusted []netip.Prefix) string {
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {
 		host = r.RemoteAddr
@@ -163,11 +166,33 @@ func clientAddress(r *http.Request) string {
 		return host
 	}
 	addr = addr.Unmap()
+	if isTrusted(addr, trusted) {
+		hops := strings.Split(strings.Join(r.Header.Values("X-Forwarded-For"), ","), ",")
+		for i := len(hops) - 1; i >= 0; i-- {
+			hop, err := netip.ParseAddr(strings.TrimSpace(hops[i]))
+			if err != nil {
+				break // a malformed hop: stop at the last address we could trust
+			}
+			addr = hop.Unmap()
+			if !isTrusted(addr, trusted) {
+				break
+			}
+		}
+	}
 	if addr.Is6() {
 		prefix, _ := addr.Prefix(64)
 		return prefix.String()
 	}
 	return addr.String()
+}
+
+func isTrusted(addr netip.Addr, trusted []netip.Prefix) bool {
+	for _, p := range trusted {
+		if p.Contains(addr) {
+			return true
+		}
+	}
+	return false
 }
 
 func retryAfterSeconds(d time.Duration) string {

@@ -4,6 +4,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"testing"
 	"time"
 )
@@ -114,6 +115,31 @@ func TestCookiesAreSecureBehindATLSProxy(t *testing.T) {
 		c := cookies[0]
 		if c.Secure != tc.want || !c.HttpOnly || c.SameSite != http.SameSiteLaxMode {
 			t.Errorf("%s: Secure=%v HttpOnly=%v SameSite=%v, want Secure=%v, HttpOnly, Lax", tc.name, c.Secure, c.HttpOnly, c.SameSite, tc.want)
+		}
+	}
+}
+
+// TestClientAddressBehindTrustedProxies: behind the proxies the operator names, a request is
+// limited by the visitor's address they forward, never by a hop the visitor could have written;
+// from anywhere else X-Forwarded-For is ignored.
+func TestClientAddressBehindTrustedProxies(t *testing.T) {
+	trusted := []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("192.0.2.10/32")}
+	for _, tc := range []struct{ remote, forwarded, want string }{
+		{"10.1.2.3:443", "198.51.100.7", "198.51.100.7"},
+		{"10.1.2.3:443", "203.0.113.66, 198.51.100.7, 10.9.9.9", "198.51.100.7"}, // the visitor wrote the first hop
+		{"192.0.2.10:80", "2001:db8:1:2::99", "2001:db8:1:2::/64"},
+		{"10.1.2.3:443", "", "10.1.2.3"},                          // a proxy's own request
+		{"10.1.2.3:443", "not-an-address", "10.1.2.3"},            // a hop we cannot read ends the walk
+		{"198.51.100.7:5000", "203.0.113.1", "198.51.100.7"},      // not a trusted proxy: the header is ignored
+		{"[::ffff:10.1.2.3]:443", "198.51.100.8", "198.51.100.8"}, // IPv4-mapped proxy address
+	} {
+		r := httptest.NewRequest(http.MethodPost, "/api/bookings", nil)
+		r.RemoteAddr = tc.remote
+		if tc.forwarded != "" {
+			r.Header.Set("X-Forwarded-For", tc.forwarded)
+		}
+		if got := clientAddress(r, trusted); got != tc.want {
+			t.Errorf("from %s forwarding %q: %s, want %s", tc.remote, tc.forwarded, got, tc.want)
 		}
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"strings"
 	"sync"
 	"time"
@@ -42,6 +43,9 @@ type Deps struct {
 	// SecureCookies marks cookies Secure on every request: the site is served over TLS by a
 	// proxy in front, so requests reach it as plain HTTP. Without it, only on direct TLS.
 	SecureCookies bool
+	// TrustedProxies are the reverse proxies in front (TRUSTED_PROXIES): requests from them are
+	// rate-limited by the client address they forward.
+	TrustedProxies []netip.Prefix
 	// DoorKey lets door staff admit tickets (web.DoorKey gives the shared one); empty: nobody can.
 	DoorKey string
 	Now     func() time.Time
