@@ -161,7 +161,17 @@ func TestStrangersSeeNothingOfABooking(t *testing.T) {
 			}
 		}
 		if strings.HasSuffix(path, "/events") {
-			continue // streams: followed below with the URLs the API gave
+			// Streams are followed below with the URLs the API gave; here only their caching.
+			resp, err := http.Get(c.web.url + path + "?token=" + c.token(id))
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK || resp.Header.Get("Cache-Control") != "no-store" {
+				t.Errorf("GET %s with its token: %d, Cache-Control %q, want 200 and no-store", path, resp.StatusCode, resp.Header.Get("Cache-Control"))
+			}
+			continue
 		}
 		resp, err := http.Get(c.web.url + path + "?token=" + c.token(id))
 		if err != nil {

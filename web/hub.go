@@ -286,17 +286,33 @@ func (h *Hub) publish(streamID, id, name string, data []byte) bool {
 	return h.server.TryPublish(streamID, ev)
 }
 
-// closingWriter cancels the request once the close event has been flushed to the client.
+// closingWriter cancels the request once the close event has been flushed to the client. It
+// also keeps the stream out of every cache: the library says no-cache, but a booking's stream is
+// private (no-store), like its pages.
 type closingWriter struct {
 	http.ResponseWriter
 	cancel   context.CancelFunc
 	sawClose bool
+	started  bool
+}
+
+func (c *closingWriter) start() {
+	if !c.started {
+		c.started = true
+		c.Header().Set("Cache-Control", "no-store")
+	}
+}
+
+func (c *closingWriter) WriteHeader(status int) {
+	c.start()
+	c.ResponseWriter.WriteHeader(status)
 }
 
 // closeLine is how the library writes our close event's name: in a Write call of its own.
 var closeLine = "event: " + CloseEvent + "\n"
 
 func (c *closingWriter) Write(p []byte) (int, error) {
+	c.start()
 	if string(p) == closeLine {
 		c.sawClose = true
 	}
@@ -304,6 +320,7 @@ func (c *closingWriter) Write(p []byte) (int, error) {
 }
 
 func (c *closingWriter) Flush() {
+	c.start()
 	if f, ok := c.ResponseWriter.(http.Flusher); ok {
 		f.Flush()
 	}
