@@ -30,6 +30,7 @@ type Config struct {
 	WebInstance       string         // WEB_INSTANCE: names this web replica's consumer group
 	OpsAddr           string         // OPS_ADDR: where a part without a web server answers /healthz and /readyz
 	BookingRateLimit  int            // BOOKING_RATE_LIMIT: booking requests a minute per client address and per browser session; 0 is off
+	LoadTestCatalog   bool           // LOADTEST_CATALOG: also schedule the Load Lab theatre's big screens, for load tests
 	SecureCookies     bool           // SECURE_COOKIES: cookies always Secure, for a site served over TLS by a proxy in front
 	TrustedProxies    []netip.Prefix // TRUSTED_PROXIES: comma-separated addresses or CIDRs of the reverse proxies in front
 	DoorKey           string         // DOOR_KEY: what door staff sign in with to admit tickets; empty: one is made and printed
@@ -122,13 +123,16 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 	cfg.KafkaEmbeddedPort = intVar("KAFKA_EMBEDDED_PORT", "0", 0, 65535)
 	cfg.KafkaReplicas = intVar("KAFKA_REPLICATION_FACTOR", "1", 1, 7)
 	cfg.BookingRateLimit = intVar("BOOKING_RATE_LIMIT", "30", 0, 1_000_000)
-	if raw := get("SECURE_COOKIES", "false"); raw != "" {
-		secure, err := strconv.ParseBool(raw)
+	boolVar := func(key string) bool {
+		raw := get(key, "false")
+		b, err := strconv.ParseBool(raw)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("SECURE_COOKIES=%q: want true or false", raw))
+			errs = append(errs, fmt.Errorf("%s=%q: want true or false", key, raw))
 		}
-		cfg.SecureCookies = secure
+		return b
 	}
+	cfg.SecureCookies = boolVar("SECURE_COOKIES")
+	cfg.LoadTestCatalog = boolVar("LOADTEST_CATALOG")
 	cfg.KafkaNamespace = get("KAFKA_NAMESPACE", "")
 	if !namespacePattern.MatchString(cfg.KafkaNamespace) {
 		errs = append(errs, fmt.Errorf("KAFKA_NAMESPACE=%q: letters, digits, '-' and '_' only, at most 40", cfg.KafkaNamespace))

@@ -77,7 +77,7 @@ func runWith(ctx context.Context, target string, cfg Config, stdout io.Writer, o
 		return fmt.Errorf("%w (DATABASE_URL; `make run` starts a local PostgreSQL)", err)
 	}
 	defer conn.Close()
-	if err := db.Migrate(ctx, conn, func(ctx context.Context, d *sqlx.DB) error { return catalog.Seed(ctx, d, now()) }); err != nil {
+	if err := db.Migrate(ctx, conn, func(ctx context.Context, d *sqlx.DB) error { return catalog.Seed(ctx, d, now(), cfg.LoadTestCatalog) }); err != nil {
 		return err
 	}
 	if target == TargetMigrate {
@@ -164,7 +164,7 @@ func runWith(ctx context.Context, target string, cfg Config, stdout io.Writer, o
 		if err != nil {
 			return err
 		}
-		actors = append(actors, httpActor, scheduleActor(conn, now, log),
+		actors = append(actors, httpActor, scheduleActor(conn, now, cfg.LoadTestCatalog, log),
 			actor{name: "web-outbox", run: server.Relay().Run})
 		for i, c := range server.Projection().Consumers(cluster, cfg.WebInstance, pub) {
 			actors = append(actors, consumerActor(fmt.Sprintf("web-projection-%d", i+1), c, cfg.ConsumerMaxStall))
@@ -353,7 +353,7 @@ func opsActor(addr string, conn *sqlx.DB, cluster kafka.Cluster, log *slog.Logge
 }
 
 // scheduleActor keeps a week of shows on sale as days go by.
-func scheduleActor(conn *sqlx.DB, now func() time.Time, log *slog.Logger) actor {
+func scheduleActor(conn *sqlx.DB, now func() time.Time, withLoadLab bool, log *slog.Logger) actor {
 	return actor{name: "schedule", run: func(ctx context.Context) error {
 		ticker := time.NewTicker(time.Hour)
 		defer ticker.Stop()
@@ -362,7 +362,7 @@ func scheduleActor(conn *sqlx.DB, now func() time.Time, log *slog.Logger) actor 
 			case <-ctx.Done():
 				return nil
 			case <-ticker.C:
-				if err := catalog.Seed(ctx, conn, now()); err != nil {
+				if err := catalog.Seed(ctx, conn, now(), withLoadLab); err != nil {
 					log.Warn("extend the schedule", "err", err)
 				}
 			}

@@ -137,7 +137,7 @@ func (s *Server) showView(ctx context.Context, showID string, selected []string,
 		return templates.ShowPage{}, err
 	}
 	page := templates.ShowPage{
-		SeatsURL: fmt.Sprintf("/shows/%s/seats/events?v=%d&t=%d", url.PathEscape(show.ID), seatMap.Version, s.deps.Now().UnixMilli()),
+		SeatsURL: fmt.Sprintf("/shows/%s/seats/events?v=%d&t=%d", url.PathEscape(show.ID), seatMap.Version, seatMap.ReadAt.UnixMilli()),
 		ShowID:   show.ID, MovieID: show.MovieID, MovieTitle: show.MovieTitle, AgeRating: movie.AgeRating,
 		TheatreName: show.TheatreName, Location: show.TheatreLocation(),
 		Screen: fmt.Sprintf("Screen %d", show.ScreenNumber),
@@ -166,20 +166,20 @@ func seatView(seat catalog.Seat, state SeatState) templates.SeatView {
 	}
 }
 
-// renderSeatUpdates renders changed seats of a show for its live seat maps. A show's seats never
-// change once it is scheduled, so they are read once per show and kept.
+// renderSeatUpdates renders changed seats of a show for its live seat maps. A screen's seats
+// never change, so they are read once per screen and kept.
 func (s *Server) renderSeatUpdates(ctx context.Context, showID string, changed map[string]SeatState) ([]byte, error) {
-	cached, ok := s.showSeats.Load(showID)
+	show, err := s.catalog.Show(ctx, showID)
+	if err != nil {
+		return nil, err
+	}
+	cached, ok := s.screenSeats.Load(show.ScreenID)
 	if !ok {
-		show, err := s.catalog.Show(ctx, showID)
-		if err != nil {
-			return nil, err
-		}
 		seats, err := s.catalog.Seats(ctx, show.ScreenID)
 		if err != nil {
 			return nil, err
 		}
-		cached, _ = s.showSeats.LoadOrStore(showID, seats)
+		cached, _ = s.screenSeats.LoadOrStore(show.ScreenID, seats)
 	}
 	var views []templates.SeatView
 	for _, seat := range cached.([]catalog.Seat) {
@@ -240,14 +240,18 @@ func (s *Server) showSummary(w http.ResponseWriter, r *http.Request) {
 			justTaken = appendOnce(justTaken, label)
 		}
 	}
-	afterUpdate := r.PostForm.Get("after_update") == "1"
+	// A free seat the last total listed but the form no longer has was unticked either by the
+	// person or by an update redrawing it. Asked for after an update, or by a click that ticked a
+	// seat (one click changes one seat), it was the update's doing: it is ticked again.
+	redrawn := r.PostForm.Get("after_update") == "1"
+	for _, label := range r.PostForm["seats"] {
+		redrawn = redrawn || !slices.Contains(r.PostForm["summary_seats"], label)
+	}
 	for _, label := range r.PostForm["summary_seats"] {
 		switch {
 		case seatMap.State(label) != SeatFree:
 			justTaken = appendOnce(justTaken, label)
-		case afterUpdate && !slices.Contains(selected, label) && len(selected) < MaxSeatsPerBooking:
-			// Asked for because the map changed, not because the person unticked it: an update
-			// redrew this free seat unticked, so it is ticked again.
+		case redrawn && !slices.Contains(selected, label) && len(selected) < MaxSeatsPerBooking:
 			selected = append(selected, label)
 			reticked = append(reticked, label)
 		}

@@ -178,7 +178,7 @@ func (p *Projection) Record(ctx context.Context, env event.Envelope, req event.B
 	}
 	if _, err := tx.ExecContext(ctx, `INSERT INTO web.bookings
 		(id, show_id, seats, customer_name, phone_masked, card_brand, card_last4, status, created_at, updated_at)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, 'requested', $8, $8) ON CONFLICT (id) DO NOTHING`,
+		VALUES ($1, $2, $3, $4, $5, $6, $7, 'requested', $8, now()) ON CONFLICT (id) DO NOTHING`,
 		env.BookingID, req.ShowID, pq.Array(req.Seats), req.CustomerName, phoneMasked,
 		req.Card.Brand, req.Card.Last4, env.OccurredAt); err != nil {
 		return "", fmt.Errorf("record booking %s: %w", env.BookingID, err)
@@ -422,6 +422,9 @@ type SeatMap struct {
 	// Version is the newest seat version among the show's bookings: a map rendered from this
 	// one asks the live stream for what changed after it.
 	Version int64
+	// ReadAt is the database's clock when the map was read, the same clock updated_at is set
+	// with: the page's render time for the stream's late-commit window.
+	ReadAt time.Time
 }
 
 // State of one seat.
@@ -435,20 +438,22 @@ func (m SeatMap) State(label string) SeatState {
 // ShowSeats reads a show's seat map in one consistent snapshot.
 func (p *Projection) ShowSeats(ctx context.Context, showID string) (SeatMap, error) {
 	var rows []struct {
-		Label   string `db:"label"`
-		Status  string `db:"status"`
-		Version int64  `db:"seat_version"`
+		Label   string    `db:"label"`
+		Status  string    `db:"status"`
+		Version int64     `db:"seat_version"`
+		ReadAt  time.Time `db:"read_at"`
 	}
-	// One statement, so the version and the states are read from the same snapshot; a show's
-	// inactive bookings add only their version.
+	// One statement, so the version, the states and the clock come from the same snapshot; a
+	// show's inactive bookings add only their version, and the last row is there for the clock.
 	err := p.db.SelectContext(ctx, &rows, `SELECT unnest(CASE WHEN status IN ('rejected', 'failed') THEN ARRAY['']::text[] ELSE seats END) AS label,
-		status, seat_version FROM web.bookings WHERE show_id = $1`, showID)
+		status, seat_version, now() AS read_at FROM web.bookings WHERE show_id = $1
+		UNION ALL SELECT '', 'rejected', 0, now()`, showID)
 	if err != nil {
 		return SeatMap{}, fmt.Errorf("load seats of %s: %w", showID, err)
 	}
 	m := SeatMap{States: make(map[string]SeatState, len(rows))}
 	for _, r := range rows {
-		m.Version = max(m.Version, r.Version)
+		m.Version, m.ReadAt = max(m.Version, r.Version), r.ReadAt
 		if r.Label == "" {
 			continue
 		}

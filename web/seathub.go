@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/r3labs/sse/v2"
@@ -32,6 +33,8 @@ type SeatHub struct {
 	render func(ctx context.Context, showID string, changed map[string]SeatState) ([]byte, error)
 	log    *slog.Logger
 
+	reads atomic.Uint64 // numbers every read of a show's seats, in the order they start
+
 	mu      sync.Mutex
 	byShow  map[string]map[string]*seatStream // show id → stream id → stream
 	streams map[string]*seatStream            // stream id → stream
@@ -49,7 +52,9 @@ type seatStream struct {
 	cancel     context.CancelFunc
 	ready      bool
 	known      map[string]SeatState // what this connection's map shows of the held and sold seats
-	sentAt     int64                // the seat version known reflects: an older read is not sent
+	// knownRead is the number of the read known came from: a read that started earlier may
+	// have missed a commit the later one saw, and is not sent to this connection.
+	knownRead uint64
 }
 
 // seatReadTimeout bounds each read behind a seat stream, so one slow query cannot hold a
@@ -78,7 +83,12 @@ func NewSeatHub(seats func(context.Context, string) (SeatMap, error), since func
 // rendered: a change numbered before the page's version may commit after it), until the caller
 // goes away.
 func (h *SeatHub) Serve(w http.ResponseWriter, r *http.Request, showID string, version int64, renderedAt time.Time) {
-	version = max(version, parseSeatVersion(r.Header.Get("Last-Event-ID")))
+	// A reconnecting browser's Last-Event-ID is "<version>.<read time>" of the last event it got.
+	lastVersion, lastRead, _ := strings.Cut(r.Header.Get("Last-Event-ID"), ".")
+	version = max(version, parseSeatVersion(lastVersion))
+	if t := parseRenderedAt(lastRead); t.After(renderedAt) {
+		renderedAt = t
+	}
 	ctx, cancel := context.WithTimeout(r.Context(), maxStreamLifetime)
 	defer cancel()
 	streamID := "seats." + showID + "." + randomID()
@@ -120,10 +130,20 @@ func (h *SeatHub) Notify(showID string) {
 	go h.rounds(showID)
 }
 
-// rounds sends a show's changes until no notification came in during the last round.
+// rounds sends a show's changes until no notification came in during the last round. A round
+// that could not read the seats is tried again a second later while anyone is watching: no
+// other notification may come to correct the maps.
 func (h *SeatHub) rounds(showID string) {
 	for {
-		h.round(showID)
+		if !h.round(showID) {
+			time.Sleep(time.Second)
+			h.mu.Lock()
+			watched := len(h.byShow[showID]) > 0 && !h.closing
+			h.mu.Unlock()
+			if watched {
+				continue
+			}
+		}
 		h.mu.Lock()
 		if !h.dirty[showID] {
 			delete(h.running, showID)
@@ -135,7 +155,9 @@ func (h *SeatHub) rounds(showID string) {
 	}
 }
 
-func (h *SeatHub) round(showID string) {
+// round reads a show's seats once and sends every connection what changed for it; false if the
+// seats could not be read.
+func (h *SeatHub) round(showID string) bool {
 	h.mu.Lock()
 	streams := make([]*seatStream, 0, len(h.byShow[showID]))
 	for _, s := range h.byShow[showID] {
@@ -143,14 +165,15 @@ func (h *SeatHub) round(showID string) {
 	}
 	h.mu.Unlock()
 	if len(streams) == 0 {
-		return
+		return true
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), seatReadTimeout)
 	defer cancel()
+	read := h.reads.Add(1)
 	current, err := h.seats(ctx, showID)
 	if err != nil {
-		h.log.Warn("sse: load seats", "show_id", showID, "err", err)
-		return
+		h.log.Warn("sse: load seats; trying again", "show_id", showID, "err", err)
+		return false
 	}
 	// Most connections on a show were sent the same thing: render each distinct change once.
 	rendered := map[string][]byte{}
@@ -158,19 +181,22 @@ func (h *SeatHub) round(showID string) {
 		s.mu.Lock()
 		// A connection caught up from a newer read than this one is left alone: sending it this
 		// older state would turn seats back.
-		if s.ready && s.sentAt <= current.Version {
+		if s.ready && s.knownRead < read {
 			changed := seatChanges(s.known, current.States)
-			h.send(ctx, s, current.Version, changed, rendered)
-			s.known, s.sentAt = current.States, current.Version
+			h.send(ctx, s, current, changed, rendered)
+			s.known, s.knownRead = current.States, read
 		}
 		s.mu.Unlock()
 	}
+	return true
 }
 
 // onSubscribe catches a new connection up: the seats that changed after its page was rendered.
 // The reads happen before the stream is locked, so rounds for the show's other viewers never
-// wait on them; a change that lands between the reads and the send is caught by the round this
-// asks for at the end.
+// wait on them. The whole map is read first and the changed seats second: a booking that commits
+// between the two is then sent with its state from the map (if older), and the round this asks
+// for at the end sends its newer one. (The other way round it would be in the map taken as
+// known, never sent, and never different again.)
 func (h *SeatHub) onSubscribe(streamID string, _ *sse.Subscriber) {
 	s := h.stream(streamID)
 	if s == nil {
@@ -178,15 +204,16 @@ func (h *SeatHub) onSubscribe(streamID string, _ *sse.Subscriber) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), seatReadTimeout)
 	defer cancel()
-	labels, err := h.since(ctx, s.showID, s.version, s.renderedAt)
-	if err != nil {
-		h.log.Warn("sse: load changed seats; ending the connection", "show_id", s.showID, "err", err)
-		s.cancel()
-		return
-	}
+	read := h.reads.Add(1)
 	current, err := h.seats(ctx, s.showID)
 	if err != nil {
 		h.log.Warn("sse: load seats; ending the connection", "show_id", s.showID, "err", err)
+		s.cancel()
+		return
+	}
+	labels, err := h.since(ctx, s.showID, s.version, s.renderedAt)
+	if err != nil {
+		h.log.Warn("sse: load changed seats; ending the connection", "show_id", s.showID, "err", err)
 		s.cancel()
 		return
 	}
@@ -196,16 +223,17 @@ func (h *SeatHub) onSubscribe(streamID string, _ *sse.Subscriber) {
 	}
 	s.mu.Lock()
 	s.ready = true
-	s.known, s.sentAt = current.States, current.Version
-	h.send(ctx, s, current.Version, changed, nil)
+	s.known, s.knownRead = current.States, read
+	h.send(ctx, s, current, changed, nil)
 	s.mu.Unlock()
 	h.Notify(s.showID)
 }
 
-// send renders and publishes one connection's changes as of version, the event's id: a browser
-// reconnecting sends it back as Last-Event-ID and is sent only what changed after it. A
-// connection that cannot take them is ended, and the browser's reconnect catches it up.
-func (h *SeatHub) send(ctx context.Context, s *seatStream, version int64, changed map[string]SeatState, cache map[string][]byte) {
+// send renders and publishes one connection's changes as of the read at, whose version and time
+// are the event's id: a browser reconnecting sends it back as Last-Event-ID and is sent only what
+// changed after it. A connection that cannot take them is ended, and the browser's reconnect
+// catches it up.
+func (h *SeatHub) send(ctx context.Context, s *seatStream, at SeatMap, changed map[string]SeatState, cache map[string][]byte) {
 	if len(changed) == 0 {
 		return
 	}
@@ -222,7 +250,8 @@ func (h *SeatHub) send(ctx context.Context, s *seatStream, version int64, change
 			cache[key] = data
 		}
 	}
-	ev := &sse.Event{ID: []byte(strconv.FormatInt(version, 10)), Event: []byte(SeatEvent), Data: data}
+	id := strconv.FormatInt(at.Version, 10) + "." + strconv.FormatInt(at.ReadAt.UnixMilli(), 10)
+	ev := &sse.Event{ID: []byte(id), Event: []byte(SeatEvent), Data: data}
 	if !h.server.TryPublish(s.id, ev) {
 		s.cancel()
 	}

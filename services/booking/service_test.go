@@ -39,7 +39,7 @@ const show = "ldn-1-20261125-1930" // 19:30 London on the seeded day
 // queued straight from the outbox.
 func newService(t *testing.T) (*booking.Service, *sqlx.DB) {
 	t.Helper()
-	conn := dbtest.NewMigrated(t, func(ctx context.Context, d *sqlx.DB) error { return catalog.Seed(ctx, d, now) })
+	conn := dbtest.NewMigrated(t, func(ctx context.Context, d *sqlx.DB) error { return catalog.Seed(ctx, d, now, false) })
 	return booking.NewService(conn, nil, 0, func() time.Time { return now }, slog.New(slog.NewTextHandler(io.Discard, nil))), conn
 }
 
@@ -175,7 +175,7 @@ func TestConcurrentDeliveriesAnnounceOneDecision(t *testing.T) {
 // announced on movie-found once, with what payment needs to close it; its seats stay held until
 // payment answers, then go to the next buyer. A paid booking's hold never expires.
 func TestExpiredHoldIsAnnouncedOnceAndFreedOnPaymentsAnswer(t *testing.T) {
-	conn := dbtest.NewMigrated(t, func(ctx context.Context, d *sqlx.DB) error { return catalog.Seed(ctx, d, now) })
+	conn := dbtest.NewMigrated(t, func(ctx context.Context, d *sqlx.DB) error { return catalog.Seed(ctx, d, now, false) })
 	clock := now
 	svc := booking.NewService(conn, nil, 10*time.Minute, func() time.Time { return clock }, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	ctx := context.Background()

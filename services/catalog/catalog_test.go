@@ -17,7 +17,7 @@ func TestSeedBuildsABelievableCinema(t *testing.T) {
 	ctx := context.Background()
 	now := time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
 	for range 2 {
-		if err := catalog.Seed(ctx, conn, now); err != nil {
+		if err := catalog.Seed(ctx, conn, now, false); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -95,7 +95,8 @@ const ScheduleDays = 7
 
 // Seed writes the demo chain (idempotently: existing rows are left as they are) and makes sure
 // every screen has shows for today and the next ScheduleDays days, so the site is never empty.
-func Seed(ctx context.Context, db *sqlx.DB, now time.Time) error {
+// withLoadLab adds the load-test theatre.
+func Seed(ctx context.Context, db *sqlx.DB, now time.Time, withLoadLab bool) error {
 	tx, err := db.BeginTxx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("seed catalog: %w", err)
@@ -112,28 +113,50 @@ func Seed(ctx context.Context, db *sqlx.DB, now time.Time) error {
 		}
 	}
 	screenIndex := 0
-	for _, t := range demoTheatres {
-		if _, err := tx.ExecContext(ctx, `INSERT INTO catalog.theatres (id, name, city, address, timezone)
-			VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO NOTHING`, t.ID, t.Name, t.City, t.Address, t.Timezone); err != nil {
-			return fmt.Errorf("seed theatre %s: %w", t.ID, err)
-		}
-		loc, err := time.LoadLocation(t.Timezone)
-		if err != nil {
-			return fmt.Errorf("seed theatre %s: %w", t.ID, err)
-		}
-		for _, sc := range t.Screens {
-			screenID := fmt.Sprintf("%s-%d", t.ID, sc.Number)
-			if err := seedScreen(ctx, tx, t.ID, screenID, sc); err != nil {
-				return err
-			}
-			if err := seedShows(ctx, tx, screenID, screenIndex, now.In(loc)); err != nil {
-				return err
-			}
-			screenIndex++
+	theatres := demoTheatres
+	if withLoadLab {
+		theatres = append(slices.Clone(theatres), loadLab)
+	}
+	for _, t := range theatres {
+		if err := seedTheatre(ctx, tx, t, &screenIndex, now); err != nil {
+			return err
 		}
 	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("seed catalog: %w", err)
+	}
+	return nil
+}
+
+// loadLab is a theatre for load tests only (LOADTEST_CATALOG): one 300-seat screen for the hot
+// show and four of 720 seats, so a minute at 1,000 bookings a second does not run out of seats.
+var loadLab = demoTheatre{ID: "lab", Name: "Boxoffice Load Lab", City: "Leeds", Address: "1 Bench Row, LS1 4AP",
+	Timezone: "Europe/London", Screens: []screenLayout{
+		{Number: 1, Name: "Screen 1 · Hot show", Rows: 15, SeatsPerRow: 20, AisleAfter: []int{10}}, // 300
+		{Number: 2, Name: "Screen 2", Rows: 24, SeatsPerRow: 30, AisleAfter: []int{10, 20}},        // 720
+		{Number: 3, Name: "Screen 3", Rows: 24, SeatsPerRow: 30, AisleAfter: []int{10, 20}},
+		{Number: 4, Name: "Screen 4", Rows: 24, SeatsPerRow: 30, AisleAfter: []int{10, 20}},
+		{Number: 5, Name: "Screen 5", Rows: 24, SeatsPerRow: 30, AisleAfter: []int{10, 20}},
+	}}
+
+func seedTheatre(ctx context.Context, tx *sqlx.Tx, t demoTheatre, screenIndex *int, now time.Time) error {
+	if _, err := tx.ExecContext(ctx, `INSERT INTO catalog.theatres (id, name, city, address, timezone)
+		VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO NOTHING`, t.ID, t.Name, t.City, t.Address, t.Timezone); err != nil {
+		return fmt.Errorf("seed theatre %s: %w", t.ID, err)
+	}
+	loc, err := time.LoadLocation(t.Timezone)
+	if err != nil {
+		return fmt.Errorf("seed theatre %s: %w", t.ID, err)
+	}
+	for _, sc := range t.Screens {
+		screenID := fmt.Sprintf("%s-%d", t.ID, sc.Number)
+		if err := seedScreen(ctx, tx, t.ID, screenID, sc); err != nil {
+			return err
+		}
+		if err := seedShows(ctx, tx, screenID, *screenIndex, now.In(loc)); err != nil {
+			return err
+		}
+		*screenIndex++
 	}
 	return nil
 }
