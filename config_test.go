@@ -49,7 +49,8 @@ func TestLoadConfigRejectsWrongValues(t *testing.T) {
 	} {
 		t.Run(tc.key+"="+tc.value, func(t *testing.T) {
 			vars := map[string]string{tc.key: tc.value}
-			if strings.HasSuffix(tc.key, "_URL") || strings.HasSuffix(tc.key, "_KEY") {
+			provider := strings.HasPrefix(tc.key, "PAYMENT_") || strings.HasPrefix(tc.key, "SMS_")
+			if provider && (strings.HasSuffix(tc.key, "_URL") || strings.HasSuffix(tc.key, "_KEY")) {
 				// Only checked for a real provider: name one, with the other setting valid.
 				prefix := strings.SplitN(tc.key, "_", 2)[0]
 				vars[prefix+"_PROVIDER"] = "http"

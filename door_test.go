@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"encoding/json"
 	"net/http"
 	"net/http/cookiejar"
@@ -174,8 +175,25 @@ func TestTicketDoorVerifiesAndAdmitsOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if page := readAll(t, resp); resp.StatusCode != http.StatusForbidden || !strings.Contains(page, "not the door key") {
-		t.Errorf("signing in with a wrong key: %d, want 403 saying so", resp.StatusCode)
+	if page := readAll(t, resp); resp.StatusCode != http.StatusForbidden || !strings.Contains(page, "not the door key") || len(resp.Cookies()) != 0 {
+		t.Errorf("signing in with a wrong key: %d, cookies %v; want 403 saying so, and no cookie", resp.StatusCode, resp.Cookies())
+	}
+	// Neither a made-up door cookie nor the door key sent as a bearer token to a page makes a
+	// device door staff: only signing in does.
+	for what, req := range map[string]*http.Request{"a forged cookie": nil, "a bearer token": nil} {
+		req, _ = http.NewRequest(http.MethodGet, c.web.url+"/tickets/verify?code="+url.QueryEscape(other.TicketCode), nil)
+		if what == "a forged cookie" {
+			req.AddCookie(&http.Cookie{Name: "boxoffice_door", Value: fmt.Sprintf("%d.%s", time.Now().Unix(), strings.Repeat("A", 43))})
+		} else {
+			req.Header.Set("Authorization", "Bearer "+c.doorKey())
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if page := readAll(t, resp); strings.Contains(page, ">Admit</button>") {
+			t.Errorf("the door page with %s offers to admit", what)
+		}
 	}
 	resp, err = browser.PostForm(c.web.url+"/tickets/door", url.Values{"csrf_token": {csrfOf(t, signIn)}, "door_key": {c.doorKey()}})
 	if err != nil {
@@ -189,6 +207,13 @@ func TestTicketDoorVerifiesAndAdmitsOnce(t *testing.T) {
 	if page = readAll(t, resp); !strings.Contains(page, ">Admit</button>") {
 		t.Fatalf("door page after signing in: %d, want an Admit button", resp.StatusCode)
 	}
+	resp, err = browser.Get(c.web.url + "/tickets/door")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if page := readAll(t, resp); !strings.Contains(page, "signed in as door staff") {
+		t.Error("after signing in, the door page does not say so")
+	}
 	resp, err = browser.PostForm(c.web.url+"/tickets/verify", url.Values{"csrf_token": {csrfOf(t, page)}, "code": {other.TicketCode}})
 	if err != nil {
 		t.Fatal(err)
@@ -198,5 +223,46 @@ func TestTicketDoorVerifiesAndAdmitsOnce(t *testing.T) {
 	}
 	if _, answer, raw := c.door(http.MethodGet, "/api/tickets/verify?code="+url.QueryEscape(other.TicketCode), nil); !answer.Admitted {
 		t.Errorf("after Admit on the page the API says %s, want admitted", raw)
+	}
+
+	// Signing out ends the device's door session.
+	resp, err = browser.Get(c.web.url + "/tickets/door")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err = browser.PostForm(c.web.url+"/tickets/door/sign-out", url.Values{"csrf_token": {csrfOf(t, readAll(t, resp))}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	readAll(t, resp)
+	resp, err = browser.Get(c.web.url + "/tickets/door")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if page := readAll(t, resp); strings.Contains(page, "signed in as door staff") {
+		t.Error("after signing out the device is still signed in as door staff")
+	}
+
+	// `boxoffice door-key` shows the key the web made.
+	var out strings.Builder
+	if err := runDoorKey(context.Background(), Config{DatabaseURL: c.dbURL}, &out); err != nil || strings.TrimSpace(out.String()) != c.doorKey() {
+		t.Errorf("boxoffice door-key printed %q (%v), want the web's door key", out.String(), err)
+	}
+
+	// Guessing the key: a few wrong keys a minute from one address, then 429 with Retry-After.
+	var last int
+	var retryAfter string
+	for range 8 {
+		req, _ := http.NewRequest(http.MethodPost, c.web.url+"/api/tickets/admit", strings.NewReader(`{"code":"x"}`))
+		req.Header.Set("Authorization", "Bearer guess-"+time.Now().String())
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		readAll(t, resp)
+		last, retryAfter = resp.StatusCode, resp.Header.Get("Retry-After")
+	}
+	if last != http.StatusTooManyRequests || retryAfter == "" {
+		t.Errorf("eight wrong door keys in a row: the last answered %d (Retry-After %q), want 429", last, retryAfter)
 	}
 }

@@ -172,7 +172,7 @@ func runWith(ctx context.Context, target string, cfg Config, stdout io.Writer, o
 		fmt.Fprintf(stdout, "Boxoffice is running at %s\n", url)
 		if generatedDoorKey {
 			// Made here because DOOR_KEY is not set: whoever started Boxoffice hands it to the door.
-			fmt.Fprintf(stdout, "Door staff sign in at %s/tickets/door with the key %s (DOOR_KEY chooses it)\n", url, doorKey)
+			fmt.Fprintf(stdout, "Door staff sign in at %s/tickets/door with the key %s (shown once; `boxoffice door-key` shows it again; DOOR_KEY chooses it)\n", url, doorKey)
 		}
 		if opts.started != nil {
 			opts.started(url, cluster.Brokers)

@@ -260,3 +260,28 @@ func runHealth(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	return nil
 }
+
+// TargetDoorKey prints the key door staff sign in with (DOOR_KEY when set, else the one the web
+// made and keeps in web.secrets): for whoever runs the cinema to hand to the door.
+const TargetDoorKey = "door-key"
+
+func runDoorKey(ctx context.Context, cfg Config, stdout io.Writer) error {
+	if cfg.DoorKey != "" {
+		fmt.Fprintln(stdout, cfg.DoorKey)
+		return nil
+	}
+	conn, err := db.Open(ctx, cfg.DatabaseURL)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	if err := db.Migrate(ctx, conn, nil); err != nil {
+		return err
+	}
+	key, _, err := web.DoorKey(ctx, conn, "")
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, key)
+	return nil
+}

@@ -44,7 +44,8 @@ const doorKeySecret = "door-key"
 
 // DoorKey is the key door staff sign in with to admit tickets. A configured one (DOOR_KEY) is
 // used as given; otherwise one is made on first use and kept in web.secrets, so every replica
-// shares it, and generated reports that it was made here, for the operator to be told.
+// shares it, and generated reports that this call made it: the operator is told once, by the
+// replica that made it, and it is not repeated in every start's log.
 func DoorKey(ctx context.Context, db *sqlx.DB, configured string) (key string, generated bool, err error) {
 	if configured != "" {
 		return configured, false, nil
@@ -53,16 +54,18 @@ func DoorKey(ctx context.Context, db *sqlx.DB, configured string) (key string, g
 	if _, err := rand.Read(fresh); err != nil {
 		return "", false, fmt.Errorf("door key: %w", err)
 	}
-	if _, err := db.ExecContext(ctx, `INSERT INTO web.secrets (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING`,
-		doorKeySecret, fresh); err != nil {
+	res, err := db.ExecContext(ctx, `INSERT INTO web.secrets (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING`,
+		doorKeySecret, fresh)
+	if err != nil {
 		return "", false, fmt.Errorf("door key: %w", err)
 	}
+	made, _ := res.RowsAffected()
 	var stored []byte
 	if err := db.GetContext(ctx, &stored, `SELECT value FROM web.secrets WHERE name = $1`, doorKeySecret); err != nil {
 		return "", false, fmt.Errorf("door key: %w", err)
 	}
 	// 120 bits, short enough to type once on the door's device.
-	return base64.RawURLEncoding.EncodeToString(stored[:15]), true, nil
+	return base64.RawURLEncoding.EncodeToString(stored[:15]), made == 1, nil
 }
 
 // BookingToken is the capability token of a booking: 144 bits of HMAC-SHA256 over its id.

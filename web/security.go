@@ -133,6 +133,20 @@ func (l *rateLimiter) allow(keys ...string) (bool, time.Duration) {
 	return true, 0
 }
 
+// refund gives back the token allow took from each key: an attempt that turned out not to count.
+func (l *rateLimiter) refund(keys ...string) {
+	if l == nil || l.perMinute <= 0 {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, key := range keys {
+		if b, ok := l.buckets[key]; ok {
+			b.tokens = math.Min(float64(l.perMinute), b.tokens+1)
+		}
+	}
+}
+
 // limitBookings answers 429 with Retry-After when the client is over its booking rate: per
 // address, and per browser session when there is one (a phone that changes networks keeps its
 // session, and its limit).
@@ -169,7 +183,7 @@ func clientAddress(r *http.Request, trusted []netip.Prefix) string {
 	if isTrusted(addr, trusted) {
 		hops := strings.Split(strings.Join(r.Header.Values("X-Forwarded-For"), ","), ",")
 		for i := len(hops) - 1; i >= 0; i-- {
-			hop, err := netip.ParseAddr(strings.TrimSpace(hops[i]))
+			hop, err := parseHop(strings.TrimSpace(hops[i]))
 			if err != nil {
 				break // a malformed hop: stop at the last address we could trust
 			}
@@ -184,6 +198,16 @@ func clientAddress(r *http.Request, trusted []netip.Prefix) string {
 		return prefix.String()
 	}
 	return addr.String()
+}
+
+// parseHop reads one X-Forwarded-For entry: an address, or an address with a port as some
+// proxies write it ("198.51.100.7:4711", "[2001:db8::1]:443").
+func parseHop(hop string) (netip.Addr, error) {
+	if addr, err := netip.ParseAddr(hop); err == nil {
+		return addr, nil
+	}
+	ap, err := netip.ParseAddrPort(hop)
+	return ap.Addr(), err
 }
 
 func isTrusted(addr netip.Addr, trusted []netip.Prefix) bool {

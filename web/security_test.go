@@ -5,6 +5,8 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 )
@@ -132,6 +134,8 @@ func TestClientAddressBehindTrustedProxies(t *testing.T) {
 		{"10.1.2.3:443", "not-an-address", "10.1.2.3"},            // a hop we cannot read ends the walk
 		{"198.51.100.7:5000", "203.0.113.1", "198.51.100.7"},      // not a trusted proxy: the header is ignored
 		{"[::ffff:10.1.2.3]:443", "198.51.100.8", "198.51.100.8"}, // IPv4-mapped proxy address
+		{"10.1.2.3:443", "198.51.100.9:4711", "198.51.100.9"},     // a hop written with its port
+		{"10.1.2.3:443", "[2001:db8:5:6::1]:443", "2001:db8:5:6::/64"},
 	} {
 		r := httptest.NewRequest(http.MethodPost, "/api/bookings", nil)
 		r.RemoteAddr = tc.remote
@@ -141,5 +145,36 @@ func TestClientAddressBehindTrustedProxies(t *testing.T) {
 		if got := clientAddress(r, trusted); got != tc.want {
 			t.Errorf("from %s forwarding %q: %s, want %s", tc.remote, tc.forwarded, got, tc.want)
 		}
+	}
+}
+
+// TestDoorSessionLastsAWorkingDay: the door cookie is good for twelve hours from sign-in, checked
+// by the server (a copied cookie does not work for ever), and a new door key ends every session.
+func TestDoorSessionLastsAWorkingDay(t *testing.T) {
+	now := time.Date(2026, 11, 29, 18, 0, 0, 0, time.UTC)
+	s := &Server{capabilityKey: testKey, deps: Deps{DoorKey: "the-door-key-of-today", Now: func() time.Time { return now }}}
+	signedIn := func(cookie string) bool {
+		r := httptest.NewRequest(http.MethodGet, "/tickets/verify", nil)
+		r.AddCookie(&http.Cookie{Name: doorCookie, Value: cookie})
+		return s.isDoorStaff(r)
+	}
+	fresh, old := s.doorSession(now.Add(-time.Hour)), s.doorSession(now.Add(-13*time.Hour))
+	if !signedIn(fresh) {
+		t.Error("a door session an hour old was refused")
+	}
+	if signedIn(old) {
+		t.Error("a door session thirteen hours old was accepted")
+	}
+	at, mac, _ := strings.Cut(fresh, ".")
+	flipped := "A"
+	if strings.HasSuffix(mac, "A") {
+		flipped = "B"
+	}
+	if signedIn(at+"."+mac[:len(mac)-1]+flipped) || signedIn(strconv.FormatInt(now.Unix(), 10)+"."+mac) {
+		t.Error("a tampered door session was accepted")
+	}
+	s.deps.DoorKey = "a-new-door-key-for-tomorrow"
+	if signedIn(fresh) {
+		t.Error("a door session survived a new door key")
 	}
 }
