@@ -52,3 +52,20 @@ func TestProgressViewAsOfEachStage(t *testing.T) {
 		t.Errorf("the end: %+v", final)
 	}
 }
+
+// TestStatusAtAgreesWithTheProgressView: the JSON stream's status for each stage is the one the
+// page shows for it.
+func TestStatusAtAgreesWithTheProgressView(t *testing.T) {
+	b := BookingStatus{ID: "b", Status: StatusTicketed}
+	for _, name := range []string{StatusRequested, StatusConfirmed, StatusPaid, StatusNotified, StatusTicketed} {
+		b.Stages = append(b.Stages, Stage{Name: name})
+	}
+	failed := BookingStatus{ID: "f", Status: StatusFailed, Stages: []Stage{{Name: StatusRequested}, {Name: StatusConfirmed}, {Name: StatusFailed}, {Name: StatusNotified}}}
+	for _, booking := range []BookingStatus{b, failed} {
+		for n := 0; n <= len(booking.Stages); n++ {
+			if got, want := statusAt(booking, n), progressView(booking, n).Status; got != want {
+				t.Errorf("%s after %d stages: statusAt %q, progressView %q", booking.ID, n, got, want)
+			}
+		}
+	}
+}

@@ -35,6 +35,22 @@ var stageTitles = map[string]string{
 
 var happyPath = []string{StatusRequested, StatusConfirmed, StatusPaid, StatusNotified, StatusTicketed}
 
+// statusAt is the booking's status as of its first n stages: what progressView says, without
+// rendering anything (the JSON stream needs only this, and drawing the ticket's QR code for it
+// showed up in profiles).
+func statusAt(b BookingStatus, n int) string {
+	if n >= len(b.Stages) {
+		return b.Status
+	}
+	status := StatusRequested
+	for _, st := range b.Stages[:n] {
+		if statusRank[st.Name] > statusRank[status] {
+			status = st.Name
+		}
+	}
+	return status
+}
+
 // progressView renders the first n stages of b (all of them when n < 0): the status page on
 // load, and each SSE update as of the stage it announces.
 func progressView(b BookingStatus, n int) templates.Progress {
@@ -136,7 +152,7 @@ type renderer struct{ s *Server }
 func (r renderer) StageEvent(kind StreamKind, b BookingStatus, seq int) (string, []byte, error) {
 	st := b.Stages[seq-1]
 	if kind == StreamJSON {
-		data, err := json.Marshal(apiStage{Name: st.Name, At: st.At, Detail: st.Detail, Status: progressView(b, seq).Status})
+		data, err := json.Marshal(apiStage{Name: st.Name, At: st.At, Detail: st.Detail, Status: statusAt(b, seq)})
 		return st.Name, data, err
 	}
 	var buf bytes.Buffer
