@@ -4,8 +4,9 @@
 GO       ?= go
 BIN      := bin/boxoffice
 TESTARGS ?=
+ARGS     ?=
 
-.PHONY: run run-cluster test fuzz test-apache-kafka chaos build generate check postgres postgres-stop chromium kafka kafka-cluster kafka-stop clean
+.PHONY: bench run run-cluster test fuzz test-apache-kafka chaos build generate check postgres postgres-stop chromium kafka kafka-cluster kafka-stop clean
 
 KILLS ?= 50
 FUZZTIME ?= 10s
@@ -22,6 +23,9 @@ build: generate
 
 test: postgres chromium ## unit, integration, end-to-end and real-browser tests
 	$(GO) test -count=1 $(TESTARGS) ./...
+
+bench: build postgres ## the load scenarios against a fresh system, in under three minutes, printing one table; ARGS go to `boxoffice loadtest`
+	scripts/bench.sh $(ARGS)
 
 chaos: postgres ## the crash test: SIGKILL random parts (broker and PostgreSQL too) KILLS times under load; KAFKA=apache for three Apache Kafka brokers
 	$(GO) test -tags chaos -run TestChaos -count=1 -v -timeout 60m . -args -kills=$(KILLS) -kafka=$(KAFKA)

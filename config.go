@@ -30,6 +30,7 @@ type Config struct {
 	WebInstance       string         // WEB_INSTANCE: names this web replica's consumer group
 	OpsAddr           string         // OPS_ADDR: where a part without a web server answers /healthz and /readyz
 	BookingRateLimit  int            // BOOKING_RATE_LIMIT: booking requests a minute per client address and per browser session; 0 is off
+	PprofAddr         string         // PPROF_ADDR: where to serve net/http/pprof for profiling under load; empty is off
 	LoadTestCatalog   bool           // LOADTEST_CATALOG: also schedule the Load Lab theatre's big screens, for load tests
 	SecureCookies     bool           // SECURE_COOKIES: cookies always Secure, for a site served over TLS by a proxy in front
 	TrustedProxies    []netip.Prefix // TRUSTED_PROXIES: comma-separated addresses or CIDRs of the reverse proxies in front
@@ -87,6 +88,7 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 		WebInstance:  get("WEB_INSTANCE", "web"),
 		OpsAddr:      get("OPS_ADDR", ""),
 		DoorKey:      get("DOOR_KEY", ""),
+		PprofAddr:    get("PPROF_ADDR", ""),
 	}
 	for _, raw := range strings.Split(getenv("TRUSTED_PROXIES"), ",") {
 		if raw = strings.TrimSpace(raw); raw == "" {

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"slices"
 	"strings"
@@ -179,6 +180,13 @@ func runWith(ctx context.Context, target string, cfg Config, stdout io.Writer, o
 		}
 	} else if opts.started != nil {
 		opts.started("", cluster.Brokers)
+	}
+	if cfg.PprofAddr != "" {
+		profiler, err := pprofActor(cfg.PprofAddr, log)
+		if err != nil {
+			return err
+		}
+		actors = append(actors, profiler)
 	}
 	log.Info("boxoffice started", "brokers", cluster.Brokers, "namespace", cluster.Namespace, "partitions", cfg.KafkaPartitions)
 	return runActors(ctx, actors, log)
@@ -368,4 +376,22 @@ func scheduleActor(conn *sqlx.DB, now func() time.Time, withLoadLab bool, log *s
 			}
 		}
 	}}
+}
+
+// pprofActor serves Go's profiler on its own address (PPROF_ADDR), for profiling under load: it
+// is never on the public port.
+func pprofActor(addr string, log *slog.Logger) (actor, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return actor{}, fmt.Errorf("listen on PPROF_ADDR=%s: %w", addr, err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	return actor{name: "pprof", run: func(ctx context.Context) error {
+		return serve(ctx, srv, ln, 5*time.Second, nil)
+	}}, nil
 }

@@ -37,7 +37,7 @@ const show = "ldn-1-20261125-1930" // 19:30 London on the seeded day
 
 // newService returns the booking service at now. Its relay is never run: tests read what it
 // queued straight from the outbox.
-func newService(t *testing.T) (*booking.Service, *sqlx.DB) {
+func newService(t testing.TB) (*booking.Service, *sqlx.DB) {
 	t.Helper()
 	conn := dbtest.NewMigrated(t, func(ctx context.Context, d *sqlx.DB) error { return catalog.Seed(ctx, d, now, false) })
 	return booking.NewService(conn, nil, 0, func() time.Time { return now }, slog.New(slog.NewTextHandler(io.Discard, nil))), conn

@@ -48,7 +48,7 @@ func (p *flakyPublisher) published() []string {
 	return append([]string(nil), p.got...)
 }
 
-func queue(t *testing.T, conn *sqlx.DB, keys ...string) {
+func queue(t testing.TB, conn *sqlx.DB, keys ...string) {
 	t.Helper()
 	tx := conn.MustBegin()
 	for _, k := range keys {

@@ -1,0 +1,41 @@
+package booking_test
+
+import (
+	"context"
+	"testing"
+
+	"github.com/google/uuid"
+
+	"github.com/boxoffice/boxoffice/services/event"
+)
+
+// BenchmarkSeatDecision: the booking service's whole decision for one request on durable
+// PostgreSQL — the inbox check, the catalog read, the hold (or the "seat taken" answer) and the
+// outcome queued in the outbox, in one transaction. Each request takes a seat not yet taken.
+//
+//	go test -run '^$' -bench SeatDecision -benchtime 500x ./services/booking
+func BenchmarkSeatDecision(b *testing.B) {
+	svc, conn := newService(b)
+	var slots []struct{ Show, Label string }
+	if err := conn.Select(&slots, `SELECT s.id AS show, seat.label FROM catalog.shows s
+		JOIN catalog.seats seat ON seat.screen_id = s.screen_id WHERE s.starts_at > $1 ORDER BY s.id, seat.label`, now); err != nil {
+		b.Fatal(err)
+	}
+	if len(slots) < b.N {
+		b.Fatalf("%d free seats for %d requests", len(slots), b.N)
+	}
+	ctx := context.Background()
+	i := 0
+	for b.Loop() {
+		req := event.BookingRequested{ShowID: slots[i].Show, Seats: []string{slots[i].Label}, CustomerName: "Ada",
+			Phone: "+447700900123", Card: event.Card{Brand: "visa", Last4: "4242", Token: "tok_sandbox_4242_x"}}
+		env, err := event.New(event.TypeBookingRequested, uuid.NewString(), req, now)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := svc.HandleRequested(ctx, env, req); err != nil {
+			b.Fatal(err)
+		}
+		i++
+	}
+}
