@@ -43,6 +43,7 @@ type loadOptions struct {
 	RampTo   float64
 	RampStep float64
 	Buyers   int // hot: buyers for one show
+	HotSeats int // hot: the size of show to pick
 	Streams  int // idle: SSE streams held open
 	Timeout  time.Duration
 	JSONOut  string
@@ -59,6 +60,7 @@ func parseLoadOptions(args []string) (loadOptions, error) {
 	fs.Float64Var(&o.RampTo, "ramp-to", 1500, "ramp: last rate")
 	fs.Float64Var(&o.RampStep, "ramp-step", 200, "ramp: rate added each step")
 	fs.IntVar(&o.Buyers, "buyers", 10000, "hot: buyers for one show's seats")
+	fs.IntVar(&o.HotSeats, "hot-seats", 300, "hot: pick a show with this many free seats if there is one, else the emptiest")
 	fs.IntVar(&o.Streams, "streams", 10000, "idle: SSE streams held open on one web process")
 	fs.DurationVar(&o.Timeout, "timeout", 30*time.Second, "how long one booking may take before it counts as an error")
 	fs.StringVar(&o.JSONOut, "json", "", "also write the results as JSON to this file")
@@ -451,10 +453,16 @@ func (lt *loadTester) hotShow(ctx context.Context) (scenarioResult, error) {
 	if err != nil {
 		return scenarioResult{}, err
 	}
+	// The show: one with exactly -hot-seats free (the Load Lab's 300-seat screen), else the one
+	// with the most free seats.
 	var hot loadShow
 	var free []string
-	for _, s := range shows { // the emptiest show with the most seats
-		if s.SeatsLeft > hot.SeatsLeft {
+	for _, s := range shows {
+		better := s.SeatsLeft > hot.SeatsLeft && hot.SeatsLeft != lt.o.HotSeats
+		if s.SeatsLeft == lt.o.HotSeats && hot.SeatsLeft != lt.o.HotSeats {
+			better = true
+		}
+		if better {
 			if f, err := lt.freeSeats(ctx, s.ID); err == nil && len(f) == s.SeatsLeft {
 				hot, free = s, f
 			}
