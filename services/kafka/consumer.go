@@ -4,11 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"log/slog"
 	"maps"
 	"strconv"
-	"sync"
 	"time"
 
 	kafkago "github.com/segmentio/kafka-go"
@@ -125,96 +123,24 @@ func newReader(cfg ConsumerConfig, log *slog.Logger) *kafkago.Reader {
 	})
 }
 
-// Concurrency is how many messages a consumer handles at once. Messages with the same key (one
-// show's seat decisions, one booking's stages) go to the same worker, in the order they were
-// read, so every key keeps its order; different keys proceed side by side. With durable
-// PostgreSQL each handler's commit waits for the disk, so handling one message at a time caps a
-// consumer at one commit's latency (about 60 a second here); side by side, commits share flushes.
-const Concurrency = 16
-
-// maxInFlight bounds the messages read but not yet handled.
-const maxInFlight = 512
-
-// Run consumes until ctx is cancelled. Messages in hand when that happens are finished and their
-// offsets committed first (drain), then the reader leaves the group and flushes its commits.
-// Offsets are committed per partition only up to the last message before the first one still
-// being handled, so a crash at any moment redelivers, never skips.
+// Run consumes until ctx is cancelled. The message being handled when that happens is finished
+// and committed first (drain), then the reader leaves the group and flushes its commits.
 func (c *Consumer) Run(ctx context.Context) error {
 	defer func() {
 		if err := c.reader.Close(); err != nil {
 			c.log.Warn("close kafka reader", "err", err)
 		}
 	}()
-	// In-flight work is not cut off by shutdown: it finishes (or gives up) on its own clock.
-	work := context.WithoutCancel(ctx)
-	offsets := newOffsetTracker()
-	slots := make(chan struct{}, maxInFlight)
-	done := make(chan kafkago.Message, maxInFlight)
-	workers := make([]chan kafkago.Message, Concurrency)
-	var wg sync.WaitGroup
-	for i := range workers {
-		workers[i] = make(chan kafkago.Message, maxInFlight)
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for msg := range workers[i] {
-				if c.process(ctx, work, msg) {
-					done <- msg
-				}
-				<-slots
-			}
-		}()
-	}
-	// commitDone commits, per partition, up to the messages handled with no gap before them.
-	commitDone := func() {
-		var commits []kafkago.Message
-	drain:
-		for {
-			select {
-			case msg := <-done:
-				if upTo, ok := offsets.done(msg); ok {
-					commits = append(commits, upTo)
-				}
-			default:
-				break drain
-			}
-		}
-		if len(commits) == 0 {
-			return
-		}
-		if err := c.reader.CommitMessages(work, commits...); err != nil {
-			// The effects are recorded (with their event ids in the inboxes): if the commit is
-			// lost, the messages come again and change nothing.
-			c.log.Warn("commit failed; messages may be delivered again", "err", err)
-		}
-	}
-	stopWorkers := func() {
-		for _, w := range workers {
-			close(w)
-		}
-		wg.Wait()
-		commitDone()
-	}
 	for {
-		commitDone()
-		select {
-		case slots <- struct{}{}:
-		case <-ctx.Done():
-			stopWorkers()
-			return nil
-		}
 		fetchCtx, cancel := context.WithTimeout(ctx, idleCheck)
 		msg, err := c.reader.FetchMessage(fetchCtx)
 		cancel()
 		if err != nil {
-			<-slots
 			if ctx.Err() != nil {
-				stopWorkers()
 				return nil
 			}
 			if errors.Is(err, context.DeadlineExceeded) {
 				if err := c.checkIdle(ctx); err != nil {
-					stopWorkers()
 					return err
 				}
 				continue
@@ -224,72 +150,21 @@ func (c *Consumer) Run(ctx context.Context) error {
 			// one: a reader of the same process silent for good). A fresh process is the reliable
 			// cure, so the consumer ends and its process exits, for its supervisor to start again:
 			// offsets are committed only after effects, so nothing is lost.
-			stopWorkers()
 			return fmt.Errorf("fetch from %v: %w", c.cfg.Topics, err)
 		}
 		c.stuck = nil
-		offsets.fetched(msg)
-		workers[workerFor(msg, len(workers))] <- msg
+		// In-flight work is not cut off by shutdown: it finishes (or gives up) on its own clock.
+		work := context.WithoutCancel(ctx)
+		if !c.process(ctx, work, msg) {
+			return nil // shutting down while retrying: the message stays uncommitted
+		}
+		if err := c.reader.CommitMessages(work, msg); err != nil {
+			// The effect is recorded (with its event id in the inbox): if the commit is lost,
+			// the message comes again and changes nothing.
+			c.log.Warn("commit failed; the message may be delivered again", "topic", msg.Topic,
+				"partition", msg.Partition, "offset", msg.Offset, "err", err)
+		}
 	}
-}
-
-// workerFor keeps a key on one worker; a message without a key keeps to its partition's.
-func workerFor(msg kafkago.Message, n int) int {
-	h := fnv.New32a()
-	if len(msg.Key) > 0 {
-		h.Write(msg.Key)
-	} else {
-		h.Write([]byte(partitionKey(msg)))
-	}
-	return int(h.Sum32() % uint32(n))
-}
-
-// offsetTracker knows, per partition, which fetched messages are handled, so that only offsets
-// with nothing unhandled before them are committed.
-type offsetTracker struct {
-	partitions map[string]*partitionOffsets
-}
-
-type partitionOffsets struct {
-	pending   []int64 // fetched and not yet committed, in fetch order
-	handled   map[int64]bool
-	committed int64 // the highest offset committed: commits never go back
-}
-
-func newOffsetTracker() *offsetTracker {
-	return &offsetTracker{partitions: map[string]*partitionOffsets{}}
-}
-
-func partitionKey(msg kafkago.Message) string { return msg.Topic + "/" + strconv.Itoa(msg.Partition) }
-
-func (t *offsetTracker) fetched(msg kafkago.Message) {
-	p := t.partitions[partitionKey(msg)]
-	if p == nil {
-		p = &partitionOffsets{handled: map[int64]bool{}, committed: -1}
-		t.partitions[partitionKey(msg)] = p
-	}
-	p.pending = append(p.pending, msg.Offset)
-}
-
-// done marks msg handled and returns the message to commit for its partition, when the handled
-// run from the oldest pending message moved past the last commit.
-func (t *offsetTracker) done(msg kafkago.Message) (kafkago.Message, bool) {
-	p := t.partitions[partitionKey(msg)]
-	if p == nil {
-		return kafkago.Message{}, false
-	}
-	p.handled[msg.Offset] = true
-	upTo := int64(-1)
-	for len(p.pending) > 0 && p.handled[p.pending[0]] {
-		upTo = max(upTo, p.pending[0])
-		delete(p.handled, p.pending[0])
-		p.pending = p.pending[1:]
-	}
-	if upTo <= p.committed {
-		return kafkago.Message{}, false
-	}
-	p.committed = upTo
-	return kafkago.Message{Topic: msg.Topic, Partition: msg.Partition, Offset: upTo}, true
 }
 
 // idleCheck is how long a fetch may wait for a message before the consumer checks that its

@@ -3,10 +3,8 @@ package kafka_test
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
-	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -296,96 +294,5 @@ func TestAWaitByDesignIsNeverParked(t *testing.T) {
 	letters, err := kafka.ListDeadLetters(context.Background(), cluster, []string{topic})
 	if err != nil || len(letters) != 0 {
 		t.Errorf("dead letters %v (%v): a wait by design was parked", letters, err)
-	}
-}
-
-// TestKeysKeepTheirOrderWhileOthersPassThem: one key's messages are handled one after another,
-// in the order written, even while that key is held up; other keys' messages are handled
-// meanwhile; and the partition's offset is never committed past a message still in hand.
-func TestKeysKeepTheirOrderWhileOthersPassThem(t *testing.T) {
-	const topic = "test-keys"
-	cluster := broker(t, topic)
-	pub := kafka.NewPublisher(cluster, quiet)
-	ctx := context.Background()
-	var msgs []kafka.Message
-	keyOf := map[string]string{}
-	for i := range 30 {
-		env := envelope(t)
-		key := fmt.Sprintf("show-%d", i%3) // show-0 is held up below
-		keyOf[env.BookingID] = key
-		msgs = append(msgs, kafka.Message{Topic: topic, Key: key, Envelope: env})
-	}
-	if err := pub.Publish(ctx, msgs...); err != nil {
-		t.Fatal(err)
-	}
-	release := make(chan struct{})
-	var mu sync.Mutex
-	var order []string
-	others := make(chan struct{}, 100)
-	c := kafka.NewConsumer(kafka.ConsumerConfig{Cluster: cluster, GroupID: "keys", Topics: []string{topic}},
-		kafka.Handlers{event.TypeTicketIssued: func(ctx context.Context, env event.Envelope) error {
-			if keyOf[env.BookingID] == "show-0" {
-				<-release
-			} else {
-				others <- struct{}{}
-			}
-			mu.Lock()
-			order = append(order, env.BookingID)
-			mu.Unlock()
-			return nil
-		}}, pub, quiet)
-	runCtx, cancel := context.WithCancel(ctx)
-	stopped := make(chan error, 1)
-	go func() { stopped <- c.Run(runCtx) }()
-	for i := range 20 { // every show-1 and show-2 message, while show-0's first one is held
-		select {
-		case <-others:
-		case <-time.After(20 * time.Second):
-			t.Fatalf("only %d of the other keys' 20 messages were handled while one key was held up", i)
-		}
-	}
-	// The first message (offset 0) is show-0's and still in hand: nothing may be committed past
-	// it, or a crash now would skip it.
-	time.Sleep(500 * time.Millisecond) // commits are flushed every 100 ms
-	if offsets, err := kafka.GroupOffsets(ctx, cluster, kafka.Subscription{Group: "keys", Topics: []string{topic}}); err != nil || len(offsets) != 1 || offsets[0].Committed > 0 {
-		t.Errorf("committed offsets %+v (%v) while the message at offset 0 is in hand, want nothing past it", offsets, err)
-	}
-	close(release)
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		mu.Lock()
-		n := len(order)
-		mu.Unlock()
-		if n == 30 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("handled %d of 30", n)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	cancel()
-	if err := <-stopped; err != nil {
-		t.Fatal(err)
-	}
-	for key := range 3 {
-		var got, want []string
-		for _, m := range msgs {
-			if m.Key == fmt.Sprintf("show-%d", key) {
-				want = append(want, m.Envelope.BookingID)
-			}
-		}
-		for _, id := range order {
-			if keyOf[id] == fmt.Sprintf("show-%d", key) {
-				got = append(got, id)
-			}
-		}
-		if !slices.Equal(got, want) {
-			t.Errorf("show-%d handled in the order %v, want the order written %v", key, got, want)
-		}
-	}
-	offsets, err := kafka.GroupOffsets(ctx, cluster, kafka.Subscription{Group: "keys", Topics: []string{topic}})
-	if err != nil || len(offsets) != 1 || offsets[0].Committed != 30 {
-		t.Errorf("committed offsets %+v (%v), want 30: every message handled", offsets, err)
 	}
 }
