@@ -127,6 +127,9 @@ func newReader(cfg ConsumerConfig, log *slog.Logger) *kafkago.Reader {
 // and committed first (drain), then the reader leaves the group and flushes its commits.
 func (c *Consumer) Run(ctx context.Context) error {
 	defer func() {
+		if c.reader == nil {
+			return // a reader that would not close was left behind: the process is exiting
+		}
 		if err := c.reader.Close(); err != nil {
 			c.log.Warn("close kafka reader", "err", err)
 		}
@@ -213,6 +216,8 @@ func (c *Consumer) checkIdle(ctx context.Context) error {
 			c.log.Warn("close kafka reader", "err", err)
 		}
 	case <-time.After(15 * time.Second):
+		// Closing it again on the way out would block the same way: leave it.
+		c.reader = nil
 		return fmt.Errorf("group %s: the stuck reader did not close; exiting for a fresh start", c.cfg.GroupID)
 	}
 	c.reader = newReader(c.cfg, c.log)
