@@ -104,6 +104,9 @@ type loadTester struct {
 	client *http.Client
 	mu     sync.Mutex
 	seats  []seatSlot // free seats, spread over shows, taken from the end
+	// hot is the hot show's id, chosen before anything else is booked and kept out of seats.
+	hot     loadShow
+	hotFree []string
 }
 
 type seatSlot struct{ show, seat string }
@@ -122,6 +125,11 @@ func newLoadTester(o loadOptions) *loadTester {
 func (lt *loadTester) run(ctx context.Context) ([]scenarioResult, error) {
 	var results []scenarioResult
 	wants := func(s string) bool { return lt.o.Scenario == s || lt.o.Scenario == "all" }
+	if wants("hot") {
+		if err := lt.chooseHotShow(ctx); err != nil {
+			return nil, err
+		}
+	}
 	if wants("steady") || wants("ramp") || wants("idle") {
 		if err := lt.loadSeats(ctx); err != nil {
 			return nil, err
@@ -204,6 +212,9 @@ func (lt *loadTester) loadSeats(ctx context.Context) error {
 	}
 	var perShow [][]seatSlot
 	for _, s := range shows {
+		if s.ID == lt.hot.ID {
+			continue // kept whole for the hot show
+		}
 		free, err := lt.freeSeats(ctx, s.ID)
 		if err != nil {
 			return err
@@ -452,28 +463,12 @@ func (lt *loadTester) ramp(ctx context.Context) []scenarioResult {
 // hotShow sends buyers for one show's seats, each wanting one seat, as fast as they can be sent
 // (2,000 a second): exactly the seats' count must be sold, and every buyer answered.
 func (lt *loadTester) hotShow(ctx context.Context) (scenarioResult, error) {
-	shows, err := lt.shows(ctx)
-	if err != nil {
-		return scenarioResult{}, err
-	}
-	// The show: one with exactly -hot-seats free (the Load Lab's 300-seat screen), else the one
-	// with the most free seats.
-	var hot loadShow
-	var free []string
-	for _, s := range shows {
-		better := s.SeatsLeft > hot.SeatsLeft && hot.SeatsLeft != lt.o.HotSeats
-		if s.SeatsLeft == lt.o.HotSeats && hot.SeatsLeft != lt.o.HotSeats {
-			better = true
-		}
-		if better {
-			if f, err := lt.freeSeats(ctx, s.ID); err == nil && len(f) == s.SeatsLeft {
-				hot, free = s, f
-			}
+	if lt.hot.ID == "" {
+		if err := lt.chooseHotShow(ctx); err != nil {
+			return scenarioResult{}, err
 		}
 	}
-	if len(free) == 0 {
-		return scenarioResult{}, errors.New("hot show: no show with free seats")
-	}
+	hot, free := lt.hot, lt.hotFree
 	// Buyers pick seats in a shuffled round: every seat is wanted by Buyers/len(free) of them or
 	// more, so the show can sell out, and each buyer's pick is still random.
 	order := rand.Perm(len(free))
@@ -489,7 +484,7 @@ func (lt *loadTester) hotShow(ctx context.Context) (scenarioResult, error) {
 	r := summarize(fmt.Sprintf("hot show: %d buyers, %d seats", lt.o.Buyers, len(free)), rate, outcomes, start)
 	// What clients saw within their timeout is not the whole story: once every booking has ended,
 	// the show's own seat map says how many were sold.
-	sold, held, err := lt.settledSeats(ctx, hot.ID)
+	sold, held, err := lt.settledSeats(ctx, hot.ID, free)
 	switch {
 	case err != nil:
 		r.Notes = append(r.Notes, "could not read the show's seats: "+err.Error())
@@ -504,18 +499,50 @@ func (lt *loadTester) hotShow(ctx context.Context) (scenarioResult, error) {
 	return r, nil
 }
 
-// settledSeats waits (up to a minute) until no seat of the show is held, then counts the sold.
-func (lt *loadTester) settledSeats(ctx context.Context, showID string) (sold, held int, err error) {
+// chooseHotShow picks the hot show: one with exactly -hot-seats free (the Load Lab's 300-seat
+// screen), else the one with the most free seats. It is chosen before the other scenarios book,
+// and they leave it alone.
+func (lt *loadTester) chooseHotShow(ctx context.Context) error {
+	shows, err := lt.shows(ctx)
+	if err != nil {
+		return err
+	}
+	var hot loadShow
+	var free []string
+	for _, s := range shows {
+		better := s.SeatsLeft > hot.SeatsLeft && hot.SeatsLeft != lt.o.HotSeats
+		if s.SeatsLeft == lt.o.HotSeats && hot.SeatsLeft != lt.o.HotSeats {
+			better = true
+		}
+		if better {
+			if f, err := lt.freeSeats(ctx, s.ID); err == nil && len(f) == s.SeatsLeft {
+				hot, free = s, f
+			}
+		}
+	}
+	if len(free) == 0 {
+		return errors.New("hot show: no show with free seats")
+	}
+	lt.hot, lt.hotFree = hot, free
+	return nil
+}
+
+// settledSeats waits (up to a minute) until none of the seats among is held, then counts the
+// sold ones.
+func (lt *loadTester) settledSeats(ctx context.Context, showID string, among []string) (sold, held int, err error) {
 	deadline := time.Now().Add(time.Minute)
 	for {
 		var seats struct {
-			Seats []struct{ Status string }
+			Seats []struct{ Label, Status string }
 		}
 		if err := lt.getJSON(ctx, "/api/shows/"+url.PathEscape(showID)+"/seats", &seats); err != nil {
 			return 0, 0, err
 		}
 		sold, held = 0, 0
 		for _, s := range seats.Seats {
+			if !slices.Contains(among, s.Label) {
+				continue
+			}
 			switch s.Status {
 			case "sold":
 				sold++
