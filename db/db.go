@@ -8,6 +8,7 @@ import (
 	"embed"
 	"fmt"
 	"io/fs"
+	"strings"
 	"time"
 
 	"github.com/jmoiron/sqlx"
@@ -27,6 +28,17 @@ const migrateLockID = 7_243_001
 // Open connects to PostgreSQL and checks that it answers. The pool is sized for a 2-core
 // machine running every part in one process.
 func Open(ctx context.Context, url string) (*sqlx.DB, error) {
+	// binary_parameters lets lib/pq send a query with parameters in one round trip instead of
+	// two (it no longer asks the server to describe the statement first): a seat decision went
+	// from 3.5 to 2.7 ms. The price: []byte arguments travel as binary, so JSON for a jsonb
+	// column must be passed as a string. A URL that names the setting keeps its own choice.
+	if !strings.Contains(url, "binary_parameters") {
+		sep := "?"
+		if strings.Contains(url, "?") {
+			sep = "&"
+		}
+		url += sep + "binary_parameters=yes"
+	}
 	conn, err := sqlx.Open(DriverName, url)
 	if err != nil {
 		return nil, fmt.Errorf("open database: %w", err)

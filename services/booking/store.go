@@ -88,7 +88,7 @@ func (s *Store) Hold(ctx context.Context, cause event.Envelope, d event.BookingD
 	res, err := tx.ExecContext(ctx, `INSERT INTO booking.bookings
 		(id, show_id, seats, customer_name, phone_masked, amount_cents, currency, status, outcome_event, hold_expires_at)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, 'confirmed', $8, $9) ON CONFLICT (id) DO NOTHING`,
-		bookingID, d.ShowID, pq.Array(d.Seats), d.CustomerName, d.PhoneMasked, d.AmountCents, d.Currency, raw, holdExpiresAt)
+		bookingID, d.ShowID, pq.Array(d.Seats), d.CustomerName, d.PhoneMasked, d.AmountCents, d.Currency, string(raw), holdExpiresAt)
 	if err != nil {
 		return nil, fmt.Errorf("record booking %s: %w", bookingID, err)
 	}
@@ -161,7 +161,7 @@ func (s *Store) Reject(ctx context.Context, cause event.Envelope, req event.Book
 		(id, show_id, seats, customer_name, phone_masked, amount_cents, currency, status, reason_code, reason, outcome_event)
 		VALUES ($1, $2, $3, $4, $5, 0, '', 'rejected', $6, $7, $8)
 		ON CONFLICT (id) DO NOTHING`,
-		bookingID, req.ShowID, pq.Array(seats), req.CustomerName, phoneMasked, code, reason, raw)
+		bookingID, req.ShowID, pq.Array(seats), req.CustomerName, phoneMasked, code, reason, string(raw))
 	if err != nil {
 		return fmt.Errorf("record rejection of %s: %w", bookingID, err)
 	}

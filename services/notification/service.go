@@ -160,7 +160,7 @@ func (s *Service) notify(ctx context.Context, env event.Envelope, kind, body str
 	res, err := tx.ExecContext(ctx, `INSERT INTO notification.messages
 		(booking_id, kind, status, provider_id, error, outcome_event) VALUES ($1, $2, $3, $4, $5, $6)
 		ON CONFLICT (booking_id, kind) DO NOTHING`,
-		env.BookingID, kind, status, result.MessageID, result.Error, raw)
+		env.BookingID, kind, status, result.MessageID, result.Error, string(raw))
 	if err != nil {
 		return fmt.Errorf("record %s sms for %s: %w", kind, env.BookingID, err)
 	}

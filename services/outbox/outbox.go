@@ -43,7 +43,7 @@ func Add(ctx context.Context, tx *sqlx.Tx, table string, msgs ...kafka.Message) 
 			return fmt.Errorf("outbox: encode %s: %w", m.Envelope.Type, err)
 		}
 		if _, err := tx.ExecContext(ctx, `INSERT INTO `+table+` (topic, key, envelope) VALUES ($1, $2, $3)`,
-			m.Topic, m.Key, raw); err != nil {
+			m.Topic, m.Key, string(raw)); err != nil {
 			return fmt.Errorf("outbox: queue %s: %w", m.Envelope.Type, err)
 		}
 	}

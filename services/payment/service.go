@@ -190,7 +190,7 @@ func (s *Service) closeExpired(ctx context.Context, cause event.Envelope, b even
 		res, err := tx.ExecContext(ctx, `INSERT INTO payment.payments
 			(booking_id, amount_cents, currency, card_brand, card_last4, card_token, status, failure_code, failure, outcome_event)
 			VALUES ($1, $2, $3, $4, $5, '', 'failed', $6, $7, $8) ON CONFLICT (booking_id) DO NOTHING`,
-			cause.BookingID, b.AmountCents, b.Currency, brand, last4, failed.Code, failed.Reason, raw)
+			cause.BookingID, b.AmountCents, b.Currency, brand, last4, failed.Code, failed.Reason, string(raw))
 		if err != nil {
 			return err
 		}
@@ -285,7 +285,7 @@ func (s *Service) finish(ctx context.Context, cause event.Envelope, from, to, ch
 	err = s.inTx(ctx, "record payment of "+cause.BookingID, func(tx *sqlx.Tx) error {
 		res, err := tx.ExecContext(ctx, `UPDATE payment.payments
 			SET status = $3, gateway_ref = $4, refund_ref = $5, failure_code = $6, failure = $7, outcome_event = $8, updated_at = now()
-			WHERE booking_id = $1 AND status = $2`, cause.BookingID, from, to, chargeRef, refundRef, failureCode, failure, raw)
+			WHERE booking_id = $1 AND status = $2`, cause.BookingID, from, to, chargeRef, refundRef, failureCode, failure, string(raw))
 		if err != nil {
 			return err
 		}

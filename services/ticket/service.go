@@ -121,7 +121,7 @@ func (s *Service) issue(ctx context.Context, cause event.Envelope, t event.Ticke
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
 		ON CONFLICT (booking_id) DO NOTHING`,
 		t.TicketID, bookingID, t.Code, t.ShowID, t.MovieTitle, t.TheatreName, t.TheatreLocation, t.StartsAt,
-		t.ScreenNumber, pq.Array(t.Seats), t.BookedUnder, t.AmountCents, t.Currency, t.IssuedAt, raw)
+		t.ScreenNumber, pq.Array(t.Seats), t.BookedUnder, t.AmountCents, t.Currency, t.IssuedAt, string(raw))
 	if err != nil {
 		return fmt.Errorf("record ticket of %s: %w", bookingID, err)
 	}
