@@ -180,8 +180,8 @@ func TestTicketDoorVerifiesAndAdmitsOnce(t *testing.T) {
 	}
 	// Neither a made-up door cookie nor the door key sent as a bearer token to a page makes a
 	// device door staff: only signing in does.
-	for what, req := range map[string]*http.Request{"a forged cookie": nil, "a bearer token": nil} {
-		req, _ = http.NewRequest(http.MethodGet, c.web.url+"/tickets/verify?code="+url.QueryEscape(other.TicketCode), nil)
+	for _, what := range []string{"a forged cookie", "a bearer token"} {
+		req, _ := http.NewRequest(http.MethodGet, c.web.url+"/tickets/verify?code="+url.QueryEscape(other.TicketCode), nil)
 		if what == "a forged cookie" {
 			req.AddCookie(&http.Cookie{Name: "boxoffice_door", Value: fmt.Sprintf("%d.%s", time.Now().Unix(), strings.Repeat("A", 43))})
 		} else {

@@ -396,11 +396,6 @@ func (c *cluster) waitFinal(bookingID string) apiStatus {
 	return st
 }
 
-// sseEvent is one server-sent event as the wire carries it.
-type sseEvent struct {
-	ID, Name, Data string
-}
-
 // readSSE follows an SSE stream until the server ends it, returning every event.
 func readSSE(t testing.TB, streamURL string, lastEventID string) []sseEvent {
 	t.Helper()
@@ -420,28 +415,11 @@ func readSSE(t testing.TB, streamURL string, lastEventID string) []sseEvent {
 		t.Fatalf("GET %s: %d %s", streamURL, resp.StatusCode, resp.Header.Get("Content-Type"))
 	}
 	var events []sseEvent
-	var cur sseEvent
-	var data []string
-	scanner := bufio.NewScanner(resp.Body)
-	scanner.Buffer(make([]byte, 64<<10), 1<<20)
-	for scanner.Scan() {
-		line := scanner.Text()
-		switch {
-		case line == "":
-			if cur.Name != "" || len(data) > 0 {
-				cur.Data = strings.Join(data, "\n")
-				events = append(events, cur)
-			}
-			cur, data = sseEvent{}, nil
-		case strings.HasPrefix(line, "id: "):
-			cur.ID = strings.TrimPrefix(line, "id: ")
-		case strings.HasPrefix(line, "event: "):
-			cur.Name = strings.TrimPrefix(line, "event: ")
-		case strings.HasPrefix(line, "data: "):
-			data = append(data, strings.TrimPrefix(line, "data: "))
-		}
-	}
-	if err := scanner.Err(); err != nil {
+	err = readEvents(resp.Body, func(ev sseEvent) bool {
+		events = append(events, ev)
+		return true
+	})
+	if err != nil {
 		t.Fatalf("SSE stream %s broke off after %d events (the server should close it after \"close\"): %v", streamURL, len(events), err)
 	}
 	return events

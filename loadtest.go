@@ -316,7 +316,8 @@ func (lt *loadTester) book(ctx context.Context, scheduled time.Time, showID stri
 		return fail(fmt.Sprintf("stream: HTTP %d", resp.StatusCode))
 	}
 	var prev time.Time
-	err = readEvents(resp.Body, func(name, data string) bool {
+	err = readEvents(resp.Body, func(ev sseEvent) bool {
+		name, data := ev.Name, ev.Data
 		received := time.Now()
 		switch name {
 		case "outcome":
@@ -351,24 +352,32 @@ func (lt *loadTester) book(ctx context.Context, scheduled time.Time, showID stri
 	return out
 }
 
+// sseEvent is one server-sent event as the wire carries it.
+type sseEvent struct {
+	ID, Name, Data string
+}
+
 // readEvents calls on for each server-sent event until it returns false or the stream ends.
-func readEvents(r io.Reader, on func(name, data string) bool) error {
+func readEvents(r io.Reader, on func(sseEvent) bool) error {
 	scanner := bufio.NewScanner(r)
 	scanner.Buffer(make([]byte, 64<<10), 1<<20)
-	var name string
+	var cur sseEvent
 	var data []string
 	for scanner.Scan() {
 		line := scanner.Text()
 		switch {
 		case line == "":
-			if name != "" || len(data) > 0 {
-				if !on(name, strings.Join(data, "\n")) {
+			if cur.Name != "" || len(data) > 0 {
+				cur.Data = strings.Join(data, "\n")
+				if !on(cur) {
 					return nil
 				}
 			}
-			name, data = "", nil
+			cur, data = sseEvent{}, nil
+		case strings.HasPrefix(line, "id: "):
+			cur.ID = strings.TrimPrefix(line, "id: ")
 		case strings.HasPrefix(line, "event: "):
-			name = strings.TrimPrefix(line, "event: ")
+			cur.Name = strings.TrimPrefix(line, "event: ")
 		case strings.HasPrefix(line, "data: "):
 			data = append(data, strings.TrimPrefix(line, "data: "))
 		}

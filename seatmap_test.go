@@ -41,27 +41,7 @@ func followSSEAfter(t *testing.T, streamURL, lastEventID string) <-chan sseEvent
 	go func() {
 		defer resp.Body.Close()
 		defer close(events)
-		scanner := bufio.NewScanner(resp.Body)
-		scanner.Buffer(make([]byte, 64<<10), 1<<20)
-		var cur sseEvent
-		var data []string
-		for scanner.Scan() {
-			line := scanner.Text()
-			switch {
-			case line == "":
-				if cur.Name != "" || len(data) > 0 {
-					cur.Data = strings.Join(data, "\n")
-					events <- cur
-				}
-				cur, data = sseEvent{}, nil
-			case strings.HasPrefix(line, "id: "):
-				cur.ID = strings.TrimPrefix(line, "id: ")
-			case strings.HasPrefix(line, "event: "):
-				cur.Name = strings.TrimPrefix(line, "event: ")
-			case strings.HasPrefix(line, "data: "):
-				data = append(data, strings.TrimPrefix(line, "data: "))
-			}
-		}
+		_ = readEvents(resp.Body, func(ev sseEvent) bool { events <- ev; return true })
 	}()
 	return events
 }

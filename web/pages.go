@@ -166,23 +166,32 @@ func seatView(seat catalog.Seat, state SeatState) templates.SeatView {
 	}
 }
 
-// renderSeatUpdates renders changed seats of a show for its live seat maps. A screen's seats
-// never change, so they are read once per screen and kept.
+// seatsOfScreen lists a screen's seats. They never change, so each screen's are read once and
+// kept: the live seat map and the running total need them on every update.
+func (s *Server) seatsOfScreen(ctx context.Context, screenID string) ([]catalog.Seat, error) {
+	if cached, ok := s.screenSeats.Load(screenID); ok {
+		return cached.([]catalog.Seat), nil
+	}
+	seats, err := s.catalog.Seats(ctx, screenID)
+	if err != nil {
+		return nil, err
+	}
+	cached, _ := s.screenSeats.LoadOrStore(screenID, seats)
+	return cached.([]catalog.Seat), nil
+}
+
+// renderSeatUpdates renders changed seats of a show for its live seat maps.
 func (s *Server) renderSeatUpdates(ctx context.Context, showID string, changed map[string]SeatState) ([]byte, error) {
 	show, err := s.catalog.Show(ctx, showID)
 	if err != nil {
 		return nil, err
 	}
-	cached, ok := s.screenSeats.Load(show.ScreenID)
-	if !ok {
-		seats, err := s.catalog.Seats(ctx, show.ScreenID)
-		if err != nil {
-			return nil, err
-		}
-		cached, _ = s.screenSeats.LoadOrStore(show.ScreenID, seats)
+	seats, err := s.seatsOfScreen(ctx, show.ScreenID)
+	if err != nil {
+		return nil, err
 	}
 	var views []templates.SeatView
-	for _, seat := range cached.([]catalog.Seat) {
+	for _, seat := range seats {
 		if state, ok := changed[seat.Label]; ok {
 			views = append(views, seatView(seat, state))
 		}
@@ -260,7 +269,7 @@ func (s *Server) showSummary(w http.ResponseWriter, r *http.Request) {
 	sum.JustTaken = justTaken
 	var cells []templates.SeatView
 	if len(justTaken)+len(reticked) > 0 {
-		seats, err := s.catalog.Seats(r.Context(), show.ScreenID)
+		seats, err := s.seatsOfScreen(r.Context(), show.ScreenID)
 		if err != nil {
 			s.fail(w, r, err)
 			return

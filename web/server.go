@@ -60,7 +60,7 @@ type Server struct {
 	intake        *Intake
 	hub           *Hub
 	seatHub       *SeatHub
-	screenSeats   sync.Map // screen id → []catalog.Seat, for rendering seat updates
+	screenSeats   sync.Map // screen id → []catalog.Seat: seatsOfScreen
 	metrics       *metrics
 	snapshot      func(context.Context) ops.Snapshot // shared and cached; nil without Deps.Ops
 	limiter       *rateLimiter

@@ -4,6 +4,7 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -30,7 +31,7 @@ func ticketSignature(key []byte, ticketID string) string {
 }
 
 // errBadTicketCode is a code that is not one of ours: mistyped, damaged or made up.
-var errBadTicketCode = fmt.Errorf("this is not a valid Boxoffice ticket code")
+var errBadTicketCode = errors.New("this is not a valid Boxoffice ticket code")
 
 // VerifyTicketCode checks a scanned code's signature and returns the ticket id it names.
 func VerifyTicketCode(key []byte, code string) (string, error) {
