@@ -38,6 +38,7 @@ type Config struct {
 	LogLevel          slog.Level     // LOG_LEVEL: debug, info, warn or error
 	HoldDuration      time.Duration  // HOLD_DURATION: how long confirmed seats wait for payment
 	ConsumerMaxStall  time.Duration  // CONSUMER_MAX_STALL: how long a failing message is retried before the DLT
+	ConsumerReaders   int            // CONSUMER_READERS: members each consumer group runs in this process
 	Payment           Provider       // PAYMENT_PROVIDER, PAYMENT_API_URL, PAYMENT_API_KEY
 	SMS               Provider       // SMS_PROVIDER, SMS_API_URL, SMS_API_KEY
 }
@@ -123,6 +124,7 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 	}
 	cfg.KafkaPartitions = intVar("KAFKA_PARTITIONS", "6", 1, 1000)
 	cfg.KafkaEmbeddedPort = intVar("KAFKA_EMBEDDED_PORT", "0", 0, 65535)
+	cfg.ConsumerReaders = intVar("CONSUMER_READERS", "3", 1, 64)
 	cfg.KafkaReplicas = intVar("KAFKA_REPLICATION_FACTOR", "1", 1, 7)
 	cfg.BookingRateLimit = intVar("BOOKING_RATE_LIMIT", "30", 0, 1_000_000)
 	boolVar := func(key string) bool {

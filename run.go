@@ -106,7 +106,7 @@ func runWith(ctx context.Context, target string, cfg Config, stdout io.Writer, o
 	wants := func(t string) bool { return target == TargetAll || target == t }
 	if wants(TargetBooking) {
 		svc := booking.NewService(conn, pub, cfg.HoldDuration, now, log)
-		actors = append(actors, consumerActor("booking", svc.Consumer(cluster, pub), cfg.ConsumerMaxStall), actor{name: "booking-outbox", run: svc.Relay().Run},
+		actors = append(actors, consumerActor("booking", svc.Consumer(cluster, pub), cfg), actor{name: "booking-outbox", run: svc.Relay().Run},
 			actor{name: "booking-hold-sweeper", run: svc.RunHoldSweeper})
 	}
 	cards, err := paymentProvider(cfg.Payment, conn)
@@ -119,18 +119,18 @@ func runWith(ctx context.Context, target string, cfg Config, stdout io.Writer, o
 	}
 	if wants(TargetPayment) {
 		svc := payment.NewService(conn, cards, pub, now, log)
-		actors = append(actors, consumerActor("payment", svc.Consumer(cluster, pub), cfg.ConsumerMaxStall), actor{name: "payment-outbox", run: svc.Relay().Run})
+		actors = append(actors, consumerActor("payment", svc.Consumer(cluster, pub), cfg), actor{name: "payment-outbox", run: svc.Relay().Run})
 	}
 	if wants(TargetNotification) {
 		svc := notification.NewService(conn, texts, pub, now, log)
 		for i, c := range svc.Consumers(cluster, pub) {
-			actors = append(actors, consumerActor(fmt.Sprintf("notification-%d", i+1), c, cfg.ConsumerMaxStall))
+			actors = append(actors, consumerActor(fmt.Sprintf("notification-%d", i+1), c, cfg))
 		}
 		actors = append(actors, actor{name: "notification-outbox", run: svc.Relay().Run})
 	}
 	if wants(TargetTicket) {
 		svc := ticket.NewService(conn, pub, now, log)
-		actors = append(actors, consumerActor("ticket", svc.Consumer(cluster, pub), cfg.ConsumerMaxStall), actor{name: "ticket-outbox", run: svc.Relay().Run})
+		actors = append(actors, consumerActor("ticket", svc.Consumer(cluster, pub), cfg), actor{name: "ticket-outbox", run: svc.Relay().Run})
 	}
 	// The ops port listens before the part reports itself started, so a health check made
 	// right after start-up finds it.
@@ -168,7 +168,7 @@ func runWith(ctx context.Context, target string, cfg Config, stdout io.Writer, o
 		actors = append(actors, httpActor, scheduleActor(conn, now, cfg.LoadTestCatalog, log),
 			actor{name: "web-outbox", run: server.Relay().Run})
 		for i, c := range server.Projection().Consumers(cluster, cfg.WebInstance, pub) {
-			actors = append(actors, consumerActor(fmt.Sprintf("web-projection-%d", i+1), c, cfg.ConsumerMaxStall))
+			actors = append(actors, consumerActor(fmt.Sprintf("web-projection-%d", i+1), c, cfg))
 		}
 		fmt.Fprintf(stdout, "Boxoffice is running at %s\n", url)
 		if generatedDoorKey {
@@ -280,8 +280,9 @@ func runActors(ctx context.Context, actors []actor, log *slog.Logger) error {
 	return firstErr
 }
 
-func consumerActor(name string, c *kafka.Consumer, maxStall time.Duration) actor {
-	c.SetMaxStall(maxStall)
+func consumerActor(name string, c *kafka.Consumer, cfg Config) actor {
+	c.SetMaxStall(cfg.ConsumerMaxStall)
+	c.SetReaders(cfg.ConsumerReaders)
 	return actor{name: name, run: c.Run}
 }
 

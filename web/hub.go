@@ -51,6 +51,9 @@ type Hub struct {
 
 	mu        sync.Mutex
 	byBooking map[string]map[string]*stream // booking id → stream id → stream
+	notifying map[string]bool               // bookings whose streams are being caught up now
+	renotify  map[string]bool               // … and were told of another stage meanwhile
+	loads     chan struct{}                 // bounds the database reads of catching up at once
 	closing   bool
 	closed    chan struct{} // closed by Close: streams outside the hub (/ops) end too
 }
@@ -72,7 +75,9 @@ const maxStreamLifetime = 30 * time.Minute
 
 // NewHub returns a hub that reads bookings through load and renders them through render.
 func NewHub(load func(ctx context.Context, bookingID string) (BookingStatus, error), render Renderer, log *slog.Logger) *Hub {
-	h := &Hub{load: load, render: render, log: log, byBooking: map[string]map[string]*stream{}, closed: make(chan struct{})}
+	h := &Hub{load: load, render: render, log: log, byBooking: map[string]map[string]*stream{},
+		notifying: map[string]bool{}, renotify: map[string]bool{}, loads: make(chan struct{}, maxConcurrentLoads),
+		closed: make(chan struct{})}
 	server := sse.New()
 	server.AutoReplay = false
 	server.AutoStream = true
@@ -122,8 +127,46 @@ func (h *Hub) Serve(w http.ResponseWriter, r *http.Request, kind StreamKind, boo
 	h.server.ServeHTTP(&closingWriter{ResponseWriter: w, cancel: cancel}, r2)
 }
 
-// Notify is called after a booking gains a stage: every stream following it catches up.
+// Notify is called after a booking gains a stage: every stream following it catches up. It
+// returns at once: the catching up happens on a goroutine of the booking's own, so the
+// projection's consumer never waits for a read and a render per stage. Stages told while a
+// booking's streams are being caught up are coalesced into one more round.
 func (h *Hub) Notify(bookingID string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if len(h.byBooking[bookingID]) == 0 {
+		return
+	}
+	if h.notifying[bookingID] {
+		h.renotify[bookingID] = true
+		return
+	}
+	h.notifying[bookingID] = true
+	go h.notifyRounds(bookingID)
+}
+
+// maxConcurrentLoads bounds the bookings read at once for their streams, so catching up never
+// takes every database connection from the consumers.
+const maxConcurrentLoads = 8
+
+func (h *Hub) notifyRounds(bookingID string) {
+	for {
+		h.loads <- struct{}{}
+		h.catchUpBooking(bookingID)
+		<-h.loads
+		h.mu.Lock()
+		if !h.renotify[bookingID] {
+			delete(h.notifying, bookingID)
+			h.mu.Unlock()
+			return
+		}
+		delete(h.renotify, bookingID)
+		h.mu.Unlock()
+	}
+}
+
+// catchUpBooking reads the booking once for every connection following it, not once each.
+func (h *Hub) catchUpBooking(bookingID string) {
 	h.mu.Lock()
 	streams := make([]*stream, 0, len(h.byBooking[bookingID]))
 	for _, s := range h.byBooking[bookingID] {
@@ -133,7 +176,6 @@ func (h *Hub) Notify(bookingID string) {
 	if len(streams) == 0 {
 		return
 	}
-	// One read for every connection following the booking, not one each.
 	b, err := h.load(context.Background(), bookingID)
 	if err != nil {
 		h.log.Warn("sse: load booking", "booking_id", bookingID, "err", err)

@@ -91,7 +91,14 @@ type Consumer struct {
 	handlers  Handlers
 	publisher *Publisher
 	log       *slog.Logger
-	reader    *kafkago.Reader
+	readers   int // group members this consumer runs, each with its own reader and loop
+}
+
+// member is one group member of a Consumer: a reader and the consume loop over what the group
+// gave it. Members of one process are independent, like members in different processes.
+type member struct {
+	*Consumer
+	reader *kafkago.Reader
 
 	stuck      map[string]int64 // lagging partitions' committed offsets at the last idle check
 	stuckSince time.Time        // since when the idle checks have found them unmoved
@@ -103,8 +110,15 @@ type Consumer struct {
 // earliest offset so nothing written before it joined is missed.
 func NewConsumer(cfg ConsumerConfig, handlers Handlers, publisher *Publisher, log *slog.Logger) *Consumer {
 	log = log.With("group", cfg.GroupID)
-	return &Consumer{cfg: cfg, handlers: handlers, publisher: publisher, log: log, reader: newReader(cfg, log)}
+	return &Consumer{cfg: cfg, handlers: handlers, publisher: publisher, log: log, readers: 1}
 }
+
+// SetReaders sets how many members of its group the consumer runs in this process; call it
+// before Run. The group spreads its partitions over them, so messages of different partitions
+// are handled at once, while each partition (and so each key) is still read in order by one
+// member. Handling is bound by round trips to PostgreSQL, not by CPU, so members overlap their
+// waits. More members than partitions leaves the extra ones idle.
+func (c *Consumer) SetReaders(n int) { c.readers = max(n, 1) }
 
 func newReader(cfg ConsumerConfig, log *slog.Logger) *kafkago.Reader {
 	return kafkago.NewReader(kafkago.ReaderConfig{
@@ -124,8 +138,39 @@ func newReader(cfg ConsumerConfig, log *slog.Logger) *kafkago.Reader {
 }
 
 // Run consumes until ctx is cancelled. The message being handled when that happens is finished
-// and committed first (drain), then the reader leaves the group and flushes its commits.
+// and committed first (drain), then each reader leaves the group and flushes its commits. If one
+// member fails, the others stop too and Run returns its error: the process exits, for its
+// supervisor to start it again, as with a single member.
 func (c *Consumer) Run(ctx context.Context) error {
+	if c.readers <= 1 {
+		return c.newMember().run(ctx)
+	}
+	ctx, stop := context.WithCancel(ctx)
+	defer stop()
+	errs := make(chan error, c.readers)
+	for range c.readers {
+		m := c.newMember()
+		go func() {
+			err := m.run(ctx)
+			stop()
+			errs <- err
+		}()
+	}
+	var first error
+	for range c.readers {
+		if err := <-errs; err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
+}
+
+func (c *Consumer) newMember() *member {
+	return &member{Consumer: c, reader: newReader(c.cfg, c.log)}
+}
+
+// run is one member's consume loop.
+func (c *member) run(ctx context.Context) error {
 	defer func() {
 		if c.reader == nil {
 			return // a reader that would not close was left behind: the process is exiting
@@ -181,7 +226,7 @@ const idleCheck = 10 * time.Second
 // partitions orphaned. Joining again makes the group rebalance, and a member that does not
 // rejoin is dropped, so the partitions find a reader. A member that is slow, or retrying through
 // an outage, moves its offsets or gives up within MaxStall, and is left alone.
-func (c *Consumer) checkIdle(ctx context.Context) error {
+func (c *member) checkIdle(ctx context.Context) error {
 	checkCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	offsets, err := GroupOffsets(checkCtx, c.cfg.Cluster, Subscription{Group: c.cfg.GroupID, Topics: c.cfg.Topics})

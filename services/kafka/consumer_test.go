@@ -3,8 +3,10 @@ package kafka_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -294,5 +296,94 @@ func TestAWaitByDesignIsNeverParked(t *testing.T) {
 	letters, err := kafka.ListDeadLetters(context.Background(), cluster, []string{topic})
 	if err != nil || len(letters) != 0 {
 		t.Errorf("dead letters %v (%v): a wait by design was parked", letters, err)
+	}
+}
+
+// TestReadersShareTheWorkAndKeepEachKeyInOrder: a consumer running three members of its group
+// handles messages of different partitions at once, while each key's messages still come in the
+// order they were published.
+func TestReadersShareTheWorkAndKeepEachKeyInOrder(t *testing.T) {
+	const topic = "test-readers"
+	b, err := kafka.StartEmbedded(0, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b.Close)
+	cluster := kafka.Cluster{Brokers: b.Addrs()}
+	ctx := context.Background()
+	if err := kafka.EnsureTopics(ctx, cluster, kafka.TopicSpec{Partitions: 6}, topic); err != nil {
+		t.Fatal(err)
+	}
+	pub := kafka.NewPublisher(cluster, quiet)
+	defer pub.Close()
+
+	const keys, perKey = 12, 20
+	bookings := make([]string, keys)
+	for k := range bookings {
+		bookings[k] = uuid.NewString()
+	}
+	var msgs []kafka.Message
+	for seq := range perKey {
+		for _, booking := range bookings {
+			env, err := event.New(event.TypeTicketIssued, booking, event.TicketIssued{Code: fmt.Sprintf("%03d", seq)}, time.Now())
+			if err != nil {
+				t.Fatal(err)
+			}
+			msgs = append(msgs, kafka.Message{Topic: topic, Key: booking, Envelope: env})
+		}
+	}
+	if err := pub.Publish(ctx, msgs...); err != nil {
+		t.Fatal(err)
+	}
+
+	var mu sync.Mutex
+	firstSeen := map[string][]string{} // booking → sequence numbers, first deliveries only
+	seen := map[string]bool{}
+	inFlight, maxInFlight := 0, 0
+	done := make(chan struct{})
+	c := kafka.NewConsumer(kafka.ConsumerConfig{Cluster: cluster, GroupID: "test", Topics: []string{topic}},
+		kafka.Handlers{event.TypeTicketIssued: kafka.On(func(_ context.Context, env event.Envelope, p event.TicketIssued) error {
+			mu.Lock()
+			inFlight++
+			maxInFlight = max(maxInFlight, inFlight)
+			mu.Unlock()
+			time.Sleep(5 * time.Millisecond) // a database round trip or two
+			mu.Lock()
+			defer mu.Unlock()
+			inFlight--
+			// A rebalance while the members join may deliver a message twice (at least once);
+			// only first deliveries are checked for order.
+			if id := env.BookingID + "/" + p.Code; !seen[id] {
+				seen[id] = true
+				firstSeen[env.BookingID] = append(firstSeen[env.BookingID], p.Code)
+				if len(seen) == keys*perKey {
+					close(done)
+				}
+			}
+			return nil
+		})}, pub, quiet)
+	c.SetReaders(3)
+	runCtx, cancel := context.WithCancel(ctx)
+	stopped := make(chan error, 1)
+	go func() { stopped <- c.Run(runCtx) }()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		mu.Lock()
+		t.Fatalf("handled %d of %d messages in 30s", len(seen), keys*perKey)
+	}
+	cancel()
+	if err := <-stopped; err != nil {
+		t.Fatalf("consumer stopped with %v", err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for booking, codes := range firstSeen {
+		if !slices.IsSorted(codes) {
+			t.Errorf("key %s handled out of order: %v", booking, codes)
+		}
+	}
+	if maxInFlight < 2 {
+		t.Errorf("at most %d message handled at a time by three members over six partitions, want several", maxInFlight)
 	}
 }
