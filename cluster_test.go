@@ -151,8 +151,9 @@ func TestRunClusterServesBookingsWithReplicas(t *testing.T) {
 		}
 	}
 	for _, group := range []string{booking.GroupID, payment.GroupID} {
-		if n, err := kafka.GroupMembers(t.Context(), kc, group); err != nil || n != 2 {
-			t.Errorf("group %s has %d members (err %v), want its two replicas", group, n, err)
+		// Each replica runs CONSUMER_READERS members of the group.
+		if n, err := kafka.GroupMembers(t.Context(), kc, group); err != nil || n != 2*defaultReaders(t) {
+			t.Errorf("group %s has %d members (err %v), want its two replicas' %d each", group, n, err, defaultReaders(t))
 		}
 	}
 

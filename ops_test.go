@@ -74,7 +74,8 @@ func TestOpsAndMetricsShowLiveFigures(t *testing.T) {
 		}
 		caughtUp := 0
 		for _, g := range snap.Groups {
-			if g.Members == 1 && g.Lag == 0 && len(g.Offsets) > 0 {
+			// One process runs every part, each consumer with CONSUMER_READERS members.
+			if g.Members == defaultReaders(t) && g.Lag == 0 && len(g.Offsets) > 0 {
 				caughtUp++
 			}
 		}
@@ -143,4 +144,14 @@ func TestPartsWithoutAWebServerAnswerHealthChecks(t *testing.T) {
 	if err := runHealth(context.Background(), []string{fmt.Sprintf("http://127.0.0.1:%d/readyz", freeTCPPorts(t, 1))}, io.Discard); err == nil {
 		t.Error("health of a port nobody listens on passed")
 	}
+}
+
+// defaultReaders is how many members each consumer runs when CONSUMER_READERS is not set.
+func defaultReaders(t *testing.T) int {
+	t.Helper()
+	cfg, err := LoadConfig(func(string) string { return "" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cfg.ConsumerReaders
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/boxoffice/boxoffice/services/event"
 	"github.com/boxoffice/boxoffice/services/kafka"
 	"github.com/boxoffice/boxoffice/services/outbox"
+	"github.com/boxoffice/boxoffice/services/prepared"
 )
 
 // Booking statuses, as the API reports them. The first five are the happy path in order;
@@ -146,59 +147,66 @@ type RequestClaim struct {
 // errKeyReused means an idempotency key arrived again with a different request.
 var errKeyReused = errors.New("idempotency key reused for a different request")
 
-// Record stores a new booking as requested, with its first stage, in one transaction. When a
-// person presses Book it is called with publish set: the booking-movie event is queued in the
-// outbox in the same transaction, so the request is published if and only if it was recorded.
-// With a claim, it first claims the idempotency key: if the key was already used for the same
-// request it records nothing and returns that booking's id; for another request, errKeyReused.
+// Record stores a new booking as requested, with its first stage, in one statement (so one
+// round trip and one transaction: it is on the path of every Book press). When a person presses
+// Book it is called with publish set: the booking-movie event is queued in the outbox in the same
+// statement, so the request is published if and only if it was recorded. With a claim, it first
+// claims the idempotency key: if the key was already used for the same request it records
+// nothing and returns that booking's id; for another request, errKeyReused.
 func (p *Projection) Record(ctx context.Context, env event.Envelope, req event.BookingRequested, phoneMasked string, claim *RequestClaim, publish bool) (existing string, err error) {
-	tx, err := p.db.BeginTxx(ctx, nil)
-	if err != nil {
-		return "", fmt.Errorf("record booking: %w", err)
-	}
-	defer func() { _ = tx.Rollback() }()
+	var key, hash string
 	if claim != nil {
-		// A concurrent request with the same key waits here until the first one commits.
-		res, err := tx.ExecContext(ctx, `INSERT INTO web.booking_requests (idempotency_key, request_hash, booking_id)
-			VALUES ($1, $2, $3) ON CONFLICT (idempotency_key) DO NOTHING`, claim.Key, claim.Hash, env.BookingID)
-		if err != nil {
-			return "", fmt.Errorf("claim idempotency key: %w", err)
-		}
-		if n, _ := res.RowsAffected(); n == 0 {
-			var first struct {
-				Hash      string `db:"request_hash"`
-				BookingID string `db:"booking_id"`
-			}
-			if err := tx.GetContext(ctx, &first, `SELECT request_hash, booking_id FROM web.booking_requests
-				WHERE idempotency_key = $1`, claim.Key); err != nil {
-				return "", fmt.Errorf("read idempotency key: %w", err)
-			}
-			if first.Hash != claim.Hash {
-				return "", errKeyReused
-			}
-			return first.BookingID, nil
-		}
+		key, hash = claim.Key, claim.Hash
 	}
-	if _, err := tx.ExecContext(ctx, `INSERT INTO web.bookings
-		(id, show_id, seats, customer_name, phone_masked, card_brand, card_last4, status, created_at, updated_at)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, 'requested', $8, now()) ON CONFLICT (id) DO NOTHING`,
-		env.BookingID, req.ShowID, pq.Array(req.Seats), req.CustomerName, phoneMasked,
-		req.Card.Brand, req.Card.Last4, env.OccurredAt); err != nil {
-		return "", fmt.Errorf("record booking %s: %w", env.BookingID, err)
-	}
-	if _, err := insertStage(ctx, tx, env.BookingID, Stage{Name: StatusRequested, At: env.OccurredAt,
-		Detail: seatsRequested(req.Seats)}, env.ID); err != nil {
-		return "", err
-	}
+	var envelope []byte
 	if publish {
-		// Keyed by show: one show's seat decisions are made in order.
-		msg := kafka.Message{Topic: event.TopicBookingMovie, Key: req.ShowID, Envelope: env}
-		if err := outbox.Add(ctx, tx, OutboxTable, msg); err != nil {
+		if envelope, err = outbox.Encode(ctx, env); err != nil {
 			return "", err
 		}
 	}
-	if err := tx.Commit(); err != nil {
+	// A concurrent request with the same key waits at the claim until the first one commits.
+	// The stage's reference to the booking is checked at the end of the statement, after the
+	// booking's insert. Keyed by show: one show's seat decisions are made in order.
+	var recorded bool
+	err = prepared.Get(ctx, p.db, &recorded, `WITH claim AS (
+			INSERT INTO web.booking_requests (idempotency_key, request_hash, booking_id)
+			SELECT $9, $10, $1 WHERE $9 <> ''
+			ON CONFLICT (idempotency_key) DO NOTHING RETURNING 1
+		), proceed AS (
+			SELECT 1 WHERE $9 = '' OR EXISTS (SELECT 1 FROM claim)
+		), booking AS (
+			INSERT INTO web.bookings
+				(id, show_id, seats, customer_name, phone_masked, card_brand, card_last4, status, created_at, updated_at)
+			SELECT $1, $2, $3, $4, $5, $6, $7, 'requested', $8, now() WHERE EXISTS (SELECT 1 FROM proceed)
+			ON CONFLICT (id) DO NOTHING
+		), stage AS (
+			INSERT INTO web.booking_stages (booking_id, name, at, detail, event_id)
+			SELECT $1, $11, $8, $12, $13 WHERE EXISTS (SELECT 1 FROM proceed)
+			ON CONFLICT (booking_id, name) DO NOTHING
+		), queued AS (
+			INSERT INTO `+OutboxTable+` (topic, key, envelope)
+			SELECT $14, $2, $15::jsonb WHERE $16 AND EXISTS (SELECT 1 FROM proceed)
+		)
+		SELECT EXISTS (SELECT 1 FROM proceed)`,
+		env.BookingID, req.ShowID, pq.Array(req.Seats), req.CustomerName, phoneMasked,
+		req.Card.Brand, req.Card.Last4, env.OccurredAt, key, hash,
+		StatusRequested, seatsRequested(req.Seats), env.ID, event.TopicBookingMovie, nullJSON(envelope), publish)
+	if err != nil {
 		return "", fmt.Errorf("record booking %s: %w", env.BookingID, err)
+	}
+	if !recorded {
+		var first struct {
+			Hash      string `db:"request_hash"`
+			BookingID string `db:"booking_id"`
+		}
+		if err := p.db.GetContext(ctx, &first, `SELECT request_hash, booking_id FROM web.booking_requests
+			WHERE idempotency_key = $1`, key); err != nil {
+			return "", fmt.Errorf("read idempotency key: %w", err)
+		}
+		if first.Hash != hash {
+			return "", errKeyReused
+		}
+		return first.BookingID, nil
 	}
 	if publish {
 		p.relay.Notify()
@@ -209,10 +217,27 @@ func (p *Projection) Record(ctx context.Context, env event.Envelope, req event.B
 	return "", nil
 }
 
+// onRequested records a booking read from booking-movie. It is usually recorded already, by
+// this web process when the person pressed Book; a replay, or another replica's booking, is not.
+// One statement (one round trip, its own transaction), since it runs for every booking: the
+// stage's reference to the booking is checked at the end of the statement, after the booking's
+// insert.
 func (p *Projection) onRequested(ctx context.Context, env event.Envelope, req event.BookingRequested) error {
-	// Usually already recorded by this web process; a replay or another replica's booking is not.
-	_, err := p.Record(ctx, env, req, event.MaskPhone(req.Phone), nil, false)
-	return err
+	if _, err := prepared.Exec(ctx, p.db, `WITH booking AS (
+			INSERT INTO web.bookings
+				(id, show_id, seats, customer_name, phone_masked, card_brand, card_last4, status, created_at, updated_at)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, 'requested', $8, now()) ON CONFLICT (id) DO NOTHING
+		)
+		INSERT INTO web.booking_stages (booking_id, name, at, detail, event_id)
+		VALUES ($1, $9, $8, $10, $11) ON CONFLICT (booking_id, name) DO NOTHING`,
+		env.BookingID, req.ShowID, pq.Array(req.Seats), req.CustomerName, event.MaskPhone(req.Phone),
+		req.Card.Brand, req.Card.Last4, env.OccurredAt, StatusRequested, seatsRequested(req.Seats), env.ID); err != nil {
+		return fmt.Errorf("record booking %s: %w", env.BookingID, err)
+	}
+	// Told even when nothing was new: another replica sharing the database may have recorded
+	// it, and the streams connected here must follow all the same.
+	p.onChange(env.BookingID, req.ShowID)
+	return nil
 }
 
 func (p *Projection) onConfirmed(ctx context.Context, env event.Envelope, c event.SeatsConfirmed) error {
@@ -285,7 +310,7 @@ func (p *Projection) advanceStage(ctx context.Context, env event.Envelope, stage
 		Inserted    bool      `db:"inserted"`
 	}
 	// A new status takes a new seat version: live seat maps ask for what changed after theirs.
-	err := p.db.GetContext(ctx, &row, `WITH stage AS (
+	err := prepared.Get(ctx, p.db, &row, `WITH stage AS (
 			INSERT INTO web.booking_stages (booking_id, name, at, detail, event_id)
 			SELECT $1, $2, $3, $4, $5 WHERE EXISTS (SELECT 1 FROM web.bookings WHERE id = $1)
 			ON CONFLICT (booking_id, name) DO NOTHING RETURNING booking_id
@@ -329,17 +354,6 @@ var statusRankSQL = func() string {
 	return b.String()
 }()
 
-func insertStage(ctx context.Context, tx *sqlx.Tx, bookingID string, s Stage, eventID string) (bool, error) {
-	res, err := tx.ExecContext(ctx, `INSERT INTO web.booking_stages (booking_id, name, at, detail, event_id)
-		VALUES ($1, $2, $3, $4, $5) ON CONFLICT (booking_id, name) DO NOTHING`,
-		bookingID, s.Name, s.At, s.Detail, eventID)
-	if err != nil {
-		return false, fmt.Errorf("record stage %s of %s: %w", s.Name, bookingID, err)
-	}
-	n, _ := res.RowsAffected()
-	return n == 1, nil
-}
-
 func nullTime(t time.Time) any {
 	if t.IsZero() {
 		return nil
@@ -354,11 +368,18 @@ func nullJSON(b []byte) any {
 	return string(b)
 }
 
-// Booking loads one booking with its stages in the order they happen.
+// Booking loads one booking with its stages in the order they happen, in one round trip: it is
+// read for every stage a connected stream is told of.
 func (p *Projection) Booking(ctx context.Context, id string) (BookingStatus, error) {
-	var b BookingStatus
-	err := p.db.GetContext(ctx, &b, `SELECT id, show_id, seats, customer_name, phone_masked, card_brand,
-		card_last4, status, reason, ticket, created_at, hold_expires_at FROM web.bookings WHERE id = $1`, id)
+	var b struct {
+		BookingStatus
+		StagesJSON []byte `db:"stages"`
+	}
+	err := prepared.Get(ctx, p.db, &b, `SELECT id, show_id, seats, customer_name, phone_masked, card_brand,
+		card_last4, status, reason, ticket, created_at, hold_expires_at,
+		(SELECT COALESCE(json_agg(json_build_object('name', s.name, 'at', s.at, 'detail', s.detail)), '[]')
+		 FROM web.booking_stages s WHERE s.booking_id = b.id) AS stages
+		FROM web.bookings b WHERE id = $1`, id)
 	if errors.Is(err, sql.ErrNoRows) {
 		return BookingStatus{}, ErrBookingNotFound
 	}
@@ -371,12 +392,11 @@ func (p *Projection) Booking(ctx context.Context, id string) (BookingStatus, err
 			return BookingStatus{}, fmt.Errorf("decode ticket of %s: %w", id, err)
 		}
 	}
-	if err := p.db.SelectContext(ctx, &b.Stages, `SELECT name, at, detail FROM web.booking_stages
-		WHERE booking_id = $1`, id); err != nil {
-		return BookingStatus{}, fmt.Errorf("load stages of %s: %w", id, err)
+	if err := json.Unmarshal(b.StagesJSON, &b.Stages); err != nil {
+		return BookingStatus{}, fmt.Errorf("decode stages of %s: %w", id, err)
 	}
 	b.Stages = orderedStages(b.Stages)
-	return b, nil
+	return b.BookingStatus, nil
 }
 
 // stageOrder is each stage's place in a booking's progress (a failure takes the place of the

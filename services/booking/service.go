@@ -73,6 +73,7 @@ var Subscription = kafka.Subscription{Group: GroupID, Topics: []string{event.Top
 func (s *Service) Consumer(cluster kafka.Cluster, pub *kafka.Publisher) *kafka.Consumer {
 	return kafka.NewConsumer(kafka.ConsumerConfig{
 		Cluster: cluster, GroupID: Subscription.Group, Topics: Subscription.Topics,
+		Batch: map[string]kafka.BatchHandler{event.TopicBookingMovie: s.HandleRequestedBatch},
 	}, kafka.Handlers{
 		event.TypeBookingRequested: kafka.On(s.HandleRequested),
 		event.TypePaymentSucceeded: kafka.On(s.HandlePaymentSucceeded),
@@ -93,7 +94,7 @@ func (s *Service) HandleRequested(ctx context.Context, env event.Envelope, req e
 		return err
 	}
 
-	show, rej, err := s.check(ctx, req)
+	show, rej, err := s.check(ctx, req, s.newLookup())
 	if err != nil {
 		return err
 	}
@@ -111,7 +112,7 @@ func (s *Service) HandleRequested(ctx context.Context, env event.Envelope, req e
 
 // check validates the request against the catalog. It returns a rejection for anything a person
 // got wrong, and an error only for failures worth retrying.
-func (s *Service) check(ctx context.Context, req event.BookingRequested) (catalog.Show, *rejection, error) {
+func (s *Service) check(ctx context.Context, req event.BookingRequested, look *lookup) (catalog.Show, *rejection, error) {
 	if len(req.Seats) == 0 || len(req.Seats) > MaxSeatsPerBooking {
 		return catalog.Show{}, &rejection{event.RejectInvalid, fmt.Sprintf("Choose between 1 and %d seats.", MaxSeatsPerBooking)}, nil
 	}
@@ -123,7 +124,7 @@ func (s *Service) check(ctx context.Context, req event.BookingRequested) (catalo
 			return catalog.Show{}, &rejection{event.RejectInvalid, fmt.Sprintf("Seat %s is listed twice.", seat)}, nil
 		}
 	}
-	show, err := s.catalog.Show(ctx, req.ShowID)
+	show, err := look.show(ctx, req.ShowID)
 	if errors.Is(err, catalog.ErrNotFound) {
 		return catalog.Show{}, &rejection{event.RejectUnknownShow, "This show does not exist. Pick a show from the programme."}, nil
 	}
@@ -134,7 +135,7 @@ func (s *Service) check(ctx context.Context, req event.BookingRequested) (catalo
 		return show, &rejection{event.RejectShowStarted, fmt.Sprintf("%s started at %s: it can no longer be booked. Pick a later show.",
 			show.MovieTitle, show.LocalStart().Format("Mon 2 Jan 15:04"))}, nil
 	}
-	missing, err := s.store.MissingSeats(ctx, show.ScreenID, req.Seats)
+	missing, err := look.missingSeats(ctx, show.ScreenID, req.Seats)
 	if err != nil {
 		return show, nil, err
 	}
@@ -148,21 +149,7 @@ func (s *Service) check(ctx context.Context, req event.BookingRequested) (catalo
 // hold records the booking and holds its seats in one transaction. If another booking holds any
 // of them, the request is rejected as "seat taken" instead.
 func (s *Service) hold(ctx context.Context, env event.Envelope, req event.BookingRequested, show catalog.Show) error {
-	details := event.BookingDetails{
-		ShowID:          show.ID,
-		MovieID:         show.MovieID,
-		MovieTitle:      show.MovieTitle,
-		TheatreName:     show.TheatreName,
-		TheatreLocation: show.TheatreLocation(),
-		ScreenNumber:    show.ScreenNumber,
-		StartsAt:        show.StartsAt,
-		Timezone:        show.TheatreTimezone,
-		Seats:           req.Seats,
-		AmountCents:     show.PriceCents * int64(len(req.Seats)),
-		Currency:        show.Currency,
-		CustomerName:    req.CustomerName,
-		PhoneMasked:     event.MaskPhone(req.Phone),
-	}
+	details := s.details(req, show)
 	expires := s.now().Add(s.holdFor).UTC()
 	outcome, err := s.newEvent(env, event.TypeSeatsConfirmed, event.SeatsConfirmed{Booking: details, Card: req.Card, HoldExpiresAt: expires})
 	if err != nil {
@@ -178,6 +165,25 @@ func (s *Service) hold(ctx context.Context, env event.Envelope, req event.Bookin
 	}
 	s.log.InfoContext(ctx, "seats held", "booking_id", env.BookingID, "show_id", show.ID, "seats", req.Seats, "until", expires)
 	return nil
+}
+
+// details is what every later stage needs to know of a confirmed booking.
+func (s *Service) details(req event.BookingRequested, show catalog.Show) event.BookingDetails {
+	return event.BookingDetails{
+		ShowID:          show.ID,
+		MovieID:         show.MovieID,
+		MovieTitle:      show.MovieTitle,
+		TheatreName:     show.TheatreName,
+		TheatreLocation: show.TheatreLocation(),
+		ScreenNumber:    show.ScreenNumber,
+		StartsAt:        show.StartsAt,
+		Timezone:        show.TheatreTimezone,
+		Seats:           req.Seats,
+		AmountCents:     show.PriceCents * int64(len(req.Seats)),
+		Currency:        show.Currency,
+		CustomerName:    req.CustomerName,
+		PhoneMasked:     event.MaskPhone(req.Phone),
+	}
 }
 
 func (s *Service) reject(ctx context.Context, env event.Envelope, req event.BookingRequested, rej rejection) error {

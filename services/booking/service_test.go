@@ -263,3 +263,103 @@ func TestExpiredHoldIsAnnouncedOnceAndFreedOnPaymentsAnswer(t *testing.T) {
 		t.Errorf("statuses %v: want the unpaid booking failed with hold_expired, the paid one paid, C1 refused before payment's answer and sold after", statuses)
 	}
 }
+
+// TestBatchDecidesAsOneAtATimeWould: requests fetched together are decided in one transaction,
+// and every outcome is the one deciding them one by one gives: seats taken by an earlier request
+// of the same batch, a seat held before the batch, unknown seats and shows, a seat listed twice.
+// A batch seen again is refused whole, and the one-by-one path it falls back to changes nothing.
+func TestBatchDecidesAsOneAtATimeWould(t *testing.T) {
+	ctx := context.Background()
+	oneByOne, oneConn := newService(t)
+	batched, batchConn := newService(t)
+
+	before, beforeReq := requested(t, "A5")
+	var batch []kafka.Delivery
+	var reqs []event.BookingRequested
+	for _, seats := range [][]string{{"A1", "A2"}, {"A2", "A3"}, {"Z99"}, {"A5"}, {"A4", "A4"}, {"A3"}, {"A6"}} {
+		env, req := requested(t, seats...)
+		batch = append(batch, kafka.Delivery{Envelope: env, Trace: kafka.NextSpan("")})
+		reqs = append(reqs, req)
+	}
+	elsewhere := event.BookingRequested{ShowID: "no-such-show", Seats: []string{"A1"}, CustomerName: "Bo", Phone: "+447700900124",
+		Card: event.Card{Brand: "visa", Last4: "4242", Token: "tok_sandbox_4242_x"}}
+	env, err := event.New(event.TypeBookingRequested, uuid.NewString(), elsewhere, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	batch = append(batch, kafka.Delivery{Envelope: env})
+	reqs = append(reqs, elsewhere)
+
+	for _, svc := range []*booking.Service{oneByOne, batched} {
+		if err := svc.HandleRequested(ctx, before, beforeReq); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, d := range batch {
+		if err := oneByOne.HandleRequested(ctx, d.Envelope, reqs[i]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := batched.HandleRequestedBatch(ctx, batch); err != nil {
+		t.Fatalf("batch refused: %v", err)
+	}
+
+	outcomes := func(conn *sqlx.DB) []string {
+		var out []string
+		for _, m := range queued(t, conn) {
+			line := m.Envelope.Type + " " + m.Key + " " + m.Topic
+			switch m.Envelope.Type {
+			case event.TypeBookingRejected:
+				var r event.BookingRejected
+				if err := m.Envelope.Decode(&r); err != nil {
+					t.Fatal(err)
+				}
+				line += " " + r.Code + ": " + r.Reason
+			case event.TypeSeatsConfirmed:
+				var c event.SeatsConfirmed
+				if err := m.Envelope.Decode(&c); err != nil {
+					t.Fatal(err)
+				}
+				line += fmt.Sprintf(" %v %d %s %s", c.Booking.Seats, c.Booking.AmountCents, c.Booking.PhoneMasked, c.HoldExpiresAt)
+			}
+			out = append(out, line)
+		}
+		return out
+	}
+	held := func(conn *sqlx.DB) string {
+		var rows []string
+		if err := conn.Select(&rows, `SELECT seat_label || ' ' || booking_id FROM booking.held_seats ORDER BY seat_label`); err != nil {
+			t.Fatal(err)
+		}
+		return strings.Join(rows, ", ")
+	}
+	want, got := outcomes(oneConn), outcomes(batchConn)
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Fatalf("batched outcomes:\n%s\nwant (one at a time):\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	if !strings.Contains(strings.Join(got, "\n"), "Seat A2 is already taken") || !strings.Contains(strings.Join(got, "\n"), "Seat A5 is already taken") {
+		t.Errorf("the batch did not reject seats taken before it and within it:\n%s", strings.Join(got, "\n"))
+	}
+	if h := held(batchConn); h != held(oneConn) {
+		t.Errorf("held seats %s, want %s", h, held(oneConn))
+	}
+	for _, m := range queued(t, batchConn)[1:] {
+		if m.Envelope.Traceparent == "" {
+			t.Errorf("outcome %s of %s carries no trace", m.Envelope.Type, m.Key)
+		}
+	}
+
+	// Delivered again (a crash before the offsets were committed): refused whole, and the one at
+	// a time path announces nothing twice.
+	if err := batched.HandleRequestedBatch(ctx, batch); err == nil {
+		t.Fatal("a batch decided before was decided again")
+	}
+	for i, d := range batch {
+		if err := batched.HandleRequested(ctx, d.Envelope, reqs[i]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if again := outcomes(batchConn); len(again) != len(want) {
+		t.Errorf("redelivery queued %d more outcomes", len(again)-len(want))
+	}
+}

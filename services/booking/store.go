@@ -2,6 +2,7 @@ package booking
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -14,6 +15,7 @@ import (
 	"github.com/boxoffice/boxoffice/services/event"
 	"github.com/boxoffice/boxoffice/services/kafka"
 	"github.com/boxoffice/boxoffice/services/outbox"
+	"github.com/boxoffice/boxoffice/services/prepared"
 )
 
 // Store is the booking service's own schema: bookings and the seats they hold.
@@ -28,7 +30,7 @@ func NewStore(db *sqlx.DB, log *slog.Logger) *Store { return &Store{db: db, log:
 // Decided reports whether the booking was already decided (confirmed or rejected).
 func (s *Store) Decided(ctx context.Context, bookingID string) (bool, error) {
 	var decided bool
-	err := s.db.GetContext(ctx, &decided, `SELECT EXISTS (SELECT 1 FROM booking.bookings WHERE id = $1)`, bookingID)
+	err := prepared.Get(ctx, s.db, &decided, `SELECT EXISTS (SELECT 1 FROM booking.bookings WHERE id = $1)`, bookingID)
 	if err != nil {
 		return false, fmt.Errorf("look up booking %s: %w", bookingID, err)
 	}
@@ -230,21 +232,15 @@ func (s *Store) ExpireHolds(ctx context.Context, now, reannounceBefore time.Time
 	return len(ids), nil
 }
 
-// MarkPaid moves a confirmed booking to paid. Replays change nothing.
+// MarkPaid moves a confirmed booking to paid. Replays change nothing. One statement, so one
+// round trip and its own transaction: the event id into the inbox, and the status moved only if
+// the id was new.
 func (s *Store) MarkPaid(ctx context.Context, cause event.Envelope) error {
-	tx, err := s.db.BeginTxx(ctx, nil)
-	if err != nil {
-		return fmt.Errorf("mark %s paid: %w", cause.BookingID, err)
-	}
-	defer func() { _ = tx.Rollback() }()
-	if first, err := outbox.FirstDelivery(ctx, tx, InboxTable, cause.ID); err != nil || !first {
-		return err
-	}
-	if _, err := tx.ExecContext(ctx, `UPDATE booking.bookings SET status = 'paid', updated_at = now()
-		WHERE id = $1 AND status = 'confirmed'`, cause.BookingID); err != nil {
-		return fmt.Errorf("mark %s paid: %w", cause.BookingID, err)
-	}
-	if err := tx.Commit(); err != nil {
+	if _, err := prepared.Exec(ctx, s.db, `WITH first AS (
+			INSERT INTO `+InboxTable+` (event_id) VALUES ($1) ON CONFLICT (event_id) DO NOTHING RETURNING 1
+		)
+		UPDATE booking.bookings SET status = 'paid', updated_at = now()
+		WHERE id = $2 AND status = 'confirmed' AND EXISTS (SELECT 1 FROM first)`, cause.ID, cause.BookingID); err != nil {
 		return fmt.Errorf("mark %s paid: %w", cause.BookingID, err)
 	}
 	return nil
@@ -277,4 +273,144 @@ func (s *Store) Fail(ctx context.Context, cause event.Envelope, code, reason str
 		return 0, fmt.Errorf("fail booking %s: %w", bookingID, err)
 	}
 	return released, nil
+}
+
+// ShowSeat names one seat of one show.
+type ShowSeat struct{ ShowID, Label string }
+
+// Decision is one booking decided in a batch: confirmed (its seats held) or rejected, with the
+// movie-found event that announces it.
+type Decision struct {
+	BookingID     string         `json:"id"`
+	ShowID        string         `json:"show_id"`
+	Seats         []string       `json:"seats"`
+	CustomerName  string         `json:"customer_name"`
+	PhoneMasked   string         `json:"phone_masked"`
+	AmountCents   int64          `json:"amount_cents"`
+	Currency      string         `json:"currency"`
+	Status        string         `json:"status"` // confirmed or rejected
+	ReasonCode    string         `json:"reason_code"`
+	Reason        string         `json:"reason"`
+	Outcome       event.Envelope `json:"outcome_event"`
+	HoldExpiresAt *time.Time     `json:"hold_expires_at"`
+}
+
+// DecidedAmong counts the bookings of ids already decided.
+func (s *Store) DecidedAmong(ctx context.Context, ids []string) (int, error) {
+	var n int
+	if err := s.db.GetContext(ctx, &n, `SELECT count(*) FROM booking.bookings WHERE id = ANY($1::uuid[])`, pq.Array(ids)); err != nil {
+		return 0, fmt.Errorf("look up %d bookings: %w", len(ids), err)
+	}
+	return n, nil
+}
+
+// SeatLabels lists every seat label of a screen.
+func (s *Store) SeatLabels(ctx context.Context, screenID string) ([]string, error) {
+	var labels []string
+	if err := s.db.SelectContext(ctx, &labels, `SELECT label FROM catalog.seats WHERE screen_id = $1`, screenID); err != nil {
+		return nil, fmt.Errorf("list seats of %s: %w", screenID, err)
+	}
+	return labels, nil
+}
+
+// errBatchDisturbed means the bulk path met something a single decision handles with care (a
+// request seen before, a seat taken behind the batch's back): the batch is rolled back whole.
+var errBatchDisturbed = errors.New("batch disturbed")
+
+// DecideBatch records a batch of decisions in one transaction: the requests' event ids in the
+// inbox, the bookings, the held seats and the movie-found outcomes, each in one statement. decide
+// is given which of the wanted seats are held now and returns the decisions, in order. Like Hold,
+// the check comes first and the primary key on held_seats is the last line of defence: if it
+// refuses a seat, or a request was handled before, nothing is recorded and errBatchDisturbed is
+// returned, for the requests to be decided one at a time.
+func (s *Store) DecideBatch(ctx context.Context, eventIDs []string, wanted []ShowSeat, decide func(held map[ShowSeat]bool) ([]Decision, error)) error {
+	tx, err := s.db.BeginTxx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("decide batch: %w", err)
+	}
+	defer func() { _ = tx.Rollback() }()
+	var fresh int
+	if err := tx.GetContext(ctx, &fresh, `WITH recorded AS (
+			INSERT INTO booking.inbox (event_id) SELECT unnest($1::text[]) ON CONFLICT (event_id) DO NOTHING RETURNING 1
+		) SELECT count(*) FROM recorded`, pq.Array(eventIDs)); err != nil {
+		return fmt.Errorf("decide batch: inbox: %w", err)
+	}
+	if fresh != len(eventIDs) {
+		return fmt.Errorf("%w: %d of %d requests handled before", errBatchDisturbed, len(eventIDs)-fresh, len(eventIDs))
+	}
+
+	held := map[ShowSeat]bool{}
+	if len(wanted) > 0 {
+		shows, labels := make([]string, len(wanted)), make([]string, len(wanted))
+		for i, w := range wanted {
+			shows[i], labels[i] = w.ShowID, w.Label
+		}
+		var rows []struct {
+			ShowID string `db:"show_id"`
+			Label  string `db:"seat_label"`
+		}
+		if err := tx.SelectContext(ctx, &rows, `SELECT h.show_id, h.seat_label FROM booking.held_seats h
+			JOIN unnest($1::text[], $2::text[]) AS w (show_id, seat_label) USING (show_id, seat_label)`,
+			pq.Array(shows), pq.Array(labels)); err != nil {
+			return fmt.Errorf("decide batch: held seats: %w", err)
+		}
+		for _, r := range rows {
+			held[ShowSeat{r.ShowID, r.Label}] = true
+		}
+	}
+	decisions, err := decide(held)
+	if err != nil {
+		return err
+	}
+
+	rows, err := json.Marshal(decisions)
+	if err != nil {
+		return fmt.Errorf("decide batch: encode: %w", err)
+	}
+	var recorded int
+	if err := tx.GetContext(ctx, &recorded, `WITH recorded AS (
+			INSERT INTO booking.bookings (id, show_id, seats, customer_name, phone_masked, amount_cents, currency,
+				status, reason_code, reason, outcome_event, hold_expires_at)
+			SELECT id, show_id, seats, customer_name, phone_masked, amount_cents, currency,
+				status, reason_code, reason, outcome_event, hold_expires_at
+			FROM jsonb_populate_recordset(NULL::booking.bookings, $1::jsonb)
+			ON CONFLICT (id) DO NOTHING RETURNING 1
+		) SELECT count(*) FROM recorded`, string(rows)); err != nil {
+		return fmt.Errorf("decide batch: bookings: %w", err)
+	}
+	if recorded != len(decisions) {
+		return fmt.Errorf("%w: %d of %d bookings were recorded before", errBatchDisturbed, len(decisions)-recorded, len(decisions))
+	}
+
+	var shows, labels, bookings []string
+	var outcomes []kafka.Message
+	for _, d := range decisions {
+		if d.Status == "confirmed" {
+			for _, seat := range d.Seats {
+				shows, labels, bookings = append(shows, d.ShowID), append(labels, seat), append(bookings, d.BookingID)
+			}
+		}
+		outcomes = append(outcomes, kafka.Message{Topic: event.TopicMovieFound, Key: d.BookingID, Envelope: d.Outcome})
+	}
+	if len(shows) > 0 {
+		var inserted int
+		if err := tx.GetContext(ctx, &inserted, `WITH inserted AS (
+				INSERT INTO booking.held_seats (show_id, seat_label, booking_id)
+				SELECT * FROM unnest($1::text[], $2::text[], $3::uuid[])
+				ON CONFLICT (show_id, seat_label) DO NOTHING RETURNING 1
+			) SELECT count(*) FROM inserted`, pq.Array(shows), pq.Array(labels), pq.Array(bookings)); err != nil {
+			return fmt.Errorf("decide batch: hold seats: %w", err)
+		}
+		if inserted != len(shows) {
+			s.log.WarnContext(ctx, "double sale stopped by the database constraint alone; deciding the batch one by one", "seats", len(shows), "held", inserted)
+			return fmt.Errorf("%w: %d of %d seats were taken meanwhile", errBatchDisturbed, len(shows)-inserted, len(shows))
+		}
+	}
+	if err := outbox.AddAll(ctx, tx, OutboxTable, outcomes); err != nil {
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("decide batch: %w", err)
+	}
+	return nil
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/jmoiron/sqlx"
 
 	"github.com/boxoffice/boxoffice/services/event"
+	"github.com/boxoffice/boxoffice/services/prepared"
 )
 
 // ErrNotFound is returned when a movie or show does not exist.
@@ -104,7 +105,7 @@ const showColumns = `
 // Show returns one show, or ErrNotFound.
 func (s *Store) Show(ctx context.Context, id string) (Show, error) {
 	var show Show
-	err := s.db.GetContext(ctx, &show, `SELECT `+showColumns+` WHERE s.id = $1`, id)
+	err := prepared.Get(ctx, s.db, &show, `SELECT `+showColumns+` WHERE s.id = $1`, id)
 	if errors.Is(err, sql.ErrNoRows) {
 		return Show{}, ErrNotFound
 	}

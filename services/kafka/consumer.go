@@ -35,6 +35,24 @@ func On[T any](fn func(ctx context.Context, env event.Envelope, payload T) error
 	}
 }
 
+// BatchHandler handles the messages of one topic that were fetched together, in their order, in
+// one go: one transaction and a few statements for all of them, where one each would spend
+// most of the time on round trips to PostgreSQL. It is all or nothing: nil means every message
+// was handled, an error that none was (its transaction rolled back). On an error the consumer
+// handles them one at a time through Handlers, which retry and dead-letter as ever, so a batch
+// handler may refuse anything out of the ordinary (a redelivery, a constraint hit) and leave it
+// to the careful path.
+type BatchHandler func(ctx context.Context, batch []Delivery) error
+
+// Delivery is one message given to a BatchHandler.
+type Delivery struct {
+	Envelope event.Envelope
+	Trace    string // the W3C traceparent it carried: put it in the context of what it causes
+}
+
+// maxBatch bounds the messages handled together.
+const maxBatch = 256
+
 // NotYet marks a wait by design: the handler needs something another topic brings (a contact, a
 // booking row) and will succeed once it has been read. It is retried in place without the
 // MaxStall bound, because parking it would drop the wait for good.
@@ -74,6 +92,9 @@ type ConsumerConfig struct {
 	// dead-lettered so the partition moves on (it can be re-driven after the fix). Zero means
 	// DefaultMaxStall.
 	MaxStall time.Duration
+	// Batch names the topics (as the contract names them) whose messages fetched together go
+	// to a BatchHandler first.
+	Batch map[string]BatchHandler
 }
 
 // SetMaxStall changes MaxStall; call it before Run.
@@ -201,18 +222,102 @@ func (c *member) run(ctx context.Context) error {
 			return fmt.Errorf("fetch from %v: %w", c.cfg.Topics, err)
 		}
 		c.stuck = nil
+		msgs, fetchErr := c.fetchQueued(ctx, msg)
 		// In-flight work is not cut off by shutdown: it finishes (or gives up) on its own clock.
 		work := context.WithoutCancel(ctx)
-		if !c.process(ctx, work, msg) {
+		handled, finished := c.processAll(ctx, work, msgs)
+		if len(handled) > 0 {
+			if err := c.reader.CommitMessages(work, handled...); err != nil {
+				// The effects are recorded (with their event ids in the inbox): if the commit is
+				// lost, the messages come again and change nothing.
+				c.log.Warn("commit failed; messages may be delivered again", "messages", len(handled), "err", err)
+			}
+		}
+		if !finished {
 			return nil // shutting down while retrying: the message stays uncommitted
 		}
-		if err := c.reader.CommitMessages(work, msg); err != nil {
-			// The effect is recorded (with its event id in the inbox): if the commit is lost,
-			// the message comes again and changes nothing.
-			c.log.Warn("commit failed; the message may be delivered again", "topic", msg.Topic,
-				"partition", msg.Partition, "offset", msg.Offset, "err", err)
+		if fetchErr != nil {
+			return fmt.Errorf("fetch from %v: %w", c.cfg.Topics, fetchErr)
 		}
 	}
+}
+
+// fetchQueued adds to first the messages the reader has already fetched, up to maxBatch, when the
+// consumer has batch handlers: they are handled together. It never waits for the broker. A fetch
+// error is returned for after the messages in hand are handled.
+func (c *member) fetchQueued(ctx context.Context, first kafkago.Message) ([]kafkago.Message, error) {
+	msgs := []kafkago.Message{first}
+	if len(c.cfg.Batch) == 0 {
+		return msgs, nil
+	}
+	for len(msgs) < maxBatch && c.reader.Stats().QueueLength > 0 {
+		// Queued messages come at once; the timeout covers a queue holding only messages of
+		// an assignment the reader has since left, which it skips.
+		fetchCtx, cancel := context.WithTimeout(ctx, 5*time.Millisecond)
+		msg, err := c.reader.FetchMessage(fetchCtx)
+		cancel()
+		if err != nil {
+			if ctx.Err() != nil || errors.Is(err, context.DeadlineExceeded) {
+				return msgs, nil
+			}
+			return msgs, err
+		}
+		msgs = append(msgs, msg)
+	}
+	return msgs, nil
+}
+
+// processAll handles msgs: those of a batch topic together first, then the rest one at a time
+// in order (messages of different topics are never ordered relative to each other). It returns
+// the messages handled, to commit, and false if shutdown interrupted a retry.
+func (c *member) processAll(stop, work context.Context, msgs []kafkago.Message) ([]kafkago.Message, bool) {
+	done := make([]bool, len(msgs))
+	byTopic := map[string][]int{}
+	for i, m := range msgs {
+		topic := c.cfg.Cluster.Unqualified(m.Topic)
+		if _, ok := c.cfg.Batch[topic]; ok && headerValue(m.Headers, HeaderRedriveFor) == "" {
+			byTopic[topic] = append(byTopic[topic], i)
+		}
+	}
+	for topic, idx := range byTopic {
+		if len(idx) < 2 {
+			continue
+		}
+		batch := make([]Delivery, 0, len(idx))
+		for _, i := range idx {
+			env, err := event.Decode(msgs[i].Value)
+			if err != nil {
+				break // the careful path dead-letters it
+			}
+			tp := headerValue(msgs[i].Headers, event.HeaderTraceparent)
+			if tp == "" {
+				tp = env.Traceparent
+			}
+			batch = append(batch, Delivery{Envelope: env, Trace: tp})
+		}
+		if len(batch) < len(idx) {
+			continue
+		}
+		start := time.Now()
+		if err := c.cfg.Batch[topic](work, batch); err != nil {
+			c.log.Info("batch handled one at a time instead", "topic", topic, "messages", len(batch), "reason", err)
+			continue
+		}
+		took := time.Since(start)
+		for n, i := range idx {
+			done[i] = true
+			c.log.Debug("event handled", "type", batch[n].Envelope.Type, "booking_id", batch[n].Envelope.BookingID,
+				"trace_id", TraceID(batch[n].Trace), "topic", topic, "partition", msgs[i].Partition, "took", took, "batch", len(batch))
+		}
+	}
+	handled := make([]kafkago.Message, 0, len(msgs))
+	for i, m := range msgs {
+		if !done[i] && !c.process(stop, work, m) {
+			return handled, false
+		}
+		handled = append(handled, m)
+	}
+	return handled, true
 }
 
 // idleCheck is how long a fetch may wait for a message before the consumer checks that its

@@ -387,3 +387,78 @@ func TestReadersShareTheWorkAndKeepEachKeyInOrder(t *testing.T) {
 		t.Errorf("at most %d message handled at a time by three members over six partitions, want several", maxInFlight)
 	}
 }
+
+// TestBatchHandlerTakesWhatWasFetchedTogetherAndFallsBackOneByOne: messages waiting in the reader
+// go to the batch handler together; when it refuses a batch, each of its messages goes to the
+// ordinary handler instead, in order. Every message is handled once either way.
+func TestBatchHandlerTakesWhatWasFetchedTogetherAndFallsBackOneByOne(t *testing.T) {
+	const topic = "test-batch"
+	cluster := broker(t, topic)
+	pub := kafka.NewPublisher(cluster, quiet)
+	defer pub.Close()
+	ctx := context.Background()
+	const total = 200
+	var msgs []kafka.Message
+	var want []string
+	for range total {
+		env := envelope(t)
+		msgs = append(msgs, kafka.Message{Topic: topic, Key: "k", Envelope: env})
+		want = append(want, env.BookingID)
+	}
+	if err := pub.Publish(ctx, msgs...); err != nil {
+		t.Fatal(err)
+	}
+
+	var mu sync.Mutex
+	var handled []string // in the order they took effect
+	batches, refused, largest := 0, 0, 0
+	done := make(chan struct{})
+	record := func(ids ...string) {
+		handled = append(handled, ids...)
+		if len(handled) == total {
+			close(done)
+		}
+	}
+	c := kafka.NewConsumer(kafka.ConsumerConfig{Cluster: cluster, GroupID: "test", Topics: []string{topic},
+		Batch: map[string]kafka.BatchHandler{topic: func(_ context.Context, batch []kafka.Delivery) error {
+			mu.Lock()
+			defer mu.Unlock()
+			batches++
+			largest = max(largest, len(batch))
+			if batches == 1 {
+				refused = len(batch)
+				return errors.New("refused: the careful path decides these")
+			}
+			for _, d := range batch {
+				record(d.Envelope.BookingID)
+			}
+			return nil
+		}}},
+		kafka.Handlers{event.TypeTicketIssued: func(_ context.Context, env event.Envelope) error {
+			mu.Lock()
+			defer mu.Unlock()
+			record(env.BookingID)
+			return nil
+		}}, pub, quiet)
+	runCtx, cancel := context.WithCancel(ctx)
+	stopped := make(chan error, 1)
+	go func() { stopped <- c.Run(runCtx) }()
+	select {
+	case <-done:
+	case <-time.After(20 * time.Second):
+		mu.Lock()
+		t.Fatalf("handled %d of %d in 20s", len(handled), total)
+	}
+	cancel()
+	if err := <-stopped; err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if fmt.Sprint(handled) != fmt.Sprint(want) {
+		t.Errorf("messages handled out of order or more than once")
+	}
+	if largest < 2 || refused < 2 {
+		t.Errorf("largest batch %d, refused batch %d: messages waiting together were not batched", largest, refused)
+	}
+}

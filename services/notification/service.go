@@ -21,6 +21,7 @@ import (
 	"github.com/boxoffice/boxoffice/services/kafka"
 	"github.com/boxoffice/boxoffice/services/notification/sms"
 	"github.com/boxoffice/boxoffice/services/outbox"
+	"github.com/boxoffice/boxoffice/services/prepared"
 )
 
 // Consumer groups. Contacts get a reader of their own: a payment outcome whose contact has not
@@ -86,7 +87,7 @@ func (s *Service) Consumers(cluster kafka.Cluster, pub *kafka.Publisher) []*kafk
 
 // HandleBookingRequested remembers how to reach the customer.
 func (s *Service) HandleBookingRequested(ctx context.Context, env event.Envelope, req event.BookingRequested) error {
-	_, err := s.db.ExecContext(ctx, `INSERT INTO notification.contacts (booking_id, customer_name, phone)
+	_, err := prepared.Exec(ctx, s.db, `INSERT INTO notification.contacts (booking_id, customer_name, phone)
 		VALUES ($1, $2, $3) ON CONFLICT (booking_id) DO NOTHING`, env.BookingID, req.CustomerName, req.Phone)
 	if err != nil {
 		return fmt.Errorf("record contact of %s: %w", env.BookingID, err)
@@ -115,18 +116,23 @@ func (s *Service) HandlePaymentFailed(ctx context.Context, env event.Envelope, p
 // is retried. The text cannot be part of a database transaction, so it is sent first, with an
 // idempotency key: a retry after a crash before the record commits texts nobody twice.
 func (s *Service) notify(ctx context.Context, env event.Envelope, kind, body string, result event.NotificationResult) error {
-	var done bool
-	if err := s.db.GetContext(ctx, &done, `SELECT EXISTS (SELECT 1 FROM notification.messages
-		WHERE booking_id = $1 AND kind = $2)`, env.BookingID, kind); err != nil {
+	// Whether it was sent, and where to, in one round trip.
+	var known struct {
+		Done  bool           `db:"done"`
+		Phone sql.NullString `db:"phone"`
+	}
+	if err := prepared.Get(ctx, s.db, &known, `SELECT
+		EXISTS (SELECT 1 FROM notification.messages WHERE booking_id = $1 AND kind = $2) AS done,
+		(SELECT phone FROM notification.contacts WHERE booking_id = $1) AS phone`, env.BookingID, kind); err != nil {
 		return fmt.Errorf("look up %s sms of %s: %w", kind, env.BookingID, err)
 	}
-	if done {
+	if known.Done {
 		return nil // sent and recorded, with its event queued, on an earlier delivery
 	}
-	phone, err := s.phone(ctx, env.BookingID)
-	if err != nil {
-		return err
+	if !known.Phone.Valid {
+		return kafka.NotYet(fmt.Errorf("booking %s: %w", env.BookingID, errContactNotYetKnown))
 	}
+	phone := known.Phone.String
 	result.Kind = kind
 	status, eventType := "delivered", event.TypeNotificationSent
 	// The key makes a resend after a crash between sending and recording deliver nothing new.
@@ -145,32 +151,30 @@ func (s *Service) notify(ctx context.Context, env event.Envelope, kind, body str
 	if err != nil {
 		return err
 	}
+	outcome.Traceparent = kafka.NextSpan(kafka.TraceFrom(ctx)) // one booking, one trace
 	raw, err := json.Marshal(outcome)
 	if err != nil {
 		return fmt.Errorf("encode notification outcome: %w", err)
 	}
-	tx, err := s.db.BeginTxx(ctx, nil)
-	if err != nil {
+	// One statement, so one round trip and its own transaction: the event id into the inbox, the
+	// message (one per booking and kind) and its outcome into the outbox, each only if the one
+	// before took effect.
+	var recorded bool
+	if err := prepared.Get(ctx, s.db, &recorded, `WITH first AS (
+			INSERT INTO `+InboxTable+` (event_id) VALUES ($1) ON CONFLICT (event_id) DO NOTHING RETURNING 1
+		), message AS (
+			INSERT INTO notification.messages (booking_id, kind, status, provider_id, error, outcome_event)
+			SELECT $2, $3, $4, $5, $6, $7 WHERE EXISTS (SELECT 1 FROM first)
+			ON CONFLICT (booking_id, kind) DO NOTHING RETURNING 1
+		), queued AS (
+			INSERT INTO `+OutboxTable+` (topic, key, envelope) SELECT $8, $2, $7 WHERE EXISTS (SELECT 1 FROM message)
+		)
+		SELECT EXISTS (SELECT 1 FROM message)`,
+		env.ID, env.BookingID, kind, status, result.MessageID, result.Error, string(raw), event.TopicNotificationSent); err != nil {
 		return fmt.Errorf("record %s sms for %s: %w", kind, env.BookingID, err)
 	}
-	defer func() { _ = tx.Rollback() }()
-	if first, err := outbox.FirstDelivery(ctx, tx, InboxTable, env.ID); err != nil || !first {
-		return err
-	}
-	res, err := tx.ExecContext(ctx, `INSERT INTO notification.messages
-		(booking_id, kind, status, provider_id, error, outcome_event) VALUES ($1, $2, $3, $4, $5, $6)
-		ON CONFLICT (booking_id, kind) DO NOTHING`,
-		env.BookingID, kind, status, result.MessageID, result.Error, string(raw))
-	if err != nil {
-		return fmt.Errorf("record %s sms for %s: %w", kind, env.BookingID, err)
-	}
-	if n, _ := res.RowsAffected(); n == 1 {
-		if err := outbox.Add(ctx, tx, OutboxTable, kafka.Message{Topic: event.TopicNotificationSent, Key: env.BookingID, Envelope: outcome}); err != nil {
-			return err
-		}
-	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("record %s sms for %s: %w", kind, env.BookingID, err)
+	if !recorded {
+		return nil
 	}
 	s.relay.Notify()
 	s.log.InfoContext(ctx, "sms "+status, "booking_id", env.BookingID, "kind", kind, "error", result.Error)
@@ -180,18 +184,6 @@ func (s *Service) notify(ctx context.Context, env event.Envelope, kind, body str
 // errContactNotYetKnown is transient: the booking-movie event carrying the number is on another
 // topic and may simply not have been read yet.
 var errContactNotYetKnown = errors.New("contact not yet known")
-
-func (s *Service) phone(ctx context.Context, bookingID string) (string, error) {
-	var phone string
-	err := s.db.GetContext(ctx, &phone, `SELECT phone FROM notification.contacts WHERE booking_id = $1`, bookingID)
-	if errors.Is(err, sql.ErrNoRows) {
-		return "", kafka.NotYet(fmt.Errorf("booking %s: %w", bookingID, errContactNotYetKnown))
-	}
-	if err != nil {
-		return "", fmt.Errorf("look up contact of %s: %w", bookingID, err)
-	}
-	return phone, nil
-}
 
 // localTime formats a show's start as people at that cinema read it.
 func localTime(b event.BookingDetails) string { return b.LocalStart().Format("Mon 2 Jan 15:04") }

@@ -31,6 +31,7 @@ import (
 	"github.com/boxoffice/boxoffice/services/kafka"
 	"github.com/boxoffice/boxoffice/services/outbox"
 	"github.com/boxoffice/boxoffice/services/payment/gateway"
+	"github.com/boxoffice/boxoffice/services/prepared"
 )
 
 // GroupID is the payment service's consumer group.
@@ -181,7 +182,7 @@ func (s *Service) open(ctx context.Context, bookingID string, b event.BookingDet
 // known is the processor's answer when the caller already has it.
 func (s *Service) closeExpired(ctx context.Context, cause event.Envelope, b event.BookingDetails, brand, last4 string, known *gateway.ChargeResult) error {
 	failed := event.PaymentFailed{Booking: b, Code: event.PaymentHoldExpired, Reason: reasonHoldExpired, CardBrand: brand, CardLast4: last4}
-	outcome, raw, err := s.newOutcome(cause.BookingID, event.TypePaymentFailed, failed)
+	outcome, raw, err := s.newOutcome(ctx, cause.BookingID, event.TypePaymentFailed, failed)
 	if err != nil {
 		return err
 	}
@@ -273,7 +274,7 @@ func (s *Service) refund(ctx context.Context, bookingID, chargeRef string, b eve
 // decided it (a concurrent duplicate, or the hold's expiry took an open charge over) and their
 // decision and event stand.
 func (s *Service) finish(ctx context.Context, cause event.Envelope, from, to, chargeRef, refundRef, eventType string, payload any) error {
-	outcome, raw, err := s.newOutcome(cause.BookingID, eventType, payload)
+	_, raw, err := s.newOutcome(ctx, cause.BookingID, eventType, payload)
 	if err != nil {
 		return err
 	}
@@ -281,20 +282,26 @@ func (s *Service) finish(ctx context.Context, cause event.Envelope, from, to, ch
 	if f, ok := payload.(event.PaymentFailed); ok {
 		failureCode, failure = f.Code, f.Reason
 	}
-	won := false
-	err = s.inTx(ctx, "record payment of "+cause.BookingID, func(tx *sqlx.Tx) error {
-		res, err := tx.ExecContext(ctx, `UPDATE payment.payments
+	// One statement, so one round trip and its own transaction: the status moved only from the
+	// expected one, and then the cause into the inbox and the outcome into the outbox.
+	var won bool
+	err = prepared.Get(ctx, s.db, &won, `WITH won AS (
+			UPDATE payment.payments
 			SET status = $3, gateway_ref = $4, refund_ref = $5, failure_code = $6, failure = $7, outcome_event = $8, updated_at = now()
-			WHERE booking_id = $1 AND status = $2`, cause.BookingID, from, to, chargeRef, refundRef, failureCode, failure, string(raw))
-		if err != nil {
-			return err
-		}
-		if n, _ := res.RowsAffected(); n == 0 {
-			return nil
-		}
-		won = true
-		return s.announce(ctx, tx, cause, outcome)
-	})
+			WHERE booking_id = $1 AND status = $2 RETURNING 1
+		), recorded AS (
+			INSERT INTO `+InboxTable+` (event_id) SELECT $9 WHERE EXISTS (SELECT 1 FROM won) ON CONFLICT (event_id) DO NOTHING
+		), queued AS (
+			INSERT INTO `+OutboxTable+` (topic, key, envelope) SELECT $10, $1, $8 WHERE EXISTS (SELECT 1 FROM won)
+		)
+		SELECT EXISTS (SELECT 1 FROM won)`,
+		cause.BookingID, from, to, chargeRef, refundRef, failureCode, failure, string(raw), cause.ID, event.TopicPayment)
+	if err != nil {
+		return fmt.Errorf("record payment of %s: %w", cause.BookingID, err)
+	}
+	if won {
+		s.relay.Notify()
+	}
 	if err == nil && won {
 		s.log.InfoContext(ctx, "payment "+to, "booking_id", cause.BookingID, "code", failureCode)
 	}
@@ -311,11 +318,13 @@ func (s *Service) announce(ctx context.Context, tx *sqlx.Tx, cause event.Envelop
 	return outbox.Add(ctx, tx, OutboxTable, kafka.Message{Topic: event.TopicPayment, Key: cause.BookingID, Envelope: outcome})
 }
 
-func (s *Service) newOutcome(bookingID, eventType string, payload any) (event.Envelope, []byte, error) {
+// newOutcome builds an outcome event, in the trace of the event that caused it.
+func (s *Service) newOutcome(ctx context.Context, bookingID, eventType string, payload any) (event.Envelope, []byte, error) {
 	outcome, err := event.New(eventType, bookingID, payload, s.now())
 	if err != nil {
 		return event.Envelope{}, nil, err
 	}
+	outcome.Traceparent = kafka.NextSpan(kafka.TraceFrom(ctx))
 	raw, err := json.Marshal(outcome)
 	if err != nil {
 		return event.Envelope{}, nil, fmt.Errorf("encode payment outcome: %w", err)

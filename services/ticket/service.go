@@ -19,6 +19,7 @@ import (
 	"github.com/boxoffice/boxoffice/services/event"
 	"github.com/boxoffice/boxoffice/services/kafka"
 	"github.com/boxoffice/boxoffice/services/outbox"
+	"github.com/boxoffice/boxoffice/services/prepared"
 )
 
 // GroupID is the ticket service's consumer group.
@@ -103,38 +104,36 @@ func (s *Service) issue(ctx context.Context, cause event.Envelope, t event.Ticke
 	if err != nil {
 		return err
 	}
+	issued.Traceparent = kafka.NextSpan(kafka.TraceFrom(ctx)) // one booking, one trace
 	raw, err := json.Marshal(issued)
 	if err != nil {
 		return fmt.Errorf("encode ticket: %w", err)
 	}
-	tx, err := s.db.BeginTxx(ctx, nil)
-	if err != nil {
+	// One statement, so one round trip and its own transaction: the event id into the inbox,
+	// the ticket (one per booking) and its ticket-details event into the outbox, each only if
+	// the one before took effect. A redelivery records nothing; so does another event about a
+	// booking whose ticket is issued (its notification announced twice, say).
+	var recorded bool
+	if err := prepared.Get(ctx, s.db, &recorded, `WITH first AS (
+			INSERT INTO `+InboxTable+` (event_id) VALUES ($1) ON CONFLICT (event_id) DO NOTHING RETURNING 1
+		), ticket AS (
+			INSERT INTO ticket.tickets
+				(id, booking_id, code, show_id, movie_title, theatre_name, theatre_location, starts_at,
+				 screen_number, seats, booked_under, amount_cents, currency, issued_at, outcome_event)
+			SELECT $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16
+			WHERE EXISTS (SELECT 1 FROM first)
+			ON CONFLICT (booking_id) DO NOTHING RETURNING 1
+		), queued AS (
+			INSERT INTO `+OutboxTable+` (topic, key, envelope) SELECT $17, $3, $18 WHERE EXISTS (SELECT 1 FROM ticket)
+		)
+		SELECT EXISTS (SELECT 1 FROM ticket)`,
+		cause.ID, t.TicketID, bookingID, t.Code, t.ShowID, t.MovieTitle, t.TheatreName, t.TheatreLocation, t.StartsAt,
+		t.ScreenNumber, pq.Array(t.Seats), t.BookedUnder, t.AmountCents, t.Currency, t.IssuedAt, string(raw),
+		event.TopicTicketDetails, string(raw)); err != nil {
 		return fmt.Errorf("issue ticket for %s: %w", bookingID, err)
 	}
-	defer func() { _ = tx.Rollback() }()
-	if first, err := outbox.FirstDelivery(ctx, tx, InboxTable, cause.ID); err != nil || !first {
-		return err // a redelivery: the ticket and its event were committed the first time
-	}
-	res, err := tx.ExecContext(ctx, `INSERT INTO ticket.tickets
-		(id, booking_id, code, show_id, movie_title, theatre_name, theatre_location, starts_at,
-		 screen_number, seats, booked_under, amount_cents, currency, issued_at, outcome_event)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
-		ON CONFLICT (booking_id) DO NOTHING`,
-		t.TicketID, bookingID, t.Code, t.ShowID, t.MovieTitle, t.TheatreName, t.TheatreLocation, t.StartsAt,
-		t.ScreenNumber, pq.Array(t.Seats), t.BookedUnder, t.AmountCents, t.Currency, t.IssuedAt, string(raw))
-	if err != nil {
-		return fmt.Errorf("record ticket of %s: %w", bookingID, err)
-	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		// Another event about the same booking (say, its notification announced twice)
-		// already issued the ticket: one ticket per booking.
-		return tx.Commit()
-	}
-	if err := outbox.Add(ctx, tx, OutboxTable, kafka.Message{Topic: event.TopicTicketDetails, Key: bookingID, Envelope: issued}); err != nil {
-		return err
-	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("issue ticket for %s: %w", bookingID, err)
+	if !recorded {
+		return nil
 	}
 	s.relay.Notify()
 	s.log.InfoContext(ctx, "ticket issued", "booking_id", bookingID, "ticket_id", t.TicketID, "code", t.Code)

@@ -30,6 +30,12 @@ func TestOneTicketPerPaidBooking(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// The same booking announced again by a different event (its notification sent twice): still
+	// one ticket, announced once.
+	again, _ := event.New(event.TypeNotificationSent, paid.BookingID, event.NotificationResult{Booking: details, Paid: true}, time.Now())
+	if err := svc.HandleNotification(ctx, again, event.NotificationResult{Booking: details, Paid: true}); err != nil {
+		t.Fatal(err)
+	}
 	unpaid, _ := event.New(event.TypeNotificationSent, uuid.NewString(), event.NotificationResult{Booking: details}, time.Now())
 	if err := svc.HandleNotification(ctx, unpaid, event.NotificationResult{Booking: details}); err != nil {
 		t.Fatal(err)

@@ -16,6 +16,7 @@ import (
 	"github.com/jmoiron/sqlx"
 
 	"github.com/boxoffice/boxoffice/services/event"
+	"github.com/boxoffice/boxoffice/services/prepared"
 )
 
 // Tokenizer turns a card number into a token the rest of the system can carry safely.
@@ -184,7 +185,7 @@ func (s *Sandbox) Charge(ctx context.Context, req ChargeRequest) (ChargeResult, 
 		DeclineCode   string `db:"decline_code"`
 		DeclineReason string `db:"decline_reason"`
 	}
-	err := s.db.GetContext(ctx, &existing, `SELECT approved, reference, decline_code, decline_reason
+	err := prepared.Get(ctx, s.db, &existing, `SELECT approved, reference, decline_code, decline_reason
 		FROM payment_sandbox.charges WHERE idempotency_key = $1`, req.IdempotencyKey)
 	if err == nil {
 		return ChargeResult(existing), nil
@@ -208,17 +209,18 @@ func (s *Sandbox) Charge(ctx context.Context, req ChargeRequest) (ChargeResult, 
 	case card.declineCode != "":
 		result = ChargeResult{Reference: result.Reference, DeclineCode: card.declineCode, DeclineReason: card.declineReason}
 	}
-	_, err = s.db.ExecContext(ctx, `INSERT INTO payment_sandbox.charges
+	// The insert answers with what it recorded; if a concurrent duplicate recorded first, the
+	// ledger is read for what it holds. One round trip in the usual case.
+	err = prepared.Get(ctx, s.db, &existing, `INSERT INTO payment_sandbox.charges
 		(idempotency_key, reference, card_token, amount_cents, currency, approved, decline_code, decline_reason)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (idempotency_key) DO NOTHING`,
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (idempotency_key) DO NOTHING
+		RETURNING approved, reference, decline_code, decline_reason`,
 		req.IdempotencyKey, result.Reference, req.Card.Token, req.AmountCents, req.Currency,
 		result.Approved, result.DeclineCode, result.DeclineReason)
-	if err != nil {
-		return ChargeResult{}, fmt.Errorf("sandbox charge: %w", err)
+	if errors.Is(err, sql.ErrNoRows) {
+		err = prepared.Get(ctx, s.db, &existing, `SELECT approved, reference, decline_code, decline_reason
+			FROM payment_sandbox.charges WHERE idempotency_key = $1`, req.IdempotencyKey)
 	}
-	// A concurrent duplicate may have won the insert: answer with whatever the ledger holds.
-	err = s.db.GetContext(ctx, &existing, `SELECT approved, reference, decline_code, decline_reason
-		FROM payment_sandbox.charges WHERE idempotency_key = $1`, req.IdempotencyKey)
 	if err != nil {
 		return ChargeResult{}, fmt.Errorf("sandbox charge: %w", err)
 	}

@@ -1,0 +1,215 @@
+package booking
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/boxoffice/boxoffice/services/catalog"
+	"github.com/boxoffice/boxoffice/services/event"
+	"github.com/boxoffice/boxoffice/services/kafka"
+)
+
+// errNotBatchable sends a batch down the careful path, one request at a time: a redelivery, a
+// booking id twice, anything a bulk decision should not guess about.
+var errNotBatchable = errors.New("not for a bulk decision")
+
+// HandleRequestedBatch decides the booking requests fetched together in one transaction of a
+// few statements, in their order: a popular show's requests queue on one partition, and deciding
+// them one transaction each (about ten round trips to PostgreSQL apiece) is what bounded how
+// fast a show could sell. The decisions are the ones HandleRequested would make one by one: a
+// request whose seats an earlier one in the batch took is rejected as taken. Anything out of the
+// ordinary returns an error, and the consumer decides the batch one request at a time instead.
+func (s *Service) HandleRequestedBatch(ctx context.Context, batch []kafka.Delivery) error {
+	type request struct {
+		delivery kafka.Delivery
+		req      event.BookingRequested
+		show     catalog.Show
+		rej      *rejection
+	}
+	requests := make([]request, 0, len(batch))
+	ids := make([]string, 0, len(batch))
+	eventIDs := make([]string, 0, len(batch))
+	for _, d := range batch {
+		if d.Envelope.Type != event.TypeBookingRequested {
+			return fmt.Errorf("%w: a %s event", errNotBatchable, d.Envelope.Type)
+		}
+		var req event.BookingRequested
+		if err := d.Envelope.Decode(&req); err != nil {
+			return err
+		}
+		if slices.Contains(ids, d.Envelope.BookingID) {
+			return fmt.Errorf("%w: booking %s twice", errNotBatchable, d.Envelope.BookingID)
+		}
+		requests = append(requests, request{delivery: d, req: req})
+		ids = append(ids, d.Envelope.BookingID)
+		eventIDs = append(eventIDs, d.Envelope.ID)
+	}
+	if decided, err := s.store.DecidedAmong(ctx, ids); err != nil || decided > 0 {
+		if err == nil {
+			err = fmt.Errorf("%w: %d of the bookings already decided", errNotBatchable, decided)
+		}
+		return err
+	}
+	look := s.newBatchLookup()
+	var wanted []ShowSeat
+	for i := range requests {
+		r := &requests[i]
+		show, rej, err := s.check(ctx, r.req, look)
+		if err != nil {
+			return err
+		}
+		r.show, r.rej = show, rej
+		if rej == nil {
+			for _, seat := range r.req.Seats {
+				wanted = append(wanted, ShowSeat{show.ID, seat})
+			}
+		}
+	}
+
+	expires := s.now().Add(s.holdFor).UTC()
+	var decisions []Decision
+	err := s.store.DecideBatch(ctx, eventIDs, wanted, func(held map[ShowSeat]bool) ([]Decision, error) {
+		decisions = decisions[:0]
+		for _, r := range requests {
+			env := r.delivery.Envelope
+			if r.rej == nil {
+				var taken []string
+				for _, seat := range r.req.Seats {
+					if held[ShowSeat{r.show.ID, seat}] {
+						taken = append(taken, seat)
+					}
+				}
+				if len(taken) > 0 {
+					slices.Sort(taken)
+					r.rej = &rejection{event.RejectSeatTaken,
+						fmt.Sprintf("%s %s already taken. Pick other seats.", seatList(taken), plural(taken, "is", "are"))}
+				}
+			}
+			var d Decision
+			var err error
+			if r.rej != nil {
+				d, err = s.rejectionDecision(env, r.req, *r.rej)
+			} else {
+				for _, seat := range r.req.Seats {
+					held[ShowSeat{r.show.ID, seat}] = true // for the requests after this one
+				}
+				d, err = s.holdDecision(env, r.req, r.show, expires)
+			}
+			if err != nil {
+				return nil, err
+			}
+			d.Outcome.Traceparent = kafka.NextSpan(r.delivery.Trace) // one booking, one trace
+			decisions = append(decisions, d)
+		}
+		return decisions, nil
+	})
+	if err != nil {
+		return err
+	}
+	s.relay.Notify()
+	for i, d := range decisions {
+		logCtx := kafka.WithTrace(ctx, requests[i].delivery.Trace)
+		if d.Status == "confirmed" {
+			s.log.InfoContext(logCtx, "seats held", "booking_id", d.BookingID, "show_id", d.ShowID, "seats", d.Seats, "until", expires, "batch", len(decisions))
+		} else {
+			s.log.InfoContext(logCtx, "booking rejected", "booking_id", d.BookingID, "show_id", d.ShowID, "code", d.ReasonCode, "reason", d.Reason, "batch", len(decisions))
+		}
+	}
+	return nil
+}
+
+// holdDecision is a confirmed booking with its seats-confirmed outcome.
+func (s *Service) holdDecision(env event.Envelope, req event.BookingRequested, show catalog.Show, expires time.Time) (Decision, error) {
+	details := s.details(req, show)
+	outcome, err := s.newEvent(env, event.TypeSeatsConfirmed, event.SeatsConfirmed{Booking: details, Card: req.Card, HoldExpiresAt: expires})
+	if err != nil {
+		return Decision{}, err
+	}
+	return Decision{BookingID: env.BookingID, ShowID: show.ID, Seats: req.Seats, CustomerName: req.CustomerName,
+		PhoneMasked: details.PhoneMasked, AmountCents: details.AmountCents, Currency: details.Currency,
+		Status: "confirmed", Outcome: outcome, HoldExpiresAt: &expires}, nil
+}
+
+// rejectionDecision is a rejected booking with its booking-rejected outcome.
+func (s *Service) rejectionDecision(env event.Envelope, req event.BookingRequested, rej rejection) (Decision, error) {
+	outcome, err := s.newEvent(env, event.TypeBookingRejected, event.BookingRejected{
+		ShowID: req.ShowID, Seats: req.Seats, Code: rej.code, Reason: rej.reason,
+	})
+	if err != nil {
+		return Decision{}, err
+	}
+	seats := req.Seats
+	if seats == nil {
+		seats = []string{}
+	}
+	return Decision{BookingID: env.BookingID, ShowID: req.ShowID, Seats: seats, CustomerName: req.CustomerName,
+		PhoneMasked: event.MaskPhone(req.Phone), Currency: "", Status: "rejected",
+		ReasonCode: rej.code, Reason: rej.reason, Outcome: outcome}, nil
+}
+
+// lookup reads the catalog for checking requests. One lookup serves one batch: a show and a
+// screen are read once for all its requests. The catalog is reference data, not changed while
+// a batch is decided.
+type lookup struct {
+	catalog     *catalog.Store
+	store       *Store
+	wholeScreen bool // read a screen's every seat once (a batch), or only the requested ones
+	shows       map[string]showLookup
+	screens     map[string]map[string]bool // screen id → its seat labels
+}
+
+type showLookup struct {
+	show catalog.Show
+	err  error
+}
+
+func (s *Service) newLookup() *lookup {
+	return &lookup{catalog: s.catalog, store: s.store, shows: map[string]showLookup{}, screens: map[string]map[string]bool{}}
+}
+
+func (s *Service) newBatchLookup() *lookup {
+	l := s.newLookup()
+	l.wholeScreen = true
+	return l
+}
+
+func (l *lookup) show(ctx context.Context, id string) (catalog.Show, error) {
+	if found, ok := l.shows[id]; ok {
+		return found.show, found.err
+	}
+	show, err := l.catalog.Show(ctx, id)
+	if err == nil || errors.Is(err, catalog.ErrNotFound) {
+		l.shows[id] = showLookup{show, err}
+	}
+	return show, err
+}
+
+// missingSeats returns the labels that are not seats of the screen, sorted.
+func (l *lookup) missingSeats(ctx context.Context, screenID string, labels []string) ([]string, error) {
+	if !l.wholeScreen {
+		return l.store.MissingSeats(ctx, screenID, labels)
+	}
+	seats, ok := l.screens[screenID]
+	if !ok {
+		all, err := l.store.SeatLabels(ctx, screenID)
+		if err != nil {
+			return nil, err
+		}
+		seats = make(map[string]bool, len(all))
+		for _, label := range all {
+			seats[label] = true
+		}
+		l.screens[screenID] = seats
+	}
+	var missing []string
+	for _, label := range labels {
+		if !seats[label] {
+			missing = append(missing, label)
+		}
+	}
+	slices.Sort(missing)
+	return missing, nil
+}
