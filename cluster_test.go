@@ -169,9 +169,14 @@ func TestRunClusterServesBookingsWithReplicas(t *testing.T) {
 	eventually(t, "payment-1 started again", func() bool {
 		return said(regexp.MustCompile(`payment-1 exited; starting it again`)) != nil
 	})
-	if st := web1.waitFinal(web2.mustBook(show.ID, []string{"K9"}, cardApproves).BookingID); st.Status != "ticketed" {
+	// The killed process's members keep their partitions until their sessions time out (6 s) and
+	// the group has rebalanced with the restarted process's members. Measured in ten runs on the
+	// embedded broker: about 5 s mostly, 11 s and 33 s once each.
+	killedAt := time.Now()
+	if st := web1.waitFinalWithin(web2.mustBook(show.ID, []string{"K9"}, cardApproves).BookingID, 90*time.Second); st.Status != "ticketed" {
 		t.Errorf("a booking after payment-1 was killed: %q (%q)", st.Status, st.Reason)
 	}
+	t.Logf("a booking made after payment-1 was killed ended %s after the kill", time.Since(killedAt).Round(time.Millisecond))
 
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)

@@ -383,6 +383,12 @@ func (c *cluster) statusPath(bookingID string) string {
 // waitFinal polls the status URL until the booking ends.
 func (c *cluster) waitFinal(bookingID string) apiStatus {
 	c.t.Helper()
+	return c.waitFinalWithin(bookingID, waitForOutcome)
+}
+
+// waitFinalWithin is waitFinal with a bound of its own.
+func (c *cluster) waitFinalWithin(bookingID string, waitForOutcome time.Duration) apiStatus {
+	c.t.Helper()
 	deadline := time.Now().Add(waitForOutcome)
 	var st apiStatus
 	for time.Now().Before(deadline) {

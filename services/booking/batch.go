@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/boxoffice/boxoffice/services/catalog"
@@ -158,7 +159,7 @@ type lookup struct {
 	store       *Store
 	wholeScreen bool // read a screen's every seat once (a batch), or only the requested ones
 	shows       map[string]showLookup
-	screens     map[string]map[string]bool // screen id → its seat labels
+	screens     *sync.Map // screen id → map[string]bool, its seat labels, shared by the service
 }
 
 type showLookup struct {
@@ -167,7 +168,7 @@ type showLookup struct {
 }
 
 func (s *Service) newLookup() *lookup {
-	return &lookup{catalog: s.catalog, store: s.store, shows: map[string]showLookup{}, screens: map[string]map[string]bool{}}
+	return &lookup{catalog: s.catalog, store: s.store, shows: map[string]showLookup{}, screens: &s.screens}
 }
 
 func (s *Service) newBatchLookup() *lookup {
@@ -192,8 +193,12 @@ func (l *lookup) missingSeats(ctx context.Context, screenID string, labels []str
 	if !l.wholeScreen {
 		return l.store.MissingSeats(ctx, screenID, labels)
 	}
-	seats, ok := l.screens[screenID]
-	if !ok {
+	// A screen's seats are written once, with the screen, and never change: they are kept for
+	// the life of the service.
+	var seats map[string]bool
+	if cached, ok := l.screens.Load(screenID); ok {
+		seats = cached.(map[string]bool)
+	} else {
 		all, err := l.store.SeatLabels(ctx, screenID)
 		if err != nil {
 			return nil, err
@@ -202,7 +207,9 @@ func (l *lookup) missingSeats(ctx context.Context, screenID string, labels []str
 		for _, label := range all {
 			seats[label] = true
 		}
-		l.screens[screenID] = seats
+		if len(seats) > 0 {
+			l.screens.Store(screenID, seats)
+		}
 	}
 	var missing []string
 	for _, label := range labels {

@@ -20,6 +20,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/jmoiron/sqlx"
@@ -50,6 +51,7 @@ type Service struct {
 	holdFor time.Duration
 	now     func() time.Time
 	log     *slog.Logger
+	screens sync.Map // screen id → its seat labels, for batches (see lookup)
 }
 
 // NewService wires the booking service; its relay publishes through pub. Confirmed seats are
