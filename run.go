@@ -78,6 +78,9 @@ func runWith(ctx context.Context, target string, cfg Config, stdout io.Writer, o
 		return fmt.Errorf("%w (DATABASE_URL; `make run` starts a local PostgreSQL)", err)
 	}
 	defer conn.Close()
+	pool := poolSize(target, cfg.ConsumerReaders)
+	conn.SetMaxOpenConns(pool)
+	conn.SetMaxIdleConns(pool)
 	if err := db.Migrate(ctx, conn, func(ctx context.Context, d *sqlx.DB) error { return catalog.Seed(ctx, d, now(), cfg.LoadTestCatalog) }); err != nil {
 		return err
 	}
@@ -278,6 +281,14 @@ func runActors(ctx context.Context, actors []actor, log *slog.Logger) error {
 	}
 	wg.Wait()
 	return firstErr
+}
+
+// poolSize is the database connections a part may open: one for each consumer member that may be
+// mid-statement, and a dozen for the relays, the web's requests and its stream reads. Every part
+// at once runs seven consumers (booking, payment, two in notification, ticket, two in the web).
+func poolSize(target string, readers int) int {
+	consumers := map[string]int{TargetAll: 7, TargetBooking: 1, TargetPayment: 1, TargetNotification: 2, TargetTicket: 1, TargetWeb: 2}[target]
+	return 12 + consumers*readers
 }
 
 func consumerActor(name string, c *kafka.Consumer, cfg Config) actor {

@@ -149,6 +149,9 @@ func (h *Hub) Notify(bookingID string) {
 // takes every database connection from the consumers.
 const maxConcurrentLoads = 8
 
+// loadTimeout bounds one read of a booking for its streams.
+const loadTimeout = 10 * time.Second
+
 func (h *Hub) notifyRounds(bookingID string) {
 	for {
 		h.loads <- struct{}{}
@@ -176,9 +179,17 @@ func (h *Hub) catchUpBooking(bookingID string) {
 	if len(streams) == 0 {
 		return
 	}
-	b, err := h.load(context.Background(), bookingID)
+	// Bounded: a database that hangs must not keep the read slots, and so every stream, for good.
+	ctx, cancel := context.WithTimeout(context.Background(), loadTimeout)
+	defer cancel()
+	b, err := h.load(ctx, bookingID)
 	if err != nil {
-		h.log.Warn("sse: load booking", "booking_id", bookingID, "err", err)
+		// Nothing else may come to catch them up (this may have been the last stage): the
+		// connections are ended, and browsers reconnect and resume after their Last-Event-ID.
+		h.log.Warn("sse: load booking; ending its connections", "booking_id", bookingID, "err", err)
+		for _, s := range streams {
+			s.cancel()
+		}
 		return
 	}
 	for _, s := range streams {

@@ -30,6 +30,9 @@ func (s *Service) HandleRequestedBatch(ctx context.Context, batch []kafka.Delive
 		show     catalog.Show
 		rej      *rejection
 	}
+	// The batch's own work (its reads, its transaction, a warning from it) is logged in the trace
+	// of its first request; each outcome continues its own request's trace.
+	ctx = kafka.WithTrace(ctx, batch[0].Trace)
 	requests := make([]request, 0, len(batch))
 	ids := make([]string, 0, len(batch))
 	eventIDs := make([]string, 0, len(batch))
@@ -193,12 +196,15 @@ func (l *lookup) missingSeats(ctx context.Context, screenID string, labels []str
 	if !l.wholeScreen {
 		return l.store.MissingSeats(ctx, screenID, labels)
 	}
-	// A screen's seats are written once, with the screen, and never change: they are kept for
-	// the life of the service.
+	// A screen's seats are kept for the life of the service: the seeder writes them with the
+	// screen and only ever adds. A label not among them reads the screen again, in case seats
+	// were added since, before the request is turned down.
 	var seats map[string]bool
-	if cached, ok := l.screens.Load(screenID); ok {
+	cached, ok := l.screens.Load(screenID)
+	if ok {
 		seats = cached.(map[string]bool)
-	} else {
+	}
+	if !ok || slices.ContainsFunc(labels, func(label string) bool { return !seats[label] }) {
 		all, err := l.store.SeatLabels(ctx, screenID)
 		if err != nil {
 			return nil, err

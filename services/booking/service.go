@@ -157,6 +157,8 @@ func (s *Service) hold(ctx context.Context, env event.Envelope, req event.Bookin
 	if err != nil {
 		return err
 	}
+	// In the trace before it is stored: the hold's expiry continues it (as in a batch).
+	outcome.Traceparent = kafka.NextSpan(kafka.TraceFrom(ctx))
 	taken, err := s.store.Hold(ctx, env, details, expires, outcome)
 	if err != nil {
 		return err
@@ -195,6 +197,7 @@ func (s *Service) reject(ctx context.Context, env event.Envelope, req event.Book
 	if err != nil {
 		return err
 	}
+	outcome.Traceparent = kafka.NextSpan(kafka.TraceFrom(ctx))
 	if err := s.store.Reject(ctx, env, req, event.MaskPhone(req.Phone), rej.code, rej.reason, outcome); err != nil {
 		return err
 	}

@@ -363,3 +363,48 @@ func TestBatchDecidesAsOneAtATimeWould(t *testing.T) {
 		t.Errorf("redelivery queued %d more outcomes", len(again)-len(want))
 	}
 }
+
+// TestBatchRecordsNothingWhenTheDatabaseRefusesASeat: the primary key on held seats is the last
+// line of defence in a batch too. If a decision claims a seat already held (a second decider
+// during a rebalance, say), the whole batch is rolled back, its requests' ids included, so the
+// one-at-a-time path decides them again.
+func TestBatchRecordsNothingWhenTheDatabaseRefusesASeat(t *testing.T) {
+	svc, conn := newService(t)
+	ctx := context.Background()
+	first, firstReq := requested(t, "A1")
+	if err := svc.HandleRequested(ctx, first, firstReq); err != nil {
+		t.Fatal(err)
+	}
+	store := booking.NewStore(conn, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	env, req := requested(t, "A1")
+	outcome, err := event.New(event.TypeSeatsConfirmed, env.BookingID, event.SeatsConfirmed{}, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	expires := now.Add(time.Minute)
+	err = store.DecideBatch(ctx, []string{env.ID}, nil, func(map[booking.ShowSeat]bool) ([]booking.Decision, error) {
+		// Blind to what is held, as a decider racing another would be.
+		return []booking.Decision{{BookingID: env.BookingID, ShowID: req.ShowID, Seats: req.Seats, CustomerName: "Ada",
+			PhoneMasked: "•••", AmountCents: 1395, Currency: "GBP", Status: "confirmed", Outcome: outcome, HoldExpiresAt: &expires}}, nil
+	})
+	if err == nil {
+		t.Fatal("a batch holding a seat already held was recorded")
+	}
+	var inbox, bookings int
+	if err := conn.Get(&inbox, `SELECT count(*) FROM booking.inbox WHERE event_id = $1`, env.ID); err != nil {
+		t.Fatal(err)
+	}
+	if err := conn.Get(&bookings, `SELECT count(*) FROM booking.bookings WHERE id = $1`, env.BookingID); err != nil {
+		t.Fatal(err)
+	}
+	if inbox != 0 || bookings != 0 || len(queued(t, conn)) != 1 {
+		t.Errorf("after the refusal: %d inbox rows, %d bookings, %d outcomes queued; want 0, 0 and the first booking's 1", inbox, bookings, len(queued(t, conn)))
+	}
+	// The careful path then tells the request the seat is taken.
+	if err := svc.HandleRequested(ctx, env, req); err != nil {
+		t.Fatal(err)
+	}
+	if last := queued(t, conn)[1]; last.Envelope.Type != event.TypeBookingRejected {
+		t.Errorf("then one at a time: %s, want a rejection", last.Envelope.Type)
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"maps"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	kafkago "github.com/segmentio/kafka-go"
@@ -113,6 +114,9 @@ type Consumer struct {
 	publisher *Publisher
 	log       *slog.Logger
 	readers   int // group members this consumer runs, each with its own reader and loop
+	// busy counts the members handling messages now. An idle member does not take a sibling's
+	// long wait (a NotYet, an outage) for a stuck group: see checkIdle.
+	busy atomic.Int32
 }
 
 // member is one group member of a Consumer: a reader and the consume loop over what the group
@@ -225,7 +229,9 @@ func (c *member) run(ctx context.Context) error {
 		msgs, fetchErr := c.fetchQueued(ctx, msg)
 		// In-flight work is not cut off by shutdown: it finishes (or gives up) on its own clock.
 		work := context.WithoutCancel(ctx)
+		c.busy.Add(1)
 		handled, finished := c.processAll(ctx, work, msgs)
+		c.busy.Add(-1)
 		if len(handled) > 0 {
 			if err := c.reader.CommitMessages(work, handled...); err != nil {
 				// The effects are recorded (with their event ids in the inbox): if the commit is
@@ -272,30 +278,37 @@ func (c *member) fetchQueued(ctx context.Context, first kafkago.Message) ([]kafk
 // the messages handled, to commit, and false if shutdown interrupted a retry.
 func (c *member) processAll(stop, work context.Context, msgs []kafkago.Message) ([]kafkago.Message, bool) {
 	done := make([]bool, len(msgs))
+	// A batch takes, per partition, only the messages before the first one it cannot take (a
+	// re-driven one, say): those after it wait for it, one at a time, so each partition is
+	// still handled in order.
+	type partition struct {
+		topic string
+		id    int
+	}
+	stopped := map[partition]bool{}
 	byTopic := map[string][]int{}
+	batches := map[string][]Delivery{}
 	for i, m := range msgs {
 		topic := c.cfg.Cluster.Unqualified(m.Topic)
-		if _, ok := c.cfg.Batch[topic]; ok && headerValue(m.Headers, HeaderRedriveFor) == "" {
-			byTopic[topic] = append(byTopic[topic], i)
-		}
-	}
-	for topic, idx := range byTopic {
-		if len(idx) < 2 {
+		p := partition{m.Topic, m.Partition}
+		if _, ok := c.cfg.Batch[topic]; !ok || stopped[p] {
 			continue
 		}
-		batch := make([]Delivery, 0, len(idx))
-		for _, i := range idx {
-			env, err := event.Decode(msgs[i].Value)
-			if err != nil {
-				break // the careful path dead-letters it
-			}
-			tp := headerValue(msgs[i].Headers, event.HeaderTraceparent)
-			if tp == "" {
-				tp = env.Traceparent
-			}
-			batch = append(batch, Delivery{Envelope: env, Trace: tp})
+		env, err := event.Decode(m.Value)
+		if err != nil || headerValue(m.Headers, HeaderRedriveFor) != "" {
+			stopped[p] = true // the careful path dead-letters it, or knows whom it is for
+			continue
 		}
-		if len(batch) < len(idx) {
+		tp := headerValue(m.Headers, event.HeaderTraceparent)
+		if tp == "" {
+			tp = env.Traceparent
+		}
+		byTopic[topic] = append(byTopic[topic], i)
+		batches[topic] = append(batches[topic], Delivery{Envelope: env, Trace: tp})
+	}
+	for topic, idx := range byTopic {
+		batch := batches[topic]
+		if len(batch) < 2 {
 			continue
 		}
 		start := time.Now()
@@ -332,6 +345,13 @@ const idleCheck = 10 * time.Second
 // rejoin is dropped, so the partitions find a reader. A member that is slow, or retrying through
 // an outage, moves its offsets or gives up within MaxStall, and is left alone.
 func (c *member) checkIdle(ctx context.Context) error {
+	if c.busy.Load() > 0 {
+		// A member of this process is at work on its partitions, maybe retrying a message
+		// for as long as it takes: their unmoved offsets are not a sign of a lost member, and
+		// rejoining would only hand its partitions to another member that waits the same way.
+		c.stuck = nil
+		return nil
+	}
 	checkCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	offsets, err := GroupOffsets(checkCtx, c.cfg.Cluster, Subscription{Group: c.cfg.GroupID, Topics: c.cfg.Topics})

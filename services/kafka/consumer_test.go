@@ -2,6 +2,7 @@ package kafka_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -460,5 +461,78 @@ func TestBatchHandlerTakesWhatWasFetchedTogetherAndFallsBackOneByOne(t *testing.
 	}
 	if largest < 2 || refused < 2 {
 		t.Errorf("largest batch %d, refused batch %d: messages waiting together were not batched", largest, refused)
+	}
+}
+
+// TestBatchNeverOvertakesAReDrivenMessage: a message re-driven from the dead-letter topic sits
+// among fresh ones in its partition. The batch takes only what comes before it; it and what
+// follows are handled after, in order.
+func TestBatchNeverOvertakesAReDrivenMessage(t *testing.T) {
+	const topic = "test-redriven"
+	cluster := broker(t, topic)
+	pub := kafka.NewPublisher(cluster, quiet)
+	defer pub.Close()
+	ctx := context.Background()
+	raw := &kafkago.Writer{Addr: kafkago.TCP(cluster.Brokers...), BatchTimeout: time.Millisecond, RequiredAcks: kafkago.RequireAll}
+	defer raw.Close()
+	var want []string
+	var msgs []kafkago.Message
+	for i := range 40 {
+		env := envelope(t)
+		want = append(want, env.BookingID)
+		value, err := json.Marshal(env)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := kafkago.Message{Topic: cluster.Topic(topic), Key: []byte("k"), Value: value}
+		if i == 5 {
+			m.Headers = []kafkago.Header{{Key: kafka.HeaderRedriveFor, Value: []byte("test")}}
+		}
+		msgs = append(msgs, m)
+	}
+	if err := raw.WriteMessages(ctx, msgs...); err != nil {
+		t.Fatal(err)
+	}
+
+	var mu sync.Mutex
+	var handled []string
+	done := make(chan struct{})
+	record := func(ids ...string) {
+		handled = append(handled, ids...)
+		if len(handled) == len(want) {
+			close(done)
+		}
+	}
+	c := kafka.NewConsumer(kafka.ConsumerConfig{Cluster: cluster, GroupID: "test", Topics: []string{topic},
+		Batch: map[string]kafka.BatchHandler{topic: func(_ context.Context, batch []kafka.Delivery) error {
+			mu.Lock()
+			defer mu.Unlock()
+			for _, d := range batch {
+				record(d.Envelope.BookingID)
+			}
+			return nil
+		}}},
+		kafka.Handlers{event.TypeTicketIssued: func(_ context.Context, env event.Envelope) error {
+			mu.Lock()
+			defer mu.Unlock()
+			record(env.BookingID)
+			return nil
+		}}, pub, quiet)
+	runCtx, cancel := context.WithCancel(ctx)
+	stopped := make(chan error, 1)
+	go func() { stopped <- c.Run(runCtx) }()
+	select {
+	case <-done:
+	case <-time.After(20 * time.Second):
+		t.Fatal("not every message was handled in 20s")
+	}
+	cancel()
+	if err := <-stopped; err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if fmt.Sprint(handled) != fmt.Sprint(want) {
+		t.Errorf("handled out of order around the re-driven message:\n got %v\nwant %v", handled, want)
 	}
 }

@@ -2,16 +2,19 @@
 // prepared statements. PostgreSQL then parses and plans each of them once per connection
 // instead of on every call: under load, planning took as long as executing (pg_stat_statements
 // with track_planning, November 2026), a third of a millisecond for the web's stage statement.
-// database/sql prepares a statement again on each pooled connection as it needs it.
+// database/sql prepares a statement again on each pooled connection as it needs it. Statements
+// are kept for the life of the process, per database handle (a few dozen queries).
 package prepared
 
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"sync"
 
 	"github.com/jmoiron/sqlx"
+	"github.com/lib/pq"
 )
 
 type key struct {
@@ -37,29 +40,44 @@ func statement(ctx context.Context, db *sqlx.DB, query string) (*sqlx.Stmt, erro
 	return s, nil
 }
 
-// Get runs query as a prepared statement and scans its one row into dest, like sqlx.GetContext.
-func Get(ctx context.Context, db *sqlx.DB, dest any, query string, args ...any) error {
+// run runs fn with the query's prepared statement. A statement PostgreSQL refuses because the
+// schema changed under it ("cached plan must not change result type", SQLSTATE 0A000: a newer
+// process migrated the database) is prepared again, once.
+func run(ctx context.Context, db *sqlx.DB, query string, fn func(*sqlx.Stmt) error) error {
 	s, err := statement(ctx, db, query)
 	if err != nil {
 		return err
 	}
-	return s.GetContext(ctx, dest, args...)
+	err = fn(s)
+	var pqErr *pq.Error
+	if errors.As(err, &pqErr) && pqErr.Code == "0A000" {
+		statements.CompareAndDelete(key{db, query}, s)
+		_ = s.Close()
+		if s, err = statement(ctx, db, query); err != nil {
+			return err
+		}
+		err = fn(s)
+	}
+	return err
+}
+
+// Get runs query as a prepared statement and scans its one row into dest, like sqlx.GetContext.
+func Get(ctx context.Context, db *sqlx.DB, dest any, query string, args ...any) error {
+	return run(ctx, db, query, func(s *sqlx.Stmt) error { return s.GetContext(ctx, dest, args...) })
 }
 
 // Select runs query as a prepared statement and scans its rows into dest, like sqlx.SelectContext.
 func Select(ctx context.Context, db *sqlx.DB, dest any, query string, args ...any) error {
-	s, err := statement(ctx, db, query)
-	if err != nil {
-		return err
-	}
-	return s.SelectContext(ctx, dest, args...)
+	return run(ctx, db, query, func(s *sqlx.Stmt) error { return s.SelectContext(ctx, dest, args...) })
 }
 
 // Exec runs query as a prepared statement, like sqlx's ExecContext.
 func Exec(ctx context.Context, db *sqlx.DB, query string, args ...any) (sql.Result, error) {
-	s, err := statement(ctx, db, query)
-	if err != nil {
-		return nil, err
-	}
-	return s.ExecContext(ctx, args...)
+	var res sql.Result
+	err := run(ctx, db, query, func(s *sqlx.Stmt) error {
+		var err error
+		res, err = s.ExecContext(ctx, args...)
+		return err
+	})
+	return res, err
 }
