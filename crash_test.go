@@ -132,8 +132,10 @@ func TestKilledReplicaHandsItsPartitionsOver(t *testing.T) {
 	c.start(TargetBooking)
 	c.start(TargetNotification)
 	c.start(TargetTicket)
-	doomed, doomedLogs := c.startChildWith(TargetPayment, "LOG_LEVEL=debug")
-	_, survivorLogs := c.startChildWith(TargetPayment, "LOG_LEVEL=debug")
+	// One member each (CONSUMER_READERS=1): with several per process and three partitions, the
+	// group may give one process every partition, and this test needs both to hold some.
+	doomed, doomedLogs := c.startChildWith(TargetPayment, "LOG_LEVEL=debug", "CONSUMER_READERS=1")
+	_, survivorLogs := c.startChildWith(TargetPayment, "LOG_LEVEL=debug", "CONSUMER_READERS=1")
 	show := c.futureShow()
 
 	// Book until each replica has charged some: then both hold partitions.
