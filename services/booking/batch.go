@@ -88,8 +88,8 @@ func (s *Service) HandleRequestedBatch(ctx context.Context, batch []kafka.Delive
 				}
 				if len(taken) > 0 {
 					slices.Sort(taken)
-					r.rej = &rejection{event.RejectSeatTaken,
-						fmt.Sprintf("%s %s already taken. Pick other seats.", seatList(taken), plural(taken, "is", "are"))}
+					rej := seatsTaken(taken)
+					r.rej = &rej
 				}
 			}
 			var d Decision
@@ -154,9 +154,9 @@ func (s *Service) rejectionDecision(env event.Envelope, req event.BookingRequest
 		ReasonCode: rej.code, Reason: rej.reason, Outcome: outcome}, nil
 }
 
-// lookup reads the catalog for checking requests. One lookup serves one batch: a show and a
-// screen are read once for all its requests. The catalog is reference data, not changed while
-// a batch is decided.
+// lookup reads the catalog for checking requests. One lookup serves one request, or one batch:
+// a show is read once for all its requests, and in batches a screen's seats once for the
+// service (see missingSeats).
 type lookup struct {
 	catalog     *catalog.Store
 	store       *Store
@@ -204,25 +204,14 @@ func (l *lookup) missingSeats(ctx context.Context, screenID string, labels []str
 	if ok {
 		seats = cached.(map[string]bool)
 	}
-	if !ok || slices.ContainsFunc(labels, func(label string) bool { return !seats[label] }) {
+	if !ok || len(missingFrom(seats, labels)) > 0 {
 		all, err := l.store.SeatLabels(ctx, screenID)
 		if err != nil {
 			return nil, err
 		}
-		seats = make(map[string]bool, len(all))
-		for _, label := range all {
-			seats[label] = true
-		}
-		if len(seats) > 0 {
+		if seats = labelSet(all); len(seats) > 0 {
 			l.screens.Store(screenID, seats)
 		}
 	}
-	var missing []string
-	for _, label := range labels {
-		if !seats[label] {
-			missing = append(missing, label)
-		}
-	}
-	slices.Sort(missing)
-	return missing, nil
+	return missingFrom(seats, labels), nil
 }

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/google/uuid"
+	"github.com/jmoiron/sqlx"
 
 	"github.com/boxoffice/boxoffice/services/event"
 	"github.com/boxoffice/boxoffice/services/kafka"
@@ -17,14 +18,7 @@ import (
 //	go test -run '^$' -bench SeatDecision -benchtime 500x ./services/booking
 func BenchmarkSeatDecision(b *testing.B) {
 	svc, conn := newService(b)
-	var slots []struct{ Show, Label string }
-	if err := conn.Select(&slots, `SELECT s.id AS show, seat.label FROM catalog.shows s
-		JOIN catalog.seats seat ON seat.screen_id = s.screen_id WHERE s.starts_at > $1 ORDER BY s.id, seat.label`, now); err != nil {
-		b.Fatal(err)
-	}
-	if len(slots) < b.N {
-		b.Fatalf("%d free seats for %d requests", len(slots), b.N)
-	}
+	slots := freeSeats(b, conn)
 	ctx := context.Background()
 	i := 0
 	for b.Loop() {
@@ -48,14 +42,7 @@ func BenchmarkSeatDecision(b *testing.B) {
 //	go test -run '^$' -bench SeatDecisionInBatches -benchtime 2000x ./services/booking
 func BenchmarkSeatDecisionInBatches(b *testing.B) {
 	svc, conn := newService(b)
-	var slots []struct{ Show, Label string }
-	if err := conn.Select(&slots, `SELECT s.id AS show, seat.label FROM catalog.shows s
-		JOIN catalog.seats seat ON seat.screen_id = s.screen_id WHERE s.starts_at > $1 ORDER BY s.id, seat.label`, now); err != nil {
-		b.Fatal(err)
-	}
-	if len(slots) < b.N {
-		b.Fatalf("%d free seats for %d requests", len(slots), b.N)
-	}
+	slots := freeSeats(b, conn)
 	ctx := context.Background()
 	const batchSize = 100
 	var batch []kafka.Delivery
@@ -83,4 +70,18 @@ func BenchmarkSeatDecisionInBatches(b *testing.B) {
 		i++
 	}
 	flush()
+}
+
+// freeSeats lists every seat of every show still to come, enough for b.N requests of one seat.
+func freeSeats(b *testing.B, conn *sqlx.DB) []struct{ Show, Label string } {
+	b.Helper()
+	var slots []struct{ Show, Label string }
+	if err := conn.Select(&slots, `SELECT s.id AS show, seat.label FROM catalog.shows s
+		JOIN catalog.seats seat ON seat.screen_id = s.screen_id WHERE s.starts_at > $1 ORDER BY s.id, seat.label`, now); err != nil {
+		b.Fatal(err)
+	}
+	if len(slots) < b.N {
+		b.Fatalf("%d free seats for %d requests", len(slots), b.N)
+	}
+	return slots
 }

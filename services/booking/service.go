@@ -151,21 +151,19 @@ func (s *Service) check(ctx context.Context, req event.BookingRequested, look *l
 // hold records the booking and holds its seats in one transaction. If another booking holds any
 // of them, the request is rejected as "seat taken" instead.
 func (s *Service) hold(ctx context.Context, env event.Envelope, req event.BookingRequested, show catalog.Show) error {
-	details := s.details(req, show)
 	expires := s.now().Add(s.holdFor).UTC()
-	outcome, err := s.newEvent(env, event.TypeSeatsConfirmed, event.SeatsConfirmed{Booking: details, Card: req.Card, HoldExpiresAt: expires})
+	d, err := s.holdDecision(env, req, show, expires)
 	if err != nil {
 		return err
 	}
 	// In the trace before it is stored: the hold's expiry continues it (as in a batch).
-	outcome.Traceparent = kafka.NextSpan(kafka.TraceFrom(ctx))
-	taken, err := s.store.Hold(ctx, env, details, expires, outcome)
+	d.Outcome.Traceparent = kafka.NextSpan(kafka.TraceFrom(ctx))
+	taken, err := s.store.Hold(ctx, env, s.details(req, show), expires, d.Outcome)
 	if err != nil {
 		return err
 	}
 	if len(taken) > 0 {
-		return s.reject(ctx, env, req, rejection{event.RejectSeatTaken,
-			fmt.Sprintf("%s %s already taken. Pick other seats.", seatList(taken), plural(taken, "is", "are"))})
+		return s.reject(ctx, env, req, seatsTaken(taken))
 	}
 	s.log.InfoContext(ctx, "seats held", "booking_id", env.BookingID, "show_id", show.ID, "seats", req.Seats, "until", expires)
 	return nil
@@ -191,14 +189,12 @@ func (s *Service) details(req event.BookingRequested, show catalog.Show) event.B
 }
 
 func (s *Service) reject(ctx context.Context, env event.Envelope, req event.BookingRequested, rej rejection) error {
-	outcome, err := s.newEvent(env, event.TypeBookingRejected, event.BookingRejected{
-		ShowID: req.ShowID, Seats: req.Seats, Code: rej.code, Reason: rej.reason,
-	})
+	d, err := s.rejectionDecision(env, req, rej)
 	if err != nil {
 		return err
 	}
-	outcome.Traceparent = kafka.NextSpan(kafka.TraceFrom(ctx))
-	if err := s.store.Reject(ctx, env, req, event.MaskPhone(req.Phone), rej.code, rej.reason, outcome); err != nil {
+	d.Outcome.Traceparent = kafka.NextSpan(kafka.TraceFrom(ctx))
+	if err := s.store.Reject(ctx, env, req, d.PhoneMasked, rej.code, rej.reason, d.Outcome); err != nil {
 		return err
 	}
 	s.log.InfoContext(ctx, "booking rejected", "booking_id", env.BookingID, "show_id", req.ShowID, "code", rej.code, "reason", rej.reason)
@@ -260,6 +256,12 @@ func (s *Service) RunHoldSweeper(ctx context.Context) error {
 
 func (s *Service) newEvent(cause event.Envelope, eventType string, payload any) (event.Envelope, error) {
 	return event.New(eventType, cause.BookingID, payload, s.now())
+}
+
+// seatsTaken is the rejection of a request some of whose seats another booking holds.
+func seatsTaken(taken []string) rejection {
+	return rejection{event.RejectSeatTaken,
+		fmt.Sprintf("%s %s already taken. Pick other seats.", seatList(taken), plural(taken, "is", "are"))}
 }
 
 func plural(items []string, one, many string) string {

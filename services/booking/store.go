@@ -45,18 +45,27 @@ func (s *Store) MissingSeats(ctx context.Context, screenID string, labels []stri
 	if err != nil {
 		return nil, fmt.Errorf("check seats of %s: %w", screenID, err)
 	}
-	found := make(map[string]bool, len(existing))
-	for _, l := range existing {
-		found[l] = true
+	return missingFrom(labelSet(existing), labels), nil
+}
+
+func labelSet(labels []string) map[string]bool {
+	set := make(map[string]bool, len(labels))
+	for _, l := range labels {
+		set[l] = true
 	}
+	return set
+}
+
+// missingFrom returns the labels not in seats, sorted.
+func missingFrom(seats map[string]bool, labels []string) []string {
 	var missing []string
 	for _, l := range labels {
-		if !found[l] {
+		if !seats[l] {
 			missing = append(missing, l)
 		}
 	}
 	sort.Strings(missing)
-	return missing, nil
+	return missing
 }
 
 // Tables of the booking service's outbox and inbox.

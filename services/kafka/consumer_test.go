@@ -364,19 +364,11 @@ func TestReadersShareTheWorkAndKeepEachKeyInOrder(t *testing.T) {
 			return nil
 		})}, pub, quiet)
 	c.SetReaders(3)
-	runCtx, cancel := context.WithCancel(ctx)
-	stopped := make(chan error, 1)
-	go func() { stopped <- c.Run(runCtx) }()
-	select {
-	case <-done:
-	case <-time.After(30 * time.Second):
+	runUntil(t, c, done, 30*time.Second, func() string {
 		mu.Lock()
-		t.Fatalf("handled %d of %d messages in 30s", len(seen), keys*perKey)
-	}
-	cancel()
-	if err := <-stopped; err != nil {
-		t.Fatalf("consumer stopped with %v", err)
-	}
+		defer mu.Unlock()
+		return fmt.Sprintf("handled %d of %d messages", len(seen), keys*perKey)
+	})
 	mu.Lock()
 	defer mu.Unlock()
 	for booking, codes := range firstSeen {
@@ -441,19 +433,11 @@ func TestBatchHandlerTakesWhatWasFetchedTogetherAndFallsBackOneByOne(t *testing.
 			record(env.BookingID)
 			return nil
 		}}, pub, quiet)
-	runCtx, cancel := context.WithCancel(ctx)
-	stopped := make(chan error, 1)
-	go func() { stopped <- c.Run(runCtx) }()
-	select {
-	case <-done:
-	case <-time.After(20 * time.Second):
+	runUntil(t, c, done, 20*time.Second, func() string {
 		mu.Lock()
-		t.Fatalf("handled %d of %d in 20s", len(handled), total)
-	}
-	cancel()
-	if err := <-stopped; err != nil {
-		t.Fatal(err)
-	}
+		defer mu.Unlock()
+		return fmt.Sprintf("handled %d of %d", len(handled), total)
+	})
 	mu.Lock()
 	defer mu.Unlock()
 	if fmt.Sprint(handled) != fmt.Sprint(want) {
@@ -518,21 +502,29 @@ func TestBatchNeverOvertakesAReDrivenMessage(t *testing.T) {
 			record(env.BookingID)
 			return nil
 		}}, pub, quiet)
-	runCtx, cancel := context.WithCancel(ctx)
-	stopped := make(chan error, 1)
-	go func() { stopped <- c.Run(runCtx) }()
-	select {
-	case <-done:
-	case <-time.After(20 * time.Second):
-		t.Fatal("not every message was handled in 20s")
-	}
-	cancel()
-	if err := <-stopped; err != nil {
-		t.Fatal(err)
-	}
+	runUntil(t, c, done, 20*time.Second, func() string { return "not every message was handled" })
 	mu.Lock()
 	defer mu.Unlock()
 	if fmt.Sprint(handled) != fmt.Sprint(want) {
 		t.Errorf("handled out of order around the re-driven message:\n got %v\nwant %v", handled, want)
+	}
+}
+
+// runUntil runs c until done is closed, then stops it and checks that it stopped cleanly. If done
+// is not closed within the time, the test fails with what progress says.
+func runUntil(t *testing.T, c *kafka.Consumer, done <-chan struct{}, within time.Duration, progress func() string) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	stopped := make(chan error, 1)
+	go func() { stopped <- c.Run(ctx) }()
+	select {
+	case <-done:
+	case <-time.After(within):
+		cancel()
+		t.Fatalf("%s within %s", progress(), within)
+	}
+	cancel()
+	if err := <-stopped; err != nil {
+		t.Fatalf("consumer stopped with %v", err)
 	}
 }
