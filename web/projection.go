@@ -123,18 +123,25 @@ func (p *Projection) Consumers(cluster kafka.Cluster, instance string, pub *kafk
 	subs := ProjectionSubscriptions(instance)
 	requests := kafka.NewConsumer(kafka.ConsumerConfig{
 		Cluster: cluster, GroupID: subs[0].Group, Topics: subs[0].Topics,
+		Batch: map[string]kafka.BatchHandler{event.TopicBookingMovie: p.onRequestedBatch},
 	}, kafka.Handlers{event.TypeBookingRequested: kafka.On(p.onRequested)}, pub, p.log)
+	handlers := kafka.Handlers{}
+	for eventType, read := range stageChanges {
+		handlers[eventType] = func(ctx context.Context, env event.Envelope) error {
+			change, err := read(env)
+			if err != nil {
+				return err
+			}
+			return p.advanceStages(ctx, []stageChange{change})
+		}
+	}
+	batches := map[string]kafka.BatchHandler{}
+	for _, topic := range subs[1].Topics {
+		batches[topic] = p.onStagesBatch
+	}
 	stages := kafka.NewConsumer(kafka.ConsumerConfig{
-		Cluster: cluster, GroupID: subs[1].Group, Topics: subs[1].Topics,
-	}, kafka.Handlers{
-		event.TypeSeatsConfirmed:     kafka.On(p.onConfirmed),
-		event.TypeBookingRejected:    kafka.On(p.onRejected),
-		event.TypePaymentSucceeded:   kafka.On(p.onPaid),
-		event.TypePaymentFailed:      kafka.On(p.onPaymentFailed),
-		event.TypeNotificationSent:   kafka.On(p.onNotification),
-		event.TypeNotificationFailed: kafka.On(p.onNotification),
-		event.TypeTicketIssued:       kafka.On(p.onTicket),
-	}, pub, p.log)
+		Cluster: cluster, GroupID: subs[1].Group, Topics: subs[1].Topics, Batch: batches,
+	}, handlers, pub, p.log)
 	return []*kafka.Consumer{requests, stages}
 }
 
@@ -219,126 +226,279 @@ func (p *Projection) Record(ctx context.Context, env event.Envelope, req event.B
 
 // onRequested records a booking read from booking-movie. It is usually recorded already, by
 // this web process when the person pressed Book; a replay, or another replica's booking, is not.
-// One statement (one round trip, its own transaction), since it runs for every booking: the
-// stage's reference to the booking is checked at the end of the statement, after the booking's
-// insert.
 func (p *Projection) onRequested(ctx context.Context, env event.Envelope, req event.BookingRequested) error {
-	if _, err := prepared.Exec(ctx, p.db, `WITH booking AS (
+	return p.recordRequested(ctx, []event.Envelope{env}, []event.BookingRequested{req})
+}
+
+// onRequestedBatch is onRequested for the requests fetched together.
+func (p *Projection) onRequestedBatch(ctx context.Context, batch []kafka.Delivery) error {
+	envs := make([]event.Envelope, 0, len(batch))
+	reqs := make([]event.BookingRequested, 0, len(batch))
+	for _, d := range batch {
+		if d.Envelope.Type != event.TypeBookingRequested {
+			return fmt.Errorf("%w: a %s event", errNotBatchable, d.Envelope.Type)
+		}
+		var req event.BookingRequested
+		if err := d.Envelope.Decode(&req); err != nil {
+			return err
+		}
+		envs, reqs = append(envs, d.Envelope), append(reqs, req)
+	}
+	return p.recordRequested(ctx, envs, reqs)
+}
+
+// requestedRow is a booking request as recordRequested hands it to PostgreSQL.
+type requestedRow struct {
+	ID           string    `json:"id"`
+	ShowID       string    `json:"show_id"`
+	Seats        []string  `json:"seats"`
+	CustomerName string    `json:"customer_name"`
+	PhoneMasked  string    `json:"phone_masked"`
+	CardBrand    string    `json:"card_brand"`
+	CardLast4    string    `json:"card_last4"`
+	At           time.Time `json:"at"`
+	Detail       string    `json:"detail"`
+	EventID      string    `json:"event_id"`
+}
+
+// recordRequested records bookings read from booking-movie, with their first stage, in one
+// statement (one round trip, its own transaction), since it runs for every booking: a stage's
+// reference to its booking is checked at the end of the statement, after the booking's insert.
+// A booking id seen twice keeps its first record, as one by one.
+func (p *Projection) recordRequested(ctx context.Context, envs []event.Envelope, reqs []event.BookingRequested) error {
+	rows := make([]requestedRow, len(envs))
+	for i, env := range envs {
+		req := reqs[i]
+		seats := req.Seats
+		if seats == nil {
+			seats = []string{}
+		}
+		rows[i] = requestedRow{ID: env.BookingID, ShowID: req.ShowID, Seats: seats, CustomerName: req.CustomerName,
+			PhoneMasked: event.MaskPhone(req.Phone), CardBrand: req.Card.Brand, CardLast4: req.Card.Last4,
+			At: env.OccurredAt, Detail: seatsRequested(req.Seats), EventID: env.ID}
+	}
+	raw, err := json.Marshal(rows)
+	if err != nil {
+		return fmt.Errorf("encode %d bookings: %w", len(rows), err)
+	}
+	if _, err := prepared.Exec(ctx, p.db, `WITH requested AS (
+			SELECT * FROM jsonb_to_recordset($1::jsonb) AS r (id uuid, show_id text, seats text[], customer_name text,
+				phone_masked text, card_brand text, card_last4 text, at timestamptz, detail text, event_id text)
+		), booking AS (
 			INSERT INTO web.bookings
 				(id, show_id, seats, customer_name, phone_masked, card_brand, card_last4, status, created_at, updated_at)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, 'requested', $8, now()) ON CONFLICT (id) DO NOTHING
+			SELECT id, show_id, seats, customer_name, phone_masked, card_brand, card_last4, $2, at, now() FROM requested
+			ON CONFLICT (id) DO NOTHING
 		)
 		INSERT INTO web.booking_stages (booking_id, name, at, detail, event_id)
-		VALUES ($1, $9, $8, $10, $11) ON CONFLICT (booking_id, name) DO NOTHING`,
-		env.BookingID, req.ShowID, pq.Array(req.Seats), req.CustomerName, event.MaskPhone(req.Phone),
-		req.Card.Brand, req.Card.Last4, env.OccurredAt, StatusRequested, seatsRequested(req.Seats), env.ID); err != nil {
-		return fmt.Errorf("record booking %s: %w", env.BookingID, err)
+		SELECT id, $2, at, detail, event_id FROM requested ON CONFLICT (booking_id, name) DO NOTHING`,
+		string(raw), StatusRequested); err != nil {
+		return fmt.Errorf("record %d bookings: %w", len(rows), err)
 	}
 	// Told even when nothing was new: another replica sharing the database may have recorded
 	// it, and the streams connected here must follow all the same.
-	p.onChange(env.BookingID, req.ShowID)
+	for i, env := range envs {
+		p.onChange(env.BookingID, reqs[i].ShowID)
+	}
 	return nil
 }
 
-func (p *Projection) onConfirmed(ctx context.Context, env event.Envelope, c event.SeatsConfirmed) error {
+// stageChange is what one event does to a booking in the projection: a stage to store once,
+// and a status to move to (never backwards).
+type stageChange struct {
+	env    event.Envelope
+	stage  Stage
+	status string
+	reason string
+	ticket *event.TicketIssued
+}
+
+// stageChanges reads each event type of the later stages into its change.
+var stageChanges = map[string]func(event.Envelope) (stageChange, error){
+	event.TypeSeatsConfirmed:     changeFrom(confirmedChange),
+	event.TypeBookingRejected:    changeFrom(rejectedChange),
+	event.TypePaymentSucceeded:   changeFrom(paidChange),
+	event.TypePaymentFailed:      changeFrom(paymentFailedChange),
+	event.TypeNotificationSent:   changeFrom(notificationChange),
+	event.TypeNotificationFailed: changeFrom(notificationChange),
+	event.TypeTicketIssued:       changeFrom(ticketChange),
+}
+
+func changeFrom[T any](change func(event.Envelope, T) stageChange) func(event.Envelope) (stageChange, error) {
+	return func(env event.Envelope) (stageChange, error) {
+		var payload T
+		if err := env.Decode(&payload); err != nil {
+			return stageChange{}, err
+		}
+		return change(env, payload), nil
+	}
+}
+
+// simpleChange is a stage named after the status it moves to.
+func simpleChange(env event.Envelope, status, detail string) stageChange {
+	return stageChange{env: env, stage: Stage{Name: status, At: env.OccurredAt, Detail: detail}, status: status}
+}
+
+func confirmedChange(env event.Envelope, c event.SeatsConfirmed) stageChange {
 	held := "held"
 	if !c.HoldExpiresAt.IsZero() {
 		// In the theatre's time, like the show: the customer is there or on their way.
 		held = "held until " + event.InZone(c.HoldExpiresAt, c.Booking.Timezone).Format("15:04:05")
 	}
 	detail := fmt.Sprintf("Seats %s %s · %s to pay", joinSeats(c.Booking.Seats), held, formatMoney(c.Booking.AmountCents, c.Booking.Currency))
-	return p.advanceStage(ctx, env, Stage{Name: StatusConfirmed, At: env.OccurredAt, Detail: detail, holdUntil: c.HoldExpiresAt}, StatusConfirmed, "", nil)
+	change := simpleChange(env, StatusConfirmed, detail)
+	change.stage.holdUntil = c.HoldExpiresAt
+	return change
 }
 
-func (p *Projection) onRejected(ctx context.Context, env event.Envelope, r event.BookingRejected) error {
-	return p.advanceStage(ctx, env, Stage{Name: StatusRejected, At: env.OccurredAt, Detail: r.Reason, code: r.Code}, StatusRejected, r.Reason, nil)
+func rejectedChange(env event.Envelope, r event.BookingRejected) stageChange {
+	change := simpleChange(env, StatusRejected, r.Reason)
+	change.stage.code, change.reason = r.Code, r.Reason
+	return change
 }
 
-func (p *Projection) onPaid(ctx context.Context, env event.Envelope, ps event.PaymentSucceeded) error {
-	detail := fmt.Sprintf("%s charged to %s ending %s", formatMoney(ps.Booking.AmountCents, ps.Booking.Currency), brandName(ps.CardBrand), ps.CardLast4)
-	return p.advance(ctx, env, StatusPaid, detail, "", nil)
+func paidChange(env event.Envelope, ps event.PaymentSucceeded) stageChange {
+	return simpleChange(env, StatusPaid, fmt.Sprintf("%s charged to %s ending %s",
+		formatMoney(ps.Booking.AmountCents, ps.Booking.Currency), brandName(ps.CardBrand), ps.CardLast4))
 }
 
-func (p *Projection) onPaymentFailed(ctx context.Context, env event.Envelope, pf event.PaymentFailed) error {
-	detail := fmt.Sprintf("%s (%s ending %s). %s", pf.Reason, brandName(pf.CardBrand), pf.CardLast4, pf.Consequence())
-	return p.advanceStage(ctx, env, Stage{Name: StatusFailed, At: env.OccurredAt, Detail: detail, code: pf.Code}, StatusFailed, pf.Reason, nil)
+func paymentFailedChange(env event.Envelope, pf event.PaymentFailed) stageChange {
+	change := simpleChange(env, StatusFailed, fmt.Sprintf("%s (%s ending %s). %s", pf.Reason, brandName(pf.CardBrand), pf.CardLast4, pf.Consequence()))
+	change.stage.code, change.reason = pf.Code, pf.Reason
+	return change
 }
 
-func (p *Projection) onNotification(ctx context.Context, env event.Envelope, n event.NotificationResult) error {
+func notificationChange(env event.Envelope, n event.NotificationResult) stageChange {
 	detail := "Text message sent to " + n.Booking.PhoneMasked
 	if n.Error != "" {
 		detail = "Text message could not be sent: " + n.Error
 	}
-	status := StatusNotified
+	change := simpleChange(env, StatusNotified, detail)
 	if !n.Paid {
 		// The SMS about a failed payment adds a stage, not a status: "failed" (and its reason)
 		// comes from the payment-failed event, which may be read after this one.
-		status = StatusRequested
+		change.status = StatusRequested
 	}
-	return p.advanceStage(ctx, env, Stage{Name: StatusNotified, At: env.OccurredAt, Detail: detail}, status, "", nil)
+	return change
 }
 
-func (p *Projection) onTicket(ctx context.Context, env event.Envelope, t event.TicketIssued) error {
-	detail := fmt.Sprintf("Ticket %s issued", t.Code)
-	return p.advance(ctx, env, StatusTicketed, detail, "", &t)
-}
-
-func (p *Projection) advance(ctx context.Context, env event.Envelope, status, detail, reason string, ticket *event.TicketIssued) error {
-	return p.advanceStage(ctx, env, Stage{Name: status, At: env.OccurredAt, Detail: detail}, status, reason, ticket)
+func ticketChange(env event.Envelope, t event.TicketIssued) stageChange {
+	change := simpleChange(env, StatusTicketed, fmt.Sprintf("Ticket %s issued", t.Code))
+	change.ticket = &t
+	return change
 }
 
 // errBookingNotYetKnown is transient: the booking-movie event that creates the row is on another
 // topic and may not have been read yet.
 var errBookingNotYetKnown = errors.New("booking not yet known to the web projection")
 
-// advanceStage stores a stage once and moves the status forward, never backwards. It is one
-// statement, so one round trip: the projection reads every stage of every booking, and a
-// transaction of its own per stage (BEGIN, a locking read, two writes, COMMIT) was a fifth of
-// the database round trips of a whole booking. The UPDATE needs no earlier locking read: it
-// locks the row and compares ranks against the row as it stands then.
-func (p *Projection) advanceStage(ctx context.Context, env event.Envelope, stage Stage, status, reason string, ticket *event.TicketIssued) error {
-	var ticketJSON []byte
-	if ticket != nil {
-		var err error
-		if ticketJSON, err = json.Marshal(ticket); err != nil {
-			return fmt.Errorf("encode ticket: %w", err)
+// errNotBatchable sends a batch down the careful path, one event at a time.
+var errNotBatchable = errors.New("not for a bulk update")
+
+// onStagesBatch stores the stage events of one topic fetched together in one statement: the
+// projection reads every stage of every booking, the most events of any consumer. If a booking
+// is not known yet, nothing is stored, and the consumer handles the events one at a time, so the
+// one that must wait waits alone.
+func (p *Projection) onStagesBatch(ctx context.Context, batch []kafka.Delivery) error {
+	changes := make([]stageChange, 0, len(batch))
+	for _, d := range batch {
+		read, ok := stageChanges[d.Envelope.Type]
+		if !ok {
+			return fmt.Errorf("%w: a %s event", errNotBatchable, d.Envelope.Type)
+		}
+		if slices.ContainsFunc(changes, func(c stageChange) bool { return c.env.BookingID == d.Envelope.BookingID }) {
+			return fmt.Errorf("%w: booking %s twice", errNotBatchable, d.Envelope.BookingID)
+		}
+		change, err := read(d.Envelope)
+		if err != nil {
+			return err
+		}
+		changes = append(changes, change)
+	}
+	return p.advanceStages(ctx, changes)
+}
+
+// stageRow is a stageChange as advanceStages hands it to PostgreSQL.
+type stageRow struct {
+	N         int                 `json:"n"` // its place: the rows come back in this order
+	BookingID string              `json:"booking_id"`
+	Name      string              `json:"name"`
+	At        time.Time           `json:"at"`
+	Detail    string              `json:"detail"`
+	EventID   string              `json:"event_id"`
+	Status    string              `json:"new_status"`
+	Rank      int                 `json:"new_rank"`
+	Reason    string              `json:"new_reason"`
+	Ticket    *event.TicketIssued `json:"new_ticket,omitempty"`
+	HoldUntil *time.Time          `json:"hold_until,omitempty"`
+}
+
+// advanceStages stores each change's stage once and moves its booking's status forward, never
+// backwards, for bookings that are all distinct, in one statement: one round trip for one event
+// or a batch. The UPDATE needs no earlier locking read: it locks each row and compares ranks
+// against the row as it stands then. If any booking is not known yet, nothing is stored and the
+// error says to wait (kafka.NotYet).
+func (p *Projection) advanceStages(ctx context.Context, changes []stageChange) error {
+	rows := make([]stageRow, len(changes))
+	for i, c := range changes {
+		rows[i] = stageRow{N: i, BookingID: c.env.BookingID, Name: c.stage.Name, At: c.stage.At, Detail: c.stage.Detail, EventID: c.env.ID,
+			Status: c.status, Rank: statusRank[c.status], Reason: c.reason, Ticket: c.ticket}
+		if !c.stage.holdUntil.IsZero() {
+			rows[i].HoldUntil = &c.stage.holdUntil
 		}
 	}
-	var row struct {
+	raw, err := json.Marshal(rows)
+	if err != nil {
+		return fmt.Errorf("encode %d stages: %w", len(rows), err)
+	}
+	var stored []struct {
+		BookingID   string    `db:"booking_id"`
 		ShowID      string    `db:"show_id"`
 		RequestedAt time.Time `db:"created_at"`
 		Inserted    bool      `db:"inserted"`
 	}
 	// A new status takes a new seat version: live seat maps ask for what changed after theirs.
-	err := prepared.Get(ctx, p.db, &row, `WITH stage AS (
+	err = prepared.Select(ctx, p.db, &stored, `WITH change AS (
+			SELECT * FROM jsonb_to_recordset($1::jsonb) AS c (n int, booking_id text, name text, at timestamptz, detail text,
+				event_id text, new_status text, new_rank int, new_reason text, new_ticket jsonb, hold_until timestamptz)
+		), known AS (
+			SELECT count(*) = (SELECT count(*) FROM change) AS all_known
+			FROM web.bookings WHERE id IN (SELECT booking_id::uuid FROM change)
+		), stage AS (
 			INSERT INTO web.booking_stages (booking_id, name, at, detail, event_id)
-			SELECT $1, $2, $3, $4, $5 WHERE EXISTS (SELECT 1 FROM web.bookings WHERE id = $1)
+			SELECT booking_id::uuid, name, at, detail, event_id FROM change WHERE (SELECT all_known FROM known)
 			ON CONFLICT (booking_id, name) DO NOTHING RETURNING booking_id
 		), moved AS (
 			UPDATE web.bookings SET
-				status = CASE WHEN $7 > `+statusRankSQL+` THEN $6 ELSE status END,
-				seat_version = CASE WHEN $7 > `+statusRankSQL+` AND status <> $6 THEN nextval('web.seat_changes') ELSE seat_version END,
-				reason = CASE WHEN $8 = '' THEN reason ELSE $8 END,
-				ticket = COALESCE($9::jsonb, ticket), hold_expires_at = COALESCE($10, hold_expires_at),
+				status = CASE WHEN c.new_rank > `+statusRankSQL+` THEN c.new_status ELSE status END,
+				seat_version = CASE WHEN c.new_rank > `+statusRankSQL+` AND status <> c.new_status THEN nextval('web.seat_changes') ELSE seat_version END,
+				reason = CASE WHEN c.new_reason = '' THEN reason ELSE c.new_reason END,
+				ticket = COALESCE(c.new_ticket, ticket), hold_expires_at = COALESCE(c.hold_until, hold_expires_at),
 				updated_at = now()
-			WHERE id = $1 AND EXISTS (SELECT 1 FROM stage)
+			FROM change c JOIN stage s ON s.booking_id = c.booking_id::uuid
+			WHERE id = s.booking_id
 		)
-		SELECT b.show_id, b.created_at, EXISTS (SELECT 1 FROM stage) AS inserted
-		FROM web.bookings b WHERE b.id = $1`,
-		env.BookingID, stage.Name, stage.At, stage.Detail, env.ID,
-		status, statusRank[status], reason, nullJSON(ticketJSON), nullTime(stage.holdUntil))
-	if errors.Is(err, sql.ErrNoRows) {
-		return kafka.NotYet(fmt.Errorf("%s for %s: %w", env.Type, env.BookingID, errBookingNotYetKnown))
-	}
+		SELECT c.booking_id, b.show_id, b.created_at, s.booking_id IS NOT NULL AS inserted
+		FROM change c JOIN web.bookings b ON b.id = c.booking_id::uuid LEFT JOIN stage s ON s.booking_id = b.id
+		WHERE (SELECT all_known FROM known) ORDER BY c.n`, string(raw))
 	if err != nil {
-		return fmt.Errorf("project %s: %w", env.Type, err)
+		return fmt.Errorf("project %d stages: %w", len(changes), err)
 	}
-	if row.Inserted {
-		p.metrics.recorded(stage.Name, env.OccurredAt.Sub(row.RequestedAt), stage.code)
+	if len(stored) < len(changes) {
+		return kafka.NotYet(fmt.Errorf("%s for %s among %d: %w", changes[0].env.Type, changes[0].env.BookingID, len(changes), errBookingNotYetKnown))
 	}
-	// Told even on a replay: another web replica sharing this database may have stored the
-	// stage first; its streams were told, ours still have to be.
-	p.onChange(env.BookingID, row.ShowID)
+	for i, row := range stored {
+		c := changes[i]
+		if row.BookingID != c.env.BookingID {
+			return fmt.Errorf("project %d stages: row %d is booking %s, want %s", len(changes), i, row.BookingID, c.env.BookingID)
+		}
+		if row.Inserted {
+			p.metrics.recorded(c.stage.Name, c.env.OccurredAt.Sub(row.RequestedAt), c.stage.code)
+		}
+		// Told even on a replay: another web replica sharing this database may have stored the
+		// stage first; its streams were told, ours still have to be.
+		p.onChange(row.BookingID, row.ShowID)
+	}
 	return nil
 }
 

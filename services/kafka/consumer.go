@@ -299,6 +299,10 @@ func (c *member) processAll(stop, work context.Context, msgs []kafkago.Message) 
 			stopped[p] = true // the careful path dead-letters it, or knows whom it is for
 			continue
 		}
+		if _, handled := c.handlers[env.Type]; !handled && event.Known(env.Type) {
+			done[i] = true // another service's business (a rejection, to payment): nothing to do
+			continue
+		}
 		tp := headerValue(m.Headers, event.HeaderTraceparent)
 		if tp == "" {
 			tp = env.Traceparent

@@ -393,10 +393,16 @@ func TestBatchHandlerTakesWhatWasFetchedTogetherAndFallsBackOneByOne(t *testing.
 	const total = 200
 	var msgs []kafka.Message
 	var want []string
-	for range total {
+	for i := range total {
 		env := envelope(t)
 		msgs = append(msgs, kafka.Message{Topic: topic, Key: "k", Envelope: env})
 		want = append(want, env.BookingID)
+		if i%5 == 0 {
+			// Among them, events of a type this consumer has no handler for: nothing to do.
+			other := envelope(t)
+			other.Type = event.TypeBookingRejected
+			msgs = append(msgs, kafka.Message{Topic: topic, Key: "k", Envelope: other})
+		}
 	}
 	if err := pub.Publish(ctx, msgs...); err != nil {
 		t.Fatal(err)
@@ -404,6 +410,7 @@ func TestBatchHandlerTakesWhatWasFetchedTogetherAndFallsBackOneByOne(t *testing.
 
 	var mu sync.Mutex
 	var handled []string // in the order they took effect
+	var strangers []string
 	batches, refused, largest := 0, 0, 0
 	done := make(chan struct{})
 	record := func(ids ...string) {
@@ -423,6 +430,9 @@ func TestBatchHandlerTakesWhatWasFetchedTogetherAndFallsBackOneByOne(t *testing.
 				return errors.New("refused: the careful path decides these")
 			}
 			for _, d := range batch {
+				if d.Envelope.Type != event.TypeTicketIssued {
+					strangers = append(strangers, d.Envelope.Type)
+				}
 				record(d.Envelope.BookingID)
 			}
 			return nil
@@ -442,6 +452,9 @@ func TestBatchHandlerTakesWhatWasFetchedTogetherAndFallsBackOneByOne(t *testing.
 	defer mu.Unlock()
 	if fmt.Sprint(handled) != fmt.Sprint(want) {
 		t.Errorf("messages handled out of order or more than once")
+	}
+	if len(strangers) > 0 {
+		t.Errorf("the batch handler was given %d events it has no handler for (%s)", len(strangers), strangers[0])
 	}
 	if largest < 2 || refused < 2 {
 		t.Errorf("largest batch %d, refused batch %d: messages waiting together were not batched", largest, refused)

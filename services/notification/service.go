@@ -12,10 +12,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/jmoiron/sqlx"
+	"github.com/lib/pq"
 
 	"github.com/boxoffice/boxoffice/services/event"
 	"github.com/boxoffice/boxoffice/services/kafka"
@@ -75,9 +77,11 @@ func (s *Service) Consumers(cluster kafka.Cluster, pub *kafka.Publisher) []*kafk
 	return []*kafka.Consumer{
 		kafka.NewConsumer(kafka.ConsumerConfig{
 			Cluster: cluster, GroupID: Subscriptions[0].Group, Topics: Subscriptions[0].Topics,
+			Batch: map[string]kafka.BatchHandler{event.TopicBookingMovie: s.HandleContactsBatch},
 		}, kafka.Handlers{event.TypeBookingRequested: kafka.On(s.HandleBookingRequested)}, pub, s.log),
 		kafka.NewConsumer(kafka.ConsumerConfig{
 			Cluster: cluster, GroupID: Subscriptions[1].Group, Topics: Subscriptions[1].Topics,
+			Batch: map[string]kafka.BatchHandler{event.TopicPayment: s.HandlePaymentBatch},
 		}, kafka.Handlers{
 			event.TypePaymentSucceeded: kafka.On(s.HandlePaymentSucceeded),
 			event.TypePaymentFailed:    kafka.On(s.HandlePaymentFailed),
@@ -97,46 +101,104 @@ func (s *Service) HandleBookingRequested(ctx context.Context, env event.Envelope
 
 // HandlePaymentSucceeded texts the booking confirmation.
 func (s *Service) HandlePaymentSucceeded(ctx context.Context, env event.Envelope, p event.PaymentSucceeded) error {
-	b := p.Booking
-	body := fmt.Sprintf("Boxoffice: you're booked! %s, %s, screen %d, %s. Seats %s. Your ticket is on its way.",
-		b.MovieTitle, b.TheatreName, b.ScreenNumber, localTime(b), strings.Join(b.Seats, " "))
-	return s.notify(ctx, env, KindBookingConfirmed, body, event.NotificationResult{Booking: b, Paid: true, PaymentID: p.PaymentID})
+	return s.notify(ctx, env, succeededText(p))
 }
 
 // HandlePaymentFailed texts why the booking did not go through.
 func (s *Service) HandlePaymentFailed(ctx context.Context, env event.Envelope, p event.PaymentFailed) error {
+	return s.notify(ctx, env, failedText(p))
+}
+
+// text is the SMS a payment outcome calls for, and the result it will announce.
+type text struct {
+	kind   string
+	body   string
+	result event.NotificationResult
+}
+
+func succeededText(p event.PaymentSucceeded) text {
 	b := p.Booking
-	body := fmt.Sprintf("Boxoffice: your booking for %s on %s did not go through. %s %s",
-		b.MovieTitle, localTime(b), p.Reason, p.Consequence())
-	return s.notify(ctx, env, KindPaymentFailed, body, event.NotificationResult{Booking: b, Paid: false})
+	return text{KindBookingConfirmed,
+		fmt.Sprintf("Boxoffice: you're booked! %s, %s, screen %d, %s. Seats %s. Your ticket is on its way.",
+			b.MovieTitle, b.TheatreName, b.ScreenNumber, localTime(b), strings.Join(b.Seats, " ")),
+		event.NotificationResult{Booking: b, Paid: true, PaymentID: p.PaymentID}}
+}
+
+func failedText(p event.PaymentFailed) text {
+	b := p.Booking
+	return text{KindPaymentFailed,
+		fmt.Sprintf("Boxoffice: your booking for %s on %s did not go through. %s %s",
+			b.MovieTitle, localTime(b), p.Reason, p.Consequence()),
+		event.NotificationResult{Booking: b, Paid: false}}
 }
 
 // notify sends one SMS of a kind per booking and queues the result. A refused SMS is an
 // outcome (announced as failed), never a reason to hold up the booking; an unreachable provider
 // is retried. The text cannot be part of a database transaction, so it is sent first, with an
 // idempotency key: a retry after a crash before the record commits texts nobody twice.
-func (s *Service) notify(ctx context.Context, env event.Envelope, kind, body string, result event.NotificationResult) error {
-	// Whether it was sent, and where to, in one round trip.
-	var known struct {
-		Done  bool           `db:"done"`
-		Phone sql.NullString `db:"phone"`
+func (s *Service) notify(ctx context.Context, env event.Envelope, t text) error {
+	known, err := s.lookUp(ctx, []event.Envelope{env}, []string{t.kind})
+	if err != nil {
+		return err
 	}
-	if err := prepared.Get(ctx, s.db, &known, `SELECT
-		EXISTS (SELECT 1 FROM notification.messages WHERE booking_id = $1 AND kind = $2) AS done,
-		(SELECT phone FROM notification.contacts WHERE booking_id = $1) AS phone`, env.BookingID, kind); err != nil {
-		return fmt.Errorf("look up %s sms of %s: %w", kind, env.BookingID, err)
-	}
-	if known.Done {
+	switch k := known[0]; {
+	case k.Done:
 		return nil // sent and recorded, with its event queued, on an earlier delivery
-	}
-	if !known.Phone.Valid {
+	case !k.Phone.Valid:
 		return kafka.NotYet(fmt.Errorf("booking %s: %w", env.BookingID, errContactNotYetKnown))
 	}
-	phone := known.Phone.String
-	result.Kind = kind
+	sent, err := s.send(ctx, env, t, known[0].Phone.String)
+	if err != nil {
+		return err
+	}
+	return s.record(ctx, []sentText{sent})
+}
+
+// contactState is whether a booking's SMS of a kind was sent, and where to send it.
+type contactState struct {
+	Done  bool           `db:"done"`
+	Phone sql.NullString `db:"phone"`
+}
+
+// lookUp reads, for each booking and kind, whether its SMS was sent and the booking's phone
+// number, in one round trip, in the order asked.
+func (s *Service) lookUp(ctx context.Context, envs []event.Envelope, kinds []string) ([]contactState, error) {
+	ids := make([]string, len(envs))
+	for i, env := range envs {
+		ids[i] = env.BookingID
+	}
+	var known []contactState
+	if err := prepared.Select(ctx, s.db, &known, `SELECT
+		EXISTS (SELECT 1 FROM notification.messages m WHERE m.booking_id = q.booking_id::uuid AND m.kind = q.kind) AS done,
+		(SELECT phone FROM notification.contacts c WHERE c.booking_id = q.booking_id::uuid) AS phone
+		FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS q (booking_id, kind, n) ORDER BY q.n`,
+		pq.Array(ids), pq.Array(kinds)); err != nil {
+		return nil, fmt.Errorf("look up the sms of %d bookings: %w", len(envs), err)
+	}
+	if len(known) != len(envs) {
+		return nil, fmt.Errorf("look up the sms of %d bookings: %d answers", len(envs), len(known))
+	}
+	return known, nil
+}
+
+// sentText is an SMS the provider answered, with the outcome to announce.
+type sentText struct {
+	cause   event.Envelope
+	trace   string // of the cause's delivery
+	kind    string
+	status  string // delivered or failed
+	result  event.NotificationResult
+	outcome []byte // the notification-sent event, encoded
+}
+
+// send texts one customer. The provider refusing the message is an outcome; an error means the
+// provider could not be asked, and the caller retries.
+func (s *Service) send(ctx context.Context, env event.Envelope, t text, phone string) (sentText, error) {
+	result := t.result
+	result.Kind = t.kind
 	status, eventType := "delivered", event.TypeNotificationSent
 	// The key makes a resend after a crash between sending and recording deliver nothing new.
-	providerID, sendErr := s.sender.Send(ctx, sms.Message{Key: env.BookingID + "/" + kind, Phone: phone, Body: body})
+	providerID, sendErr := s.sender.Send(ctx, sms.Message{Key: env.BookingID + "/" + t.kind, Phone: phone, Body: t.body})
 	var refused *sms.DeliveryError
 	switch {
 	case sendErr == nil:
@@ -145,39 +207,59 @@ func (s *Service) notify(ctx context.Context, env event.Envelope, kind, body str
 		status, eventType = "failed", event.TypeNotificationFailed
 		result.Error = refused.Reason
 	default:
-		return fmt.Errorf("send %s sms for %s: %w", kind, env.BookingID, sendErr)
+		return sentText{}, fmt.Errorf("send %s sms for %s: %w", t.kind, env.BookingID, sendErr)
 	}
 	outcome, err := event.New(eventType, env.BookingID, result, s.now())
 	if err != nil {
-		return err
+		return sentText{}, err
 	}
 	outcome.Traceparent = kafka.NextSpan(kafka.TraceFrom(ctx)) // one booking, one trace
 	raw, err := json.Marshal(outcome)
 	if err != nil {
-		return fmt.Errorf("encode notification outcome: %w", err)
+		return sentText{}, fmt.Errorf("encode notification outcome: %w", err)
 	}
-	// One statement, so one round trip and its own transaction: the event id into the inbox, the
-	// message (one per booking and kind) and its outcome into the outbox, each only if the one
-	// before took effect.
-	var recorded bool
-	if err := prepared.Get(ctx, s.db, &recorded, `WITH first AS (
-			INSERT INTO `+InboxTable+` (event_id) VALUES ($1) ON CONFLICT (event_id) DO NOTHING RETURNING 1
+	return sentText{cause: env, trace: kafka.TraceFrom(ctx), kind: t.kind, status: status, result: result, outcome: raw}, nil
+}
+
+// record stores sent texts in one statement, so one round trip and its own transaction: each
+// cause's event id into the inbox, its message (one per booking and kind) and its outcome into
+// the outbox, each only if the one before took effect.
+func (s *Service) record(ctx context.Context, texts []sentText) error {
+	n := len(texts)
+	eventIDs, ids, kinds, statuses, providerIDs, errs, outcomes := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+	for i, t := range texts {
+		eventIDs[i], ids[i], kinds[i], statuses[i] = t.cause.ID, t.cause.BookingID, t.kind, t.status
+		providerIDs[i], errs[i], outcomes[i] = t.result.MessageID, t.result.Error, string(t.outcome)
+	}
+	var recorded []string
+	if err := prepared.Select(ctx, s.db, &recorded, `WITH sent AS (
+			SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::jsonb[])
+				WITH ORDINALITY AS t (event_id, booking_id, kind, status, provider_id, error, outcome_event, n)
+		), first AS (
+			INSERT INTO `+InboxTable+` (event_id) SELECT event_id FROM sent ON CONFLICT (event_id) DO NOTHING RETURNING event_id
 		), message AS (
 			INSERT INTO notification.messages (booking_id, kind, status, provider_id, error, outcome_event)
-			SELECT $2, $3, $4, $5, $6, $7 WHERE EXISTS (SELECT 1 FROM first)
-			ON CONFLICT (booking_id, kind) DO NOTHING RETURNING 1
+			SELECT booking_id::uuid, kind, status, provider_id, error, outcome_event FROM sent JOIN first USING (event_id)
+			ON CONFLICT (booking_id, kind) DO NOTHING RETURNING booking_id, kind
 		), queued AS (
-			INSERT INTO `+OutboxTable+` (topic, key, envelope) SELECT $8, $2, $7 WHERE EXISTS (SELECT 1 FROM message)
+			INSERT INTO `+OutboxTable+` (topic, key, envelope)
+			SELECT $8, t.booking_id, t.outcome_event FROM sent t JOIN message m ON m.booking_id = t.booking_id::uuid AND m.kind = t.kind
+			ORDER BY t.n
 		)
-		SELECT EXISTS (SELECT 1 FROM message)`,
-		env.ID, env.BookingID, kind, status, result.MessageID, result.Error, string(raw), event.TopicNotificationSent); err != nil {
-		return fmt.Errorf("record %s sms for %s: %w", kind, env.BookingID, err)
+		SELECT t.event_id FROM sent t JOIN message m ON m.booking_id = t.booking_id::uuid AND m.kind = t.kind`,
+		pq.Array(eventIDs), pq.Array(ids), pq.Array(kinds), pq.Array(statuses), pq.Array(providerIDs), pq.Array(errs), pq.Array(outcomes),
+		event.TopicNotificationSent); err != nil {
+		return fmt.Errorf("record %d sms: %w", n, err)
 	}
-	if !recorded {
+	if len(recorded) == 0 {
 		return nil
 	}
 	s.relay.Notify()
-	s.log.InfoContext(ctx, "sms "+status, "booking_id", env.BookingID, "kind", kind, "error", result.Error)
+	for _, t := range texts {
+		if slices.Contains(recorded, t.cause.ID) {
+			s.log.InfoContext(kafka.WithTrace(ctx, t.trace), "sms "+t.status, "booking_id", t.cause.BookingID, "kind", t.kind, "error", t.result.Error)
+		}
+	}
 	return nil
 }
 

@@ -3,8 +3,11 @@ package notification_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
+	"maps"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -102,4 +105,140 @@ func (s *scriptedSender) Send(context.Context, sms.Message) (string, error) {
 	err := s.errs[0]
 	s.errs = s.errs[1:]
 	return "", err
+}
+
+// smsRecord is what a notification database says of each booking: its messages and the
+// outcomes queued for it.
+func smsRecord(t *testing.T, conn *sqlx.DB) map[string]string {
+	t.Helper()
+	got := map[string]string{}
+	var rows []struct {
+		ID     string `db:"booking_id"`
+		Kind   string `db:"kind"`
+		Status string `db:"status"`
+		Error  string `db:"error"`
+	}
+	if err := conn.Select(&rows, `SELECT booking_id::text, kind, status, error FROM notification.messages`); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range rows {
+		got[r.ID] += r.Kind + ":" + r.Status + ":" + r.Error
+	}
+	for _, m := range queued(t, conn) {
+		var result event.NotificationResult
+		if err := m.Envelope.Decode(&result); err != nil {
+			t.Fatal(err)
+		}
+		got[m.Key] += fmt.Sprintf(" → %s paid=%v", m.Envelope.Type, result.Paid)
+	}
+	return got
+}
+
+// TestBatchTextsAsOneAtATimeWould: contacts and payment outcomes fetched together are recorded
+// and texted in a few statements, with the texts and outcomes one by one gives: a confirmation,
+// a failed payment's text, and a number the provider refuses. A batch seen again is refused, and
+// the one-by-one path it falls back to texts nobody twice. An outcome whose contact is not read
+// yet sends the batch down that path before anyone is texted.
+func TestBatchTextsAsOneAtATimeWould(t *testing.T) {
+	ctx := context.Background()
+	type side struct {
+		conn  *sqlx.DB
+		inbox *sms.Sandbox
+		svc   *notification.Service
+	}
+	newSide := func() side {
+		conn := dbtest.NewMigrated(t, nil)
+		inbox := sms.NewSandbox(conn, time.Now)
+		return side{conn, inbox, notification.NewService(conn, inbox, nil, time.Now, slog.New(slog.NewTextHandler(io.Discard, nil)))}
+	}
+	one, batched := newSide(), newSide()
+	details := event.BookingDetails{MovieTitle: "Orbital Decay", TheatreName: "Boxoffice Bankside", ScreenNumber: 2,
+		StartsAt: time.Date(2026, 11, 27, 19, 30, 0, 0, time.UTC), Timezone: "Europe/London", Seats: []string{"C4"}}
+	phones := []string{"+447700900101", "+447700900102", "+447700900000", "+447700900104"}
+	var contacts, outcomes []kafka.Delivery
+	for i, phone := range phones {
+		id := uuid.NewString()
+		req := event.BookingRequested{CustomerName: "Ada", Phone: phone}
+		env, _ := event.New(event.TypeBookingRequested, id, req, time.Now())
+		contacts = append(contacts, kafka.Delivery{Envelope: env})
+		if err := one.svc.HandleBookingRequested(ctx, env, req); err != nil {
+			t.Fatal(err)
+		}
+		var outcome event.Envelope
+		if i == 1 {
+			outcome, _ = event.New(event.TypePaymentFailed, id, event.PaymentFailed{Booking: details, Code: "card_declined", Reason: "Your card was declined."}, time.Now())
+		} else {
+			outcome, _ = event.New(event.TypePaymentSucceeded, id, event.PaymentSucceeded{Booking: details, PaymentID: "ch_" + id}, time.Now())
+		}
+		outcomes = append(outcomes, kafka.Delivery{Envelope: outcome, Trace: kafka.NextSpan("")})
+	}
+	// A redelivered request in the contacts' batch keeps the contact read first.
+	again, _ := event.New(event.TypeBookingRequested, contacts[0].Envelope.BookingID, event.BookingRequested{Phone: "+447700900999"}, time.Now())
+	if err := batched.svc.HandleContactsBatch(ctx, append(contacts, kafka.Delivery{Envelope: again})); err != nil {
+		t.Fatal(err)
+	}
+	handleOneByOne := func(s side, batch []kafka.Delivery) {
+		for _, d := range batch {
+			var err error
+			if d.Envelope.Type == event.TypePaymentFailed {
+				var p event.PaymentFailed
+				_ = d.Envelope.Decode(&p)
+				err = s.svc.HandlePaymentFailed(ctx, d.Envelope, p)
+			} else {
+				var p event.PaymentSucceeded
+				_ = d.Envelope.Decode(&p)
+				err = s.svc.HandlePaymentSucceeded(ctx, d.Envelope, p)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	handleOneByOne(one, outcomes)
+	if err := batched.svc.HandlePaymentBatch(ctx, outcomes); err != nil {
+		t.Fatal(err)
+	}
+	want, got := smsRecord(t, one.conn), smsRecord(t, batched.conn)
+	for _, d := range outcomes {
+		id := d.Envelope.BookingID
+		if got[id] != want[id] || !strings.Contains(want[id], "→") {
+			t.Errorf("booking %s: batch %q, one by one %q", id, got[id], want[id])
+		}
+	}
+	inboxOf := func(s side) []string {
+		msgs, err := s.inbox.Inbox(ctx, "", 100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var texts []string
+		for _, m := range msgs {
+			texts = append(texts, m.Phone+" "+m.Body)
+		}
+		slices.Sort(texts)
+		return texts
+	}
+	wantTexts := inboxOf(one)
+	if gotTexts := inboxOf(batched); !slices.Equal(gotTexts, wantTexts) || len(wantTexts) != 3 {
+		t.Errorf("batch texted %q\none by one %q; want the same three texts", gotTexts, wantTexts)
+	}
+
+	if err := batched.svc.HandlePaymentBatch(ctx, outcomes); err == nil {
+		t.Error("a batch seen before was handled as a batch; want it refused")
+	}
+	handleOneByOne(batched, outcomes)
+	if after := smsRecord(t, batched.conn); !maps.Equal(after, got) || len(inboxOf(batched)) != 3 {
+		t.Errorf("after the redelivery: %v and %d texts", after, len(inboxOf(batched)))
+	}
+
+	stranger, _ := event.New(event.TypePaymentSucceeded, uuid.NewString(), event.PaymentSucceeded{Booking: details}, time.Now())
+	fresh := newSide()
+	if err := fresh.svc.HandleContactsBatch(ctx, contacts[:1]); err != nil {
+		t.Fatal(err)
+	}
+	if err := fresh.svc.HandlePaymentBatch(ctx, []kafka.Delivery{outcomes[0], {Envelope: stranger}}); err == nil {
+		t.Error("a batch with an outcome whose contact is unknown was texted as a batch")
+	}
+	if texts := inboxOf(fresh); len(texts) != 0 {
+		t.Errorf("the refused batch texted %q; want nobody", texts)
+	}
 }

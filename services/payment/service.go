@@ -88,6 +88,7 @@ var Subscription = kafka.Subscription{Group: GroupID, Topics: []string{event.Top
 func (s *Service) Consumer(cluster kafka.Cluster, pub *kafka.Publisher) *kafka.Consumer {
 	return kafka.NewConsumer(kafka.ConsumerConfig{
 		Cluster: cluster, GroupID: Subscription.Group, Topics: Subscription.Topics,
+		Batch: map[string]kafka.BatchHandler{event.TopicMovieFound: s.HandleConfirmedBatch},
 	}, kafka.Handlers{
 		event.TypeSeatsConfirmed: kafka.On(s.HandleSeatsConfirmed),
 		event.TypeHoldExpired:    kafka.On(s.HandleHoldExpired),

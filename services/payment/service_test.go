@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"maps"
 	"strings"
 	"sync"
 	"testing"
@@ -368,4 +369,189 @@ func TestDeclineLearnedAtExpirySaysDeclined(t *testing.T) {
 	if f := onlyOutcome(t, conn, event.TypePaymentFailed); f.Code != gateway.DeclineGeneric || f.Refunded {
 		t.Errorf("outcome %+v, want the decline's own code and reason", f)
 	}
+}
+
+// batchFixture is a payment service over a database of its own whose clock the test moves.
+func batchFixture(t *testing.T, clk *clock) (*sqlx.DB, *slowCharger, *payment.Service) {
+	t.Helper()
+	conn := dbtest.NewMigrated(t, nil)
+	charger := &slowCharger{countingCharger: &countingCharger{Processor: gateway.NewSandbox(conn)}, clock: clk}
+	return conn, charger, payment.NewService(conn, charger, nil, clk.Now, slog.New(slog.NewTextHandler(io.Discard, nil)))
+}
+
+// confirmation is a seats-confirmed event for a sandbox test card, its hold ending at holdEnds.
+func confirmation(t *testing.T, card string, holdEnds time.Time) (kafka.Delivery, event.SeatsConfirmed) {
+	t.Helper()
+	tok, err := gateway.NewSandbox(nil).Tokenize(context.Background(), card)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := event.SeatsConfirmed{Booking: event.BookingDetails{MovieTitle: "Orbital Decay", AmountCents: 1395, Currency: "GBP", Seats: []string{"C4"}},
+		Card: tok, HoldExpiresAt: holdEnds}
+	env, err := event.New(event.TypeSeatsConfirmed, uuid.NewString(), c, holdEnds.Add(-10*time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return kafka.Delivery{Envelope: env, Trace: kafka.NextSpan("")}, c
+}
+
+// outcomesByBooking is what a payment database says of each booking: its payment's status and
+// failure code, and the outcome events queued for it.
+func outcomesByBooking(t *testing.T, conn *sqlx.DB) map[string]string {
+	t.Helper()
+	got := map[string]string{}
+	var rows []struct {
+		ID     string `db:"booking_id"`
+		Status string `db:"status"`
+		Code   string `db:"failure_code"`
+	}
+	if err := conn.Select(&rows, `SELECT booking_id::text, status, failure_code FROM payment.payments`); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range rows {
+		got[r.ID] = r.Status + ":" + r.Code
+	}
+	for _, m := range queued(t, conn) {
+		var f event.PaymentFailed
+		if err := m.Envelope.Decode(&f); err != nil {
+			t.Fatal(err)
+		}
+		got[m.Key] += " → " + m.Envelope.Type + ":" + f.Code
+	}
+	return got
+}
+
+// TestBatchChargesAsOneAtATimeWould: confirmations fetched together are charged concurrently and
+// recorded in two statements, and every outcome is the one charging them one by one gives:
+// approvals and both kinds of decline. A batch seen again changes nothing: it is refused whole,
+// and the careful path it falls back to charges no card again.
+func TestBatchChargesAsOneAtATimeWould(t *testing.T) {
+	ctx := context.Background()
+	clk := &clock{at: time.Date(2026, 11, 25, 18, 0, 0, 0, time.UTC)}
+	oneConn, oneCharger, oneByOne := batchFixture(t, clk)
+	batchConn, batchCharger, batched := batchFixture(t, clk)
+
+	var batch []kafka.Delivery
+	var payloads []event.SeatsConfirmed
+	cards := []string{"4242424242424242", "4000000000000002", "5555555555554444", "4000000000009995", "4242424242424242"}
+	for _, card := range cards {
+		d, c := confirmation(t, card, clk.Now().Add(10*time.Minute))
+		batch, payloads = append(batch, d), append(payloads, c)
+	}
+	for i, d := range batch {
+		if err := oneByOne.HandleSeatsConfirmed(ctx, d.Envelope, payloads[i]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := batched.HandleConfirmedBatch(ctx, batch); err != nil {
+		t.Fatal(err)
+	}
+	want, got := outcomesByBooking(t, oneConn), outcomesByBooking(t, batchConn)
+	for _, d := range batch {
+		id := d.Envelope.BookingID
+		if got[id] != want[id] || !strings.Contains(want[id], "→") {
+			t.Errorf("booking %s: batch %q, one by one %q", id, got[id], want[id])
+		}
+	}
+	if len(got) != len(cards) || batchCharger.calls != len(cards) || oneCharger.calls != len(cards) {
+		t.Errorf("%d bookings recorded, %d and %d charges; want %d of each", len(got), batchCharger.calls, oneCharger.calls, len(cards))
+	}
+	if l := readLedger(t, batchConn); l != (ledger{charges: 5, approved: 3}) {
+		t.Errorf("sandbox ledger %+v, want 5 charges, 3 approved, no refund", l)
+	}
+
+	if err := batched.HandleConfirmedBatch(ctx, batch); err == nil {
+		t.Error("a batch seen before was handled as a batch; want it refused")
+	}
+	for i, d := range batch {
+		if err := batched.HandleSeatsConfirmed(ctx, d.Envelope, payloads[i]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if again := outcomesByBooking(t, batchConn); !maps.Equal(again, got) || batchCharger.calls != len(cards) {
+		t.Errorf("after the redelivery: %v and %d charges; want %v and %d", again, batchCharger.calls, got, len(cards))
+	}
+}
+
+// TestBatchLeavesHoldsAndOutagesToTheCarefulPath: a batch refuses what only the one-by-one path
+// knows how to end: a hold that ran out before it was read (never charged), a charge approved
+// after its hold ran out (refunded), and a processor outage (retried, never charged twice). In
+// each case the one-by-one path that follows gives the booking exactly one outcome.
+func TestBatchLeavesHoldsAndOutagesToTheCarefulPath(t *testing.T) {
+	ctx := context.Background()
+	t.Run("hold ran out before it was read", func(t *testing.T) {
+		clk := &clock{at: time.Date(2026, 11, 25, 18, 0, 0, 0, time.UTC)}
+		conn, charger, svc := batchFixture(t, clk)
+		fresh, freshC := confirmation(t, "4242424242424242", clk.Now().Add(10*time.Minute))
+		stale, staleC := confirmation(t, "4242424242424242", clk.Now().Add(-time.Second))
+		if err := svc.HandleConfirmedBatch(ctx, []kafka.Delivery{fresh, stale}); err == nil {
+			t.Fatal("a batch with an expired hold was charged as a batch")
+		}
+		if charger.calls != 0 {
+			t.Errorf("the refused batch made %d charges, want none", charger.calls)
+		}
+		for _, h := range []struct {
+			d kafka.Delivery
+			c event.SeatsConfirmed
+		}{{fresh, freshC}, {stale, staleC}} {
+			if err := svc.HandleSeatsConfirmed(ctx, h.d.Envelope, h.c); err != nil {
+				t.Fatal(err)
+			}
+		}
+		got := outcomesByBooking(t, conn)
+		if got[fresh.Envelope.BookingID] != "succeeded: → payment.succeeded:" || got[stale.Envelope.BookingID] != "failed:hold_expired → payment.failed:hold_expired" || charger.calls != 1 {
+			t.Errorf("outcomes %v after %d charges; want the fresh one paid, the stale one failed uncharged", got, charger.calls)
+		}
+	})
+	t.Run("approved after the hold ran out", func(t *testing.T) {
+		clk := &clock{at: time.Date(2026, 11, 25, 18, 0, 0, 0, time.UTC)}
+		conn, charger, svc := batchFixture(t, clk)
+		a, ac := confirmation(t, "4242424242424242", clk.Now().Add(time.Minute))
+		b, bc := confirmation(t, "4242424242424242", clk.Now().Add(time.Minute))
+		charger.takes = 2 * time.Minute
+		if err := svc.HandleConfirmedBatch(ctx, []kafka.Delivery{a, b}); err == nil {
+			t.Fatal("charges approved after their holds ran out were recorded as a batch")
+		}
+		charger.takes = 0
+		for _, h := range []struct {
+			d kafka.Delivery
+			c event.SeatsConfirmed
+		}{{a, ac}, {b, bc}} {
+			if err := svc.HandleSeatsConfirmed(ctx, h.d.Envelope, h.c); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, id := range []string{a.Envelope.BookingID, b.Envelope.BookingID} {
+			if got := outcomesByBooking(t, conn)[id]; got != "refunded:"+event.PaymentLate+" → payment.failed:"+event.PaymentLate {
+				t.Errorf("booking %s: %q, want refunded once, failed as late", id, got)
+			}
+		}
+		if l := readLedger(t, conn); l != (ledger{charges: 2, approved: 2, refunds: 2}) {
+			t.Errorf("sandbox ledger %+v, want each card charged once and refunded once", l)
+		}
+	})
+	t.Run("processor outage", func(t *testing.T) {
+		clk := &clock{at: time.Date(2026, 11, 25, 18, 0, 0, 0, time.UTC)}
+		conn, charger, svc := batchFixture(t, clk)
+		a, ac := confirmation(t, "4242424242424242", clk.Now().Add(10*time.Minute))
+		b, _ := confirmation(t, "4000000000000002", clk.Now().Add(10*time.Minute))
+		charger.fail = errors.New("processor unreachable")
+		if err := svc.HandleConfirmedBatch(ctx, []kafka.Delivery{a, b}); err == nil {
+			t.Fatal("a batch whose charges failed was recorded")
+		}
+		charger.fail = nil
+		if err := svc.HandleSeatsConfirmed(ctx, a.Envelope, ac); err != nil {
+			t.Fatal(err)
+		}
+		if err := svc.HandleConfirmedBatch(ctx, []kafka.Delivery{b}); err != nil {
+			t.Fatal(err)
+		}
+		got := outcomesByBooking(t, conn)
+		if got[a.Envelope.BookingID] != "succeeded: → payment.succeeded:" || got[b.Envelope.BookingID] != "failed:card_declined → payment.failed:card_declined" {
+			t.Errorf("outcomes after the outage: %v", got)
+		}
+		if l := readLedger(t, conn); l != (ledger{charges: 2, approved: 1}) {
+			t.Errorf("sandbox ledger %+v, want one charge each", l)
+		}
+	})
 }

@@ -5,12 +5,16 @@ package sms
 import (
 	"context"
 	"crypto/rand"
+	"database/sql"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
 
 	"github.com/jmoiron/sqlx"
+
+	"github.com/boxoffice/boxoffice/services/prepared"
 )
 
 // Sender delivers a text message. A *DeliveryError means the provider refused this message
@@ -57,13 +61,16 @@ func (s *Sandbox) Send(ctx context.Context, msg Message) (string, error) {
 	if strings.HasSuffix(digitsOf(msg.Phone), SandboxUndeliverableSuffix) {
 		return "", &DeliveryError{Reason: "The number cannot receive text messages (sandbox: numbers ending in 0000 always fail)."}
 	}
-	if _, err := s.db.ExecContext(ctx, `INSERT INTO sms_sandbox.messages (id, idempotency_key, phone, body, sent_at)
-		VALUES ($1, $2, $3, $4, $5) ON CONFLICT (idempotency_key) DO NOTHING`,
-		"sms_"+randomHex(10), msg.Key, msg.Phone, msg.Body, s.now()); err != nil {
-		return "", fmt.Errorf("sandbox sms: %w", err)
-	}
+	// The insert answers with the message's id; a message sent before under the key is read
+	// instead. One round trip in the usual case.
 	var id string
-	if err := s.db.GetContext(ctx, &id, `SELECT id FROM sms_sandbox.messages WHERE idempotency_key = $1`, msg.Key); err != nil {
+	err := prepared.Get(ctx, s.db, &id, `INSERT INTO sms_sandbox.messages (id, idempotency_key, phone, body, sent_at)
+		VALUES ($1, $2, $3, $4, $5) ON CONFLICT (idempotency_key) DO NOTHING RETURNING id`,
+		"sms_"+randomHex(10), msg.Key, msg.Phone, msg.Body, s.now())
+	if errors.Is(err, sql.ErrNoRows) {
+		err = prepared.Get(ctx, s.db, &id, `SELECT id FROM sms_sandbox.messages WHERE idempotency_key = $1`, msg.Key)
+	}
+	if err != nil {
 		return "", fmt.Errorf("sandbox sms: %w", err)
 	}
 	return id, nil

@@ -1,0 +1,107 @@
+package notification
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+
+	"github.com/lib/pq"
+
+	"github.com/boxoffice/boxoffice/services/event"
+	"github.com/boxoffice/boxoffice/services/kafka"
+)
+
+// errNotBatchable sends a batch down the careful path, one event at a time: a text sent before,
+// a contact not read yet, a booking twice.
+var errNotBatchable = errors.New("not for a bulk send")
+
+// sendsAtOnce bounds the provider calls a batch has open at a time.
+const sendsAtOnce = 8
+
+// HandleContactsBatch is HandleBookingRequested for the requests fetched together, in one
+// statement.
+func (s *Service) HandleContactsBatch(ctx context.Context, batch []kafka.Delivery) error {
+	ids, names, phones := make([]string, 0, len(batch)), make([]string, 0, len(batch)), make([]string, 0, len(batch))
+	for _, d := range batch {
+		if d.Envelope.Type != event.TypeBookingRequested {
+			return fmt.Errorf("%w: a %s event", errNotBatchable, d.Envelope.Type)
+		}
+		var req event.BookingRequested
+		if err := d.Envelope.Decode(&req); err != nil {
+			return err
+		}
+		ids, names, phones = append(ids, d.Envelope.BookingID), append(names, req.CustomerName), append(phones, req.Phone)
+	}
+	// A booking id seen twice (a redelivery) keeps its first contact, as one by one.
+	if _, err := s.db.ExecContext(ctx, `INSERT INTO notification.contacts (booking_id, customer_name, phone)
+		SELECT id::uuid, name, phone FROM unnest($1::text[], $2::text[], $3::text[]) AS c (id, name, phone)
+		ON CONFLICT (booking_id) DO NOTHING`, pq.Array(ids), pq.Array(names), pq.Array(phones)); err != nil {
+		return fmt.Errorf("record %d contacts: %w", len(batch), err)
+	}
+	return nil
+}
+
+// HandlePaymentBatch texts the customers of the payment outcomes fetched together: one lookup
+// for them all, the provider called for all of them concurrently, and one statement recording
+// them, where one at a time each costs three round trips and a commit in a row. The steps are
+// notify's, so when anything is out of the ordinary the batch returns an error and the consumer
+// handles the events one at a time; a text already sent in the batch is sent again with the same
+// idempotency key, and the provider delivers nothing new.
+func (s *Service) HandlePaymentBatch(ctx context.Context, batch []kafka.Delivery) error {
+	ctx = kafka.WithTrace(ctx, batch[0].Trace) // the batch's own work, in the trace of its first event
+	envs := make([]event.Envelope, 0, len(batch))
+	texts := make([]text, 0, len(batch))
+	kinds := make([]string, 0, len(batch))
+	for _, d := range batch {
+		var t text
+		switch d.Envelope.Type {
+		case event.TypePaymentSucceeded:
+			var p event.PaymentSucceeded
+			if err := d.Envelope.Decode(&p); err != nil {
+				return err
+			}
+			t = succeededText(p)
+		case event.TypePaymentFailed:
+			var p event.PaymentFailed
+			if err := d.Envelope.Decode(&p); err != nil {
+				return err
+			}
+			t = failedText(p)
+		default:
+			return fmt.Errorf("%w: a %s event", errNotBatchable, d.Envelope.Type)
+		}
+		if slices.ContainsFunc(envs, func(e event.Envelope) bool { return e.BookingID == d.Envelope.BookingID }) {
+			return fmt.Errorf("%w: booking %s twice", errNotBatchable, d.Envelope.BookingID)
+		}
+		envs, texts, kinds = append(envs, d.Envelope), append(texts, t), append(kinds, t.kind)
+	}
+	known, err := s.lookUp(ctx, envs, kinds)
+	if err != nil {
+		return err
+	}
+	for i, k := range known {
+		if k.Done || !k.Phone.Valid {
+			return fmt.Errorf("%w: booking %s's text is sent already, or its contact not read yet", errNotBatchable, envs[i].BookingID)
+		}
+	}
+
+	sent := make([]sentText, len(envs))
+	errs := make([]error, len(envs))
+	var wg sync.WaitGroup
+	slots := make(chan struct{}, sendsAtOnce)
+	for i := range envs {
+		wg.Add(1)
+		slots <- struct{}{}
+		go func() {
+			defer func() { <-slots; wg.Done() }()
+			sent[i], errs[i] = s.send(kafka.WithTrace(ctx, batch[i].Trace), envs[i], texts[i], known[i].Phone.String)
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("send a batch of %d: %w", len(envs), err)
+	}
+	return s.record(ctx, sent)
+}

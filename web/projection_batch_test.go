@@ -1,0 +1,190 @@
+package web
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/boxoffice/boxoffice/db/dbtest"
+	"github.com/boxoffice/boxoffice/services/event"
+	"github.com/boxoffice/boxoffice/services/kafka"
+)
+
+// toldProjection is a projection over a database of its own that counts what its streams were
+// told.
+type toldProjection struct {
+	*Projection
+	mu   sync.Mutex
+	told map[string]int
+}
+
+func newToldProjection(t *testing.T) *toldProjection {
+	t.Helper()
+	tp := &toldProjection{told: map[string]int{}}
+	tp.Projection = NewProjection(dbtest.NewMigrated(t, nil), func(bookingID, _ string) {
+		tp.mu.Lock()
+		defer tp.mu.Unlock()
+		tp.told[bookingID]++
+	}, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	return tp
+}
+
+// describe is what a person would see of a booking: its status, reason, hold, ticket and
+// stages.
+func (tp *toldProjection) describe(t *testing.T, id string) string {
+	t.Helper()
+	b, err := tp.Booking(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stages []string
+	for _, s := range b.Stages {
+		stages = append(stages, s.Name+" "+s.Detail)
+	}
+	ticket := ""
+	if b.Ticket != nil {
+		ticket = b.Ticket.Code
+	}
+	hold := ""
+	if b.HoldUntil != nil {
+		hold = b.HoldUntil.UTC().Format(time.RFC3339)
+	}
+	return fmt.Sprintf("%s %q hold=%s ticket=%s seats=%v stages=%q", b.Status, b.Reason, hold, ticket, b.Seats, stages)
+}
+
+func stageEvent(t *testing.T, eventType, bookingID string, payload any) kafka.Delivery {
+	t.Helper()
+	env, err := event.New(eventType, bookingID, payload, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return kafka.Delivery{Envelope: env}
+}
+
+// handleOneByOne is what the consumer's careful path does with a batch.
+func (tp *toldProjection) handleOneByOne(t *testing.T, batch []kafka.Delivery) {
+	t.Helper()
+	for _, d := range batch {
+		var err error
+		if d.Envelope.Type == event.TypeBookingRequested {
+			var req event.BookingRequested
+			if err := d.Envelope.Decode(&req); err != nil {
+				t.Fatal(err)
+			}
+			err = tp.onRequested(context.Background(), d.Envelope, req)
+		} else {
+			change, decodeErr := stageChanges[d.Envelope.Type](d.Envelope)
+			if decodeErr != nil {
+				t.Fatal(decodeErr)
+			}
+			err = tp.advanceStages(context.Background(), []stageChange{change})
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestProjectionBatchesStoreWhatOneByOneWould: requests and stages fetched together are stored
+// in one statement per topic, and every booking ends as storing them one by one leaves it: a
+// confirmation with its hold, a rejection with its reason, a payment read before its booking's
+// confirmation, a failed payment and its SMS, a ticket, a request delivered twice. Every booking
+// in a batch is told to its streams, on a replay too. A batch with a booking not read yet stores
+// nothing and says to wait.
+func TestProjectionBatchesStoreWhatOneByOneWould(t *testing.T) {
+	ctx := context.Background()
+	one, batched := newToldProjection(t), newToldProjection(t)
+
+	ids := make([]string, 5)
+	var requests []kafka.Delivery
+	for i := range ids {
+		ids[i] = uuid.NewString()
+		requests = append(requests, stageEvent(t, event.TypeBookingRequested, ids[i], event.BookingRequested{
+			ShowID: "ldn-1-20261127-1930", Seats: []string{fmt.Sprintf("C%d", i+1)}, CustomerName: "Ada", Phone: "+447700900123",
+			Card: event.Card{Brand: "visa", Last4: "4242"}}))
+	}
+	requests = append(requests, requests[0]) // delivered twice
+	details := event.BookingDetails{MovieTitle: "Orbital Decay", AmountCents: 1395, Currency: "GBP", Seats: []string{"C1"},
+		Timezone: "Europe/London", PhoneMasked: "+44•••••••123"}
+	hold := time.Date(2026, 11, 27, 19, 0, 0, 0, time.UTC)
+	movieFound := []kafka.Delivery{
+		stageEvent(t, event.TypeSeatsConfirmed, ids[0], event.SeatsConfirmed{Booking: details, HoldExpiresAt: hold}),
+		stageEvent(t, event.TypeBookingRejected, ids[1], event.BookingRejected{Code: "seat_taken", Reason: "Seat C2 is taken."}),
+		stageEvent(t, event.TypeSeatsConfirmed, ids[3], event.SeatsConfirmed{Booking: details, HoldExpiresAt: hold}),
+		stageEvent(t, event.TypeSeatsConfirmed, ids[4], event.SeatsConfirmed{Booking: details, HoldExpiresAt: hold}),
+	}
+	payments := []kafka.Delivery{
+		stageEvent(t, event.TypePaymentSucceeded, ids[0], event.PaymentSucceeded{Booking: details, CardBrand: "visa", CardLast4: "4242"}),
+		stageEvent(t, event.TypePaymentSucceeded, ids[2], event.PaymentSucceeded{Booking: details, CardBrand: "visa", CardLast4: "4242"}),
+		stageEvent(t, event.TypePaymentFailed, ids[3], event.PaymentFailed{Booking: details, Code: "card_declined", Reason: "Your card was declined."}),
+	}
+	notifications := []kafka.Delivery{
+		stageEvent(t, event.TypeNotificationSent, ids[0], event.NotificationResult{Booking: details, Paid: true}),
+		stageEvent(t, event.TypeNotificationSent, ids[3], event.NotificationResult{Booking: details, Paid: false}),
+	}
+	tickets := []kafka.Delivery{
+		stageEvent(t, event.TypeTicketIssued, ids[0], event.TicketIssued{TicketID: "t-" + ids[0], Code: "BX-1", Seats: []string{"C1"}}),
+	}
+	batches := [][]kafka.Delivery{requests, movieFound, payments, notifications, tickets}
+
+	for _, batch := range batches {
+		one.handleOneByOne(t, batch)
+	}
+	if err := batched.onRequestedBatch(ctx, batches[0]); err != nil {
+		t.Fatal(err)
+	}
+	for _, batch := range batches[1:] {
+		if err := batched.onStagesBatch(ctx, batch); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, id := range ids {
+		if got, want := batched.describe(t, id), one.describe(t, id); got != want {
+			t.Errorf("booking %s\n batch:      %s\n one by one: %s", id, got, want)
+		}
+	}
+	if got := batched.describe(t, ids[0]); !strings.HasPrefix(got, StatusTicketed) || !strings.Contains(got, "hold=2026-11-27T19:00:00Z") {
+		t.Errorf("the ticketed booking reads %s", got)
+	}
+	if got := batched.describe(t, ids[3]); !strings.HasPrefix(got, StatusFailed+` "Your card was declined."`) {
+		t.Errorf("the declined booking reads %s", got)
+	}
+	told := func() string { return fmt.Sprint(batched.told) }
+	before := told()
+
+	// A replay stores nothing new, and the streams are told again.
+	for _, batch := range batches[1:] {
+		if err := batched.onStagesBatch(ctx, batch); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, id := range ids {
+		if got, want := batched.describe(t, id), one.describe(t, id); got != want {
+			t.Errorf("booking %s after a replay\n batch:      %s\n one by one: %s", id, got, want)
+		}
+	}
+	if told() == before {
+		t.Error("the streams were not told of the replayed stages")
+	}
+
+	stranger := stageEvent(t, event.TypePaymentSucceeded, uuid.NewString(), event.PaymentSucceeded{Booking: details})
+	fresh := newToldProjection(t)
+	if err := fresh.onRequestedBatch(ctx, requests[2:3]); err != nil {
+		t.Fatal(err)
+	}
+	err := fresh.onStagesBatch(ctx, []kafka.Delivery{payments[1], stranger})
+	if !errors.Is(err, errBookingNotYetKnown) {
+		t.Fatalf("a batch with a booking not read yet: %v; want to wait for it", err)
+	}
+	if got := fresh.describe(t, ids[2]); !strings.HasPrefix(got, StatusRequested) || strings.Contains(got, StatusPaid) {
+		t.Errorf("the known booking of a refused batch reads %s; want nothing stored", got)
+	}
+}
