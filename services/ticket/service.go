@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/big"
+	"slices"
 	"time"
 
 	"github.com/google/uuid"
@@ -59,6 +60,7 @@ func (s *Service) Consumer(cluster kafka.Cluster, pub *kafka.Publisher) *kafka.C
 	handle := kafka.On(s.HandleNotification)
 	return kafka.NewConsumer(kafka.ConsumerConfig{
 		Cluster: cluster, GroupID: Subscription.Group, Topics: Subscription.Topics,
+		Batch: map[string]kafka.BatchHandler{event.TopicNotificationSent: s.HandleNotificationBatch},
 	}, kafka.Handlers{
 		event.TypeNotificationSent:   handle,
 		event.TypeNotificationFailed: handle,
@@ -71,25 +73,12 @@ func (s *Service) HandleNotification(ctx context.Context, env event.Envelope, n 
 	if !n.Paid {
 		return nil // the payment failed: there is nothing to print
 	}
-	b := n.Booking
 	for attempt := 0; ; attempt++ {
-		t := event.TicketIssued{
-			TicketID:        uuid.NewString(),
-			Code:            NewCode(),
-			ShowID:          b.ShowID,
-			MovieTitle:      b.MovieTitle,
-			TheatreName:     b.TheatreName,
-			TheatreLocation: b.TheatreLocation,
-			StartsAt:        b.StartsAt,
-			Timezone:        b.Timezone,
-			ScreenNumber:    b.ScreenNumber,
-			Seats:           b.Seats,
-			BookedUnder:     b.CustomerName,
-			AmountCents:     b.AmountCents,
-			Currency:        b.Currency,
-			IssuedAt:        s.now().UTC(),
+		drawn, err := s.newIssue(ctx, env, n.Booking)
+		if err != nil {
+			return err
 		}
-		err := s.issue(ctx, env, t)
+		err = s.issueAll(ctx, []issue{drawn})
 		var pqErr *pq.Error
 		if errors.As(err, &pqErr) && pqErr.Constraint == "tickets_code_key" && attempt < 5 {
 			continue // two tickets drew the same short code: draw again
@@ -98,45 +87,146 @@ func (s *Service) HandleNotification(ctx context.Context, env event.Envelope, n 
 	}
 }
 
-func (s *Service) issue(ctx context.Context, cause event.Envelope, t event.TicketIssued) error {
-	bookingID := cause.BookingID
-	issued, err := event.New(event.TypeTicketIssued, bookingID, t, s.now())
+// HandleNotificationBatch issues the tickets of the paid bookings among the notifications
+// fetched together, in one statement. Two tickets drawing the same code (or anything else the
+// database refuses) sends the batch one at a time instead, where a code is drawn again.
+func (s *Service) HandleNotificationBatch(ctx context.Context, batch []kafka.Delivery) error {
+	issues := make([]issue, 0, len(batch))
+	for _, d := range batch {
+		if d.Envelope.Type != event.TypeNotificationSent && d.Envelope.Type != event.TypeNotificationFailed {
+			return fmt.Errorf("not for a bulk issue: a %s event", d.Envelope.Type)
+		}
+		var n event.NotificationResult
+		if err := d.Envelope.Decode(&n); err != nil {
+			return err
+		}
+		if !n.Paid {
+			continue
+		}
+		drawn, err := s.newIssue(kafka.WithTrace(ctx, d.Trace), d.Envelope, n.Booking)
+		if err != nil {
+			return err
+		}
+		issues = append(issues, drawn)
+	}
+	if len(issues) == 0 {
+		return nil
+	}
+	return s.issueAll(kafka.WithTrace(ctx, batch[0].Trace), issues)
+}
+
+// issue is a ticket about to be issued for the event that caused it.
+type issue struct {
+	cause  event.Envelope
+	trace  string
+	ticket event.TicketIssued
+	raw    []byte // the ticket-details event, encoded
+}
+
+// newIssue draws a new ticket for a booking, with its ticket-details event.
+func (s *Service) newIssue(ctx context.Context, cause event.Envelope, b event.BookingDetails) (issue, error) {
+	t := event.TicketIssued{
+		TicketID:        uuid.NewString(),
+		Code:            NewCode(),
+		ShowID:          b.ShowID,
+		MovieTitle:      b.MovieTitle,
+		TheatreName:     b.TheatreName,
+		TheatreLocation: b.TheatreLocation,
+		StartsAt:        b.StartsAt,
+		Timezone:        b.Timezone,
+		ScreenNumber:    b.ScreenNumber,
+		Seats:           b.Seats,
+		BookedUnder:     b.CustomerName,
+		AmountCents:     b.AmountCents,
+		Currency:        b.Currency,
+		IssuedAt:        s.now().UTC(),
+	}
+	issued, err := event.New(event.TypeTicketIssued, cause.BookingID, t, s.now())
 	if err != nil {
-		return err
+		return issue{}, err
 	}
 	issued.Traceparent = kafka.NextSpan(kafka.TraceFrom(ctx)) // one booking, one trace
 	raw, err := json.Marshal(issued)
 	if err != nil {
-		return fmt.Errorf("encode ticket: %w", err)
+		return issue{}, fmt.Errorf("encode ticket: %w", err)
 	}
-	// One statement, so one round trip and its own transaction: the event id into the inbox,
-	// the ticket (one per booking) and its ticket-details event into the outbox, each only if
-	// the one before took effect. A redelivery records nothing; so does another event about a
-	// booking whose ticket is issued (its notification announced twice, say).
-	var recorded bool
-	if err := prepared.Get(ctx, s.db, &recorded, `WITH first AS (
-			INSERT INTO `+InboxTable+` (event_id) VALUES ($1) ON CONFLICT (event_id) DO NOTHING RETURNING 1
+	return issue{cause: cause, trace: kafka.TraceFrom(ctx), ticket: t, raw: raw}, nil
+}
+
+// ticketRow is an issue as issueAll hands it to PostgreSQL: a ticket.tickets row, and the id of
+// the event that caused it.
+type ticketRow struct {
+	ID              string          `json:"id"`
+	BookingID       string          `json:"booking_id"`
+	Code            string          `json:"code"`
+	ShowID          string          `json:"show_id"`
+	MovieTitle      string          `json:"movie_title"`
+	TheatreName     string          `json:"theatre_name"`
+	TheatreLocation string          `json:"theatre_location"`
+	StartsAt        time.Time       `json:"starts_at"`
+	ScreenNumber    int             `json:"screen_number"`
+	Seats           []string        `json:"seats"`
+	BookedUnder     string          `json:"booked_under"`
+	AmountCents     int64           `json:"amount_cents"`
+	Currency        string          `json:"currency"`
+	IssuedAt        time.Time       `json:"issued_at"`
+	OutcomeEvent    json.RawMessage `json:"outcome_event"`
+	EventID         string          `json:"event_id"`
+}
+
+// issueAll records tickets in one statement, so one round trip and its own transaction: each
+// cause's event id into the inbox, its ticket (one per booking) and its ticket-details event
+// into the outbox, each only if the one before took effect. A redelivery records nothing; so
+// does another event about a booking whose ticket is issued (its notification announced twice,
+// say).
+func (s *Service) issueAll(ctx context.Context, issues []issue) error {
+	rows := make([]ticketRow, len(issues))
+	for i, is := range issues {
+		t := is.ticket
+		seats := t.Seats
+		if seats == nil {
+			seats = []string{}
+		}
+		rows[i] = ticketRow{ID: t.TicketID, BookingID: is.cause.BookingID, Code: t.Code, ShowID: t.ShowID, MovieTitle: t.MovieTitle,
+			TheatreName: t.TheatreName, TheatreLocation: t.TheatreLocation, StartsAt: t.StartsAt, ScreenNumber: t.ScreenNumber,
+			Seats: seats, BookedUnder: t.BookedUnder, AmountCents: t.AmountCents, Currency: t.Currency, IssuedAt: t.IssuedAt,
+			OutcomeEvent: is.raw, EventID: is.cause.ID}
+	}
+	raw, err := json.Marshal(rows)
+	if err != nil {
+		return fmt.Errorf("encode %d tickets: %w", len(rows), err)
+	}
+	var recorded []string
+	if err := prepared.Select(ctx, s.db, &recorded, `WITH issue AS (
+			SELECT r.*, e.j->>'event_id' AS event_id, e.j->>'booking_id' AS key, e.n
+			FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS e (j, n), jsonb_populate_record(NULL::ticket.tickets, e.j) AS r
+		), first AS (
+			INSERT INTO `+InboxTable+` (event_id) SELECT event_id FROM issue ON CONFLICT (event_id) DO NOTHING RETURNING event_id
 		), ticket AS (
 			INSERT INTO ticket.tickets
 				(id, booking_id, code, show_id, movie_title, theatre_name, theatre_location, starts_at,
 				 screen_number, seats, booked_under, amount_cents, currency, issued_at, outcome_event)
-			SELECT $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16
-			WHERE EXISTS (SELECT 1 FROM first)
-			ON CONFLICT (booking_id) DO NOTHING RETURNING 1
+			SELECT id, booking_id, code, show_id, movie_title, theatre_name, theatre_location, starts_at,
+				screen_number, seats, booked_under, amount_cents, currency, issued_at, outcome_event
+			FROM issue JOIN first USING (event_id)
+			ON CONFLICT (booking_id) DO NOTHING RETURNING id
 		), queued AS (
-			INSERT INTO `+OutboxTable+` (topic, key, envelope) SELECT $17, $3, $18 WHERE EXISTS (SELECT 1 FROM ticket)
+			INSERT INTO `+OutboxTable+` (topic, key, envelope)
+			SELECT $2, i.key, i.outcome_event FROM issue i JOIN ticket USING (id) ORDER BY i.n
 		)
-		SELECT EXISTS (SELECT 1 FROM ticket)`,
-		cause.ID, t.TicketID, bookingID, t.Code, t.ShowID, t.MovieTitle, t.TheatreName, t.TheatreLocation, t.StartsAt,
-		t.ScreenNumber, pq.Array(t.Seats), t.BookedUnder, t.AmountCents, t.Currency, t.IssuedAt, string(raw),
-		event.TopicTicketDetails, string(raw)); err != nil {
-		return fmt.Errorf("issue ticket for %s: %w", bookingID, err)
+		SELECT i.event_id FROM issue i JOIN ticket USING (id)`, string(raw), event.TopicTicketDetails); err != nil {
+		return fmt.Errorf("issue %d tickets: %w", len(issues), err)
 	}
-	if !recorded {
+	if len(recorded) == 0 {
 		return nil
 	}
 	s.relay.Notify()
-	s.log.InfoContext(ctx, "ticket issued", "booking_id", bookingID, "ticket_id", t.TicketID, "code", t.Code)
+	for _, is := range issues {
+		if slices.Contains(recorded, is.cause.ID) {
+			s.log.InfoContext(kafka.WithTrace(ctx, is.trace), "ticket issued", "booking_id", is.cause.BookingID,
+				"ticket_id", is.ticket.TicketID, "code", is.ticket.Code, "batch", len(issues))
+		}
+	}
 	return nil
 }
 

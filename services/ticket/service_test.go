@@ -12,6 +12,7 @@ import (
 
 	"github.com/boxoffice/boxoffice/db/dbtest"
 	"github.com/boxoffice/boxoffice/services/event"
+	"github.com/boxoffice/boxoffice/services/kafka"
 	"github.com/boxoffice/boxoffice/services/outbox"
 	"github.com/boxoffice/boxoffice/services/ticket"
 )
@@ -57,5 +58,53 @@ func TestOneTicketPerPaidBooking(t *testing.T) {
 	}
 	if !regexp.MustCompile(`^[2-9A-HJKMNP-Z]{3}-[2-9A-HJKMNP-Z]{4}$`).MatchString(issued.Code) || issued.BookedUnder != "Ada" || issued.TheatreLocation == "" {
 		t.Errorf("ticket %+v", issued)
+	}
+}
+
+// TestBatchIssuesOneTicketPerPaidBooking: notifications fetched together issue their tickets in
+// one statement: one per paid booking, even when a booking's notification comes twice in the
+// batch, none for an unpaid one, and nothing more when the batch is delivered again.
+func TestBatchIssuesOneTicketPerPaidBooking(t *testing.T) {
+	conn := dbtest.NewMigrated(t, nil)
+	svc := ticket.NewService(conn, nil, time.Now, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	ctx := context.Background()
+	details := event.BookingDetails{ShowID: "s", MovieTitle: "Orbital Decay", TheatreName: "Boxoffice Bankside",
+		TheatreLocation: "21 Sumner Street, SE1 9JZ, London", ScreenNumber: 3, StartsAt: time.Now().Add(time.Hour),
+		Seats: []string{"F7", "F8"}, AmountCents: 2790, Currency: "GBP", CustomerName: "Ada"}
+	notification := func(bookingID string, paid bool) kafka.Delivery {
+		env, _ := event.New(event.TypeNotificationSent, bookingID, event.NotificationResult{Booking: details, Paid: paid}, time.Now())
+		return kafka.Delivery{Envelope: env, Trace: kafka.NextSpan("")}
+	}
+	a, unpaid, c := notification(uuid.NewString(), true), notification(uuid.NewString(), false), notification(uuid.NewString(), true)
+	batch := []kafka.Delivery{a, unpaid, c, notification(a.Envelope.BookingID, true)}
+	for range 2 {
+		if err := svc.HandleNotificationBatch(ctx, batch); err != nil {
+			t.Fatal(err)
+		}
+	}
+	queued, err := outbox.Pending(ctx, conn, ticket.OutboxTable)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tickets int
+	if err := conn.Get(&tickets, `SELECT count(*) FROM ticket.tickets`); err != nil || tickets != 2 || len(queued) != 2 {
+		t.Fatalf("%d tickets and %d events queued (err %v); want one each for the two paid bookings", tickets, len(queued), err)
+	}
+	for i, want := range []string{a.Envelope.BookingID, c.Envelope.BookingID} {
+		var issued event.TicketIssued
+		if err := queued[i].Envelope.Decode(&issued); err != nil {
+			t.Fatal(err)
+		}
+		var stored struct {
+			Code  string `db:"code"`
+			Seats string `db:"seats"`
+		}
+		if err := conn.Get(&stored, `SELECT code, array_to_string(seats, ' ') AS seats FROM ticket.tickets WHERE booking_id = $1`, want); err != nil {
+			t.Fatal(err)
+		}
+		if queued[i].Key != want || queued[i].Topic != event.TopicTicketDetails || issued.Code != stored.Code ||
+			stored.Seats != "F7 F8" || issued.ScreenNumber != 3 || issued.BookedUnder != "Ada" {
+			t.Errorf("event %d: key %s, ticket %+v, stored %+v; want booking %s's ticket as stored", i, queued[i].Key, issued, stored, want)
+		}
 	}
 }
