@@ -440,7 +440,9 @@ type stageRow struct {
 // error says to wait (kafka.NotYet).
 func (p *Projection) advanceStages(ctx context.Context, changes []stageChange) error {
 	rows := make([]stageRow, len(changes))
+	ids := make([]string, len(changes)) // for the index: rows read from JSON look like a hundred to the planner
 	for i, c := range changes {
+		ids[i] = c.env.BookingID
 		rows[i] = stageRow{N: i, BookingID: c.env.BookingID, Name: c.stage.Name, At: c.stage.At, Detail: c.stage.Detail, EventID: c.env.ID,
 			Status: c.status, Rank: statusRank[c.status], Reason: c.reason, Ticket: c.ticket}
 		if !c.stage.holdUntil.IsZero() {
@@ -462,8 +464,7 @@ func (p *Projection) advanceStages(ctx context.Context, changes []stageChange) e
 			SELECT * FROM jsonb_to_recordset($1::jsonb) AS c (n int, booking_id text, name text, at timestamptz, detail text,
 				event_id text, new_status text, new_rank int, new_reason text, new_ticket jsonb, hold_until timestamptz)
 		), known AS (
-			SELECT count(*) = (SELECT count(*) FROM change) AS all_known
-			FROM web.bookings WHERE id IN (SELECT booking_id::uuid FROM change)
+			SELECT count(*) = (SELECT count(*) FROM change) AS all_known FROM web.bookings WHERE id = ANY($2::uuid[])
 		), stage AS (
 			INSERT INTO web.booking_stages (booking_id, name, at, detail, event_id)
 			SELECT booking_id::uuid, name, at, detail, event_id FROM change WHERE (SELECT all_known FROM known)
@@ -476,11 +477,11 @@ func (p *Projection) advanceStages(ctx context.Context, changes []stageChange) e
 				ticket = COALESCE(c.new_ticket, ticket), hold_expires_at = COALESCE(c.hold_until, hold_expires_at),
 				updated_at = now()
 			FROM change c JOIN stage s ON s.booking_id = c.booking_id::uuid
-			WHERE id = s.booking_id
+			WHERE id = s.booking_id AND id = ANY($2::uuid[])
 		)
 		SELECT c.booking_id, b.show_id, b.created_at, s.booking_id IS NOT NULL AS inserted
 		FROM change c JOIN web.bookings b ON b.id = c.booking_id::uuid LEFT JOIN stage s ON s.booking_id = b.id
-		WHERE (SELECT all_known FROM known) ORDER BY c.n`, string(raw))
+		WHERE b.id = ANY($2::uuid[]) AND (SELECT all_known FROM known) ORDER BY c.n`, string(raw), pq.Array(ids))
 	if err != nil {
 		return fmt.Errorf("project %d stages: %w", len(changes), err)
 	}
