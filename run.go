@@ -78,9 +78,7 @@ func runWith(ctx context.Context, target string, cfg Config, stdout io.Writer, o
 		return fmt.Errorf("%w (DATABASE_URL; `make run` starts a local PostgreSQL)", err)
 	}
 	defer conn.Close()
-	pool := poolSize(target, cfg.ConsumerReaders)
-	conn.SetMaxOpenConns(pool)
-	conn.SetMaxIdleConns(pool)
+	sizePool(conn, target, cfg.ConsumerReaders)
 	if err := db.Migrate(ctx, conn, func(ctx context.Context, d *sqlx.DB) error { return catalog.Seed(ctx, d, now(), cfg.LoadTestCatalog) }); err != nil {
 		return err
 	}
@@ -107,32 +105,62 @@ func runWith(ctx context.Context, target string, cfg Config, stdout io.Writer, o
 
 	var actors []actor
 	wants := func(t string) bool { return target == TargetAll || target == t }
+	// Each service gets a pool of its own, as it would in a process of its own: in one process
+	// sharing one pool, 10,000 buyers at the web queued the booking service's statements for
+	// seconds behind their own requests. conn is the web's (and the single part's) pool.
+	var closers []*sqlx.DB
+	poolOf := func(part string) (*sqlx.DB, error) {
+		if target != TargetAll {
+			return conn, nil
+		}
+		pool, err := db.Open(ctx, cfg.DatabaseURL)
+		if err != nil {
+			return nil, err
+		}
+		sizePool(pool, part, cfg.ConsumerReaders)
+		closers = append(closers, pool)
+		return pool, nil
+	}
+	defer func() {
+		for _, c := range closers {
+			_ = c.Close()
+		}
+	}()
+	bookingDB, paymentDB, notificationDB, ticketDB := conn, conn, conn, conn
+	for part, pool := range map[string]**sqlx.DB{TargetBooking: &bookingDB, TargetPayment: &paymentDB,
+		TargetNotification: &notificationDB, TargetTicket: &ticketDB} {
+		if wants(part) {
+			if *pool, err = poolOf(part); err != nil {
+				return err
+			}
+		}
+	}
 	if wants(TargetBooking) {
-		svc := booking.NewService(conn, pub, cfg.HoldDuration, now, log)
+		svc := booking.NewService(bookingDB, pub, cfg.HoldDuration, now, log)
 		actors = append(actors, consumerActor("booking", svc.Consumer(cluster, pub), cfg), actor{name: "booking-outbox", run: svc.Relay().Run},
 			actor{name: "booking-hold-sweeper", run: svc.RunHoldSweeper})
 	}
-	cards, err := paymentProvider(cfg.Payment, conn)
+	cards, err := paymentProvider(cfg.Payment, paymentDB)
 	if err != nil {
 		return err
 	}
-	texts, inbox, err := smsProvider(cfg.SMS, conn, now)
+	texts, inbox, err := smsProvider(cfg.SMS, notificationDB, now)
 	if err != nil {
 		return err
 	}
 	if wants(TargetPayment) {
-		svc := payment.NewService(conn, cards, pub, now, log)
+		svc := payment.NewService(paymentDB, cards, pub, now, log)
 		actors = append(actors, consumerActor("payment", svc.Consumer(cluster, pub), cfg), actor{name: "payment-outbox", run: svc.Relay().Run})
 	}
 	if wants(TargetNotification) {
-		svc := notification.NewService(conn, texts, pub, now, log)
+		svc := notification.NewService(notificationDB, texts, pub, now, log)
 		for i, c := range svc.Consumers(cluster, pub) {
 			actors = append(actors, consumerActor(fmt.Sprintf("notification-%d", i+1), c, cfg))
 		}
 		actors = append(actors, actor{name: "notification-outbox", run: svc.Relay().Run})
 	}
 	if wants(TargetTicket) {
-		svc := ticket.NewService(conn, pub, now, log)
+		svc := ticket.NewService(ticketDB, pub, now, log)
 		actors = append(actors, consumerActor("ticket", svc.Consumer(cluster, pub), cfg), actor{name: "ticket-outbox", run: svc.Relay().Run})
 	}
 	// The ops port listens before the part reports itself started, so a health check made
@@ -283,12 +311,30 @@ func runActors(ctx context.Context, actors []actor, log *slog.Logger) error {
 	return firstErr
 }
 
-// poolSize is the database connections a part may open: one for each consumer member that may be
-// mid-statement, and a dozen for the relays, the web's requests and its stream reads. Every part
-// at once runs seven consumers (booking, payment, two in notification, ticket, two in the web).
-func poolSize(target string, readers int) int {
-	consumers := map[string]int{TargetAll: 7, TargetBooking: 1, TargetPayment: 1, TargetNotification: 2, TargetTicket: 1, TargetWeb: 2}[target]
-	return 12 + consumers*readers
+// sizePool sets the database connections a part's pool may open: one for each consumer member
+// that may be mid-statement, the provider calls a batch makes at once (payment's charges,
+// notification's texts, when the sandbox providers keep their ledgers in the database), and a
+// few for the relay and the rest; the web adds a dozen for its requests and stream reads. For
+// the all-in-one process it is the web's pool: every other service has its own.
+func sizePool(conn *sqlx.DB, part string, readers int) {
+	size := poolSize(part, readers)
+	conn.SetMaxOpenConns(size)
+	conn.SetMaxIdleConns(size)
+}
+
+func poolSize(part string, readers int) int {
+	const batchCalls = 8 // payment.chargesAtOnce, notification.sendsAtOnce
+	switch part {
+	case TargetBooking, TargetTicket:
+		return 4 + readers
+	case TargetPayment:
+		return 4 + readers + batchCalls
+	case TargetNotification:
+		return 4 + 2*readers + batchCalls
+	case TargetWeb, TargetAll:
+		return 12 + 2*readers
+	}
+	return 12 + readers
 }
 
 func consumerActor(name string, c *kafka.Consumer, cfg Config) actor {

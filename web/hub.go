@@ -67,6 +67,12 @@ type stream struct {
 	ready     bool               // the library has registered the subscriber: publishing reaches it
 	sent      int                // stages already sent on this stream
 	closed    bool
+
+	// initial is the booking as read when the connection came in, after the stream was
+	// registered, for its first catch-up: one read, not two. A stage told before the stream is
+	// ready (missed) may be newer than that read, and the first catch-up reads again.
+	initial *BookingStatus
+	missed  bool
 }
 
 // maxStreamLifetime ends a connection that has been open far longer than any booking takes;
@@ -93,8 +99,9 @@ func NewHub(load func(ctx context.Context, bookingID string) (BookingStatus, err
 // Serve streams one booking's progress to the caller, starting after the stages it already has:
 // Last-Event-ID on a reconnect, or ?after=N from a page that was rendered with N stages (so it
 // does not flicker back to the first one). It returns when the booking has ended and its close
-// event is written, or when the caller goes away.
-func (h *Hub) Serve(w http.ResponseWriter, r *http.Request, kind StreamKind, bookingID string) {
+// event is written, or when the caller goes away. If the booking cannot be read it returns the
+// error at once, with nothing written, for the caller to answer.
+func (h *Hub) Serve(w http.ResponseWriter, r *http.Request, kind StreamKind, bookingID string) error {
 	after := 0
 	for _, v := range []string{r.URL.Query().Get("after"), r.Header.Get("Last-Event-ID")} {
 		if n, err := strconv.Atoi(v); err == nil && n > after {
@@ -106,18 +113,28 @@ func (h *Hub) Serve(w http.ResponseWriter, r *http.Request, kind StreamKind, boo
 	ctx, cancel := context.WithTimeout(r.Context(), maxStreamLifetime)
 	defer cancel()
 	streamID := string(kind) + "." + bookingID + "." + randomID()
+	s := &stream{id: streamID, bookingID: bookingID, kind: kind, cancel: cancel, sent: after}
 	h.mu.Lock()
 	if h.closing {
 		h.mu.Unlock()
 		comeBackLater(w)
-		return
+		return nil
 	}
 	if h.byBooking[bookingID] == nil {
 		h.byBooking[bookingID] = map[string]*stream{}
 	}
-	h.byBooking[bookingID][streamID] = &stream{id: streamID, bookingID: bookingID, kind: kind, cancel: cancel, sent: after}
+	h.byBooking[bookingID][streamID] = s
 	h.mu.Unlock()
 	defer h.forget(streamID) // also when the library refused the request before subscribing
+
+	// Read once registered: a stage stored after this read is told to the stream (see initial).
+	b, err := h.load(r.Context(), bookingID)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	s.initial = &b
+	s.mu.Unlock()
 
 	// The library reads the stream id from the query and would refuse a Last-Event-ID that is
 	// not a number; ours are, but a stale tab might send anything.
@@ -125,6 +142,7 @@ func (h *Hub) Serve(w http.ResponseWriter, r *http.Request, kind StreamKind, boo
 	r2.URL.RawQuery = "stream=" + streamID
 	r2.Header.Del("Last-Event-ID")
 	h.server.ServeHTTP(&closingWriter{ResponseWriter: w, cancel: cancel}, r2)
+	return nil
 }
 
 // Notify is called after a booking gains a stage: every stream following it catches up. It
@@ -230,8 +248,13 @@ func (h *Hub) onSubscribe(streamID string, _ *sse.Subscriber) {
 	if s := h.stream(streamID); s != nil {
 		s.mu.Lock()
 		s.ready = true
+		initial := s.initial
+		if s.missed {
+			initial = nil
+		}
+		s.initial = nil
 		s.mu.Unlock()
-		h.catchUp(s, nil)
+		h.catchUp(s, initial)
 	}
 }
 
@@ -267,6 +290,9 @@ func (h *Hub) stream(streamID string) *stream {
 func (h *Hub) catchUp(s *stream, loaded *BookingStatus) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if !s.ready {
+		s.missed = true // a newer stage came: the first catch-up reads the booking again
+	}
 	if s.closed || !s.ready {
 		return
 	}

@@ -11,6 +11,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -59,7 +60,9 @@ func newTestHub(t *testing.T) (*Hub, *bookings, string) {
 	store := &bookings{m: map[string]*BookingStatus{}}
 	hub := NewHub(store.load, stageNames{}, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		hub.Serve(w, r, StreamJSON, strings.TrimPrefix(r.URL.Path, "/"))
+		if err := hub.Serve(w, r, StreamJSON, strings.TrimPrefix(r.URL.Path, "/")); err != nil {
+			http.Error(w, err.Error(), http.StatusNotFound)
+		}
 	}))
 	t.Cleanup(srv.Close)
 	return hub, store, srv.URL
@@ -160,5 +163,75 @@ func TestCloseEndsStreamsWithoutStrandingGoroutines(t *testing.T) {
 	// An empty stream that asks to be retried: the browser comes back with its Last-Event-ID.
 	if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "text/event-stream" || string(late) != "retry: 2000\n\n" {
 		t.Errorf("a stream opened after Close: %d %s %q, want an empty event stream asking for a retry", resp.StatusCode, resp.Header.Get("Content-Type"), late)
+	}
+}
+
+// TestStageToldWhileAStreamConnectsReachesIt: a connection's first catch-up uses the booking as
+// read when it came in. A stage stored after that read, and told while the connection was not
+// yet subscribed, must still reach it: here it is the last stage for a while, so nothing later
+// would bring it.
+func TestStageToldWhileAStreamConnectsReachesIt(t *testing.T) {
+	store := &bookings{m: map[string]*BookingStatus{}}
+	store.add("b", StatusRequested)
+	var hub *Hub
+	var first atomic.Bool
+	first.Store(true)
+	load := func(ctx context.Context, id string) (BookingStatus, error) {
+		b, err := store.load(ctx, id)
+		if first.CompareAndSwap(true, false) {
+			// The connection's read is done; a stage lands and is told before it subscribes.
+			store.add(id, StatusConfirmed)
+			hub.Notify(id)
+			for {
+				hub.mu.Lock()
+				told := !hub.notifying[id]
+				hub.mu.Unlock()
+				if told {
+					break
+				}
+				time.Sleep(time.Millisecond)
+			}
+		}
+		return b, err
+	}
+	hub = NewHub(load, stageNames{}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := hub.Serve(w, r, StreamJSON, "b"); err != nil {
+			http.Error(w, err.Error(), http.StatusNotFound)
+		}
+	}))
+	defer srv.Close()
+	defer hub.Close()
+
+	resp, err := http.Get(srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	names := make(chan string, 10)
+	go func() {
+		scanner := bufio.NewScanner(resp.Body)
+		for scanner.Scan() {
+			if name, ok := strings.CutPrefix(scanner.Text(), "event: "); ok {
+				names <- name
+			}
+		}
+		close(names)
+	}()
+	var got []string
+	deadline := time.After(10 * time.Second)
+	for len(got) < 2 {
+		select {
+		case name, ok := <-names:
+			if !ok {
+				t.Fatalf("the stream ended after %v", got)
+			}
+			got = append(got, name)
+		case <-deadline:
+			t.Fatalf("the stream got %v and then nothing; want the stage stored while it connected", got)
+		}
+	}
+	if got[0] != StatusRequested || got[1] != StatusConfirmed {
+		t.Errorf("streamed %v, want requested then confirmed", got)
 	}
 }

@@ -408,13 +408,11 @@ func (s *Server) bookingEvents(kind StreamKind) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		id, err := s.bookingID(r)
 		if err == nil {
-			_, err = s.projection.Booking(r.Context(), id)
+			err = s.hub.Serve(w, r, kind, id) // reads the booking first: unknown, nothing is written
 		}
 		if err != nil {
 			s.fail(w, r, err)
-			return
 		}
-		s.hub.Serve(w, r, kind, id)
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/jmoiron/sqlx"
@@ -81,6 +82,7 @@ var ErrBookingNotFound = errors.New("booking not found")
 // whenever a booking gains a stage.
 type Projection struct {
 	db       *sqlx.DB
+	recorder *recorder
 	onChange func(bookingID, showID string)
 	relay    *outbox.Relay
 	metrics  *metrics // nil: not measured
@@ -90,10 +92,13 @@ type Projection struct {
 // OutboxTable is where the web queues the booking requests it publishes.
 const OutboxTable = "web.outbox"
 
-// NewProjection returns the projection; onChange is called after each new stage is stored, and
-// relay is woken after a booking request is queued.
+// NewProjection returns the projection. onChange is called after each new stage is stored, with
+// no booking id for a new booking (its streams read it when they connect, but its show's seat
+// maps have changed); relay is woken after a booking request is queued.
 func NewProjection(db *sqlx.DB, onChange func(bookingID, showID string), relay *outbox.Relay, log *slog.Logger) *Projection {
-	return &Projection{db: db, onChange: onChange, relay: relay, log: log}
+	p := &Projection{db: db, onChange: onChange, relay: relay, log: log}
+	p.recorder = &recorder{store: p.recordMany, single: p.recordOne}
+	return p
 }
 
 // ResetProjection empties the booking-status table and its stages, for a rebuild from the topics
@@ -160,22 +165,138 @@ var errKeyReused = errors.New("idempotency key reused for a different request")
 // statement, so the request is published if and only if it was recorded. With a claim, it first
 // claims the idempotency key: if the key was already used for the same request it records
 // nothing and returns that booking's id; for another request, errKeyReused.
+//
+// Book presses that arrive while others are being recorded are recorded together, in one
+// statement (see recorder): a rush of buyers then costs a few commits, not one each.
 func (p *Projection) Record(ctx context.Context, env event.Envelope, req event.BookingRequested, phoneMasked string, claim *RequestClaim, publish bool) (existing string, err error) {
-	var key, hash string
+	rec := &recording{env: env, req: req, phoneMasked: phoneMasked, publish: publish, done: make(chan recordOutcome, 1)}
 	if claim != nil {
-		key, hash = claim.Key, claim.Hash
+		rec.key, rec.hash = claim.Key, claim.Hash
 	}
-	var envelope []byte
 	if publish {
-		if envelope, err = outbox.Encode(ctx, env); err != nil {
+		if rec.envelope, err = outbox.Encode(ctx, env); err != nil {
 			return "", err
 		}
 	}
-	// A concurrent request with the same key waits at the claim until the first one commits.
-	// The stage's reference to the booking is checked at the end of the statement, after the
-	// booking's insert. Keyed by show: one show's seat decisions are made in order.
+	recorded, err := p.recorder.record(ctx, rec)
+	if err != nil {
+		return "", fmt.Errorf("record booking %s: %w", env.BookingID, err)
+	}
+	if !recorded {
+		var first struct {
+			Hash      string `db:"request_hash"`
+			BookingID string `db:"booking_id"`
+		}
+		if err := p.db.GetContext(ctx, &first, `SELECT request_hash, booking_id FROM web.booking_requests
+			WHERE idempotency_key = $1`, rec.key); err != nil {
+			return "", fmt.Errorf("read idempotency key: %w", err)
+		}
+		if first.Hash != rec.hash {
+			return "", errKeyReused
+		}
+		return first.BookingID, nil
+	}
+	if publish {
+		p.relay.Notify()
+	}
+	p.onChange("", req.ShowID) // a new booking: only its show's seat maps have anything to hear
+	return "", nil
+}
+
+// recording is one Record waiting to be stored.
+type recording struct {
+	env         event.Envelope
+	req         event.BookingRequested
+	phoneMasked string
+	key, hash   string // the idempotency claim, if any
+	envelope    []byte // the booking-movie event for the outbox, if publish
+	publish     bool
+	done        chan recordOutcome
+}
+
+type recordOutcome struct {
+	recorded bool // false: the claim's key was taken (by an earlier request, or one in the batch)
+	err      error
+}
+
+// recorder stores Records the way PostgreSQL commits: whatever arrives while statements are
+// in flight waits, and goes in the next statement, together. Alone, a Record is stored at once,
+// as before; at 2,000 Book presses a second, each of them one statement and one commit kept
+// the buyers waiting on the database pool for seconds. No goroutine outlives the queue: the
+// caller that finds a free slot starts one that stores batches until none is waiting.
+type recorder struct {
+	mu      sync.Mutex
+	pending []*recording
+	running int // statements in flight, at most recordersAtOnce
+	store   func(batch []*recording) ([]bool, error)
+	single  func(rec *recording) (bool, error)
+}
+
+const (
+	recordersAtOnce = 2
+	maxRecordBatch  = 200
+	recordTimeout   = 10 * time.Second // a statement's bound; its callers may have gone
+)
+
+// record queues rec and waits for it to be stored. A caller that goes away stops waiting, but
+// its booking may still be stored: a retry with the same idempotency key finds it.
+func (r *recorder) record(ctx context.Context, rec *recording) (bool, error) {
+	r.mu.Lock()
+	r.pending = append(r.pending, rec)
+	if r.running < recordersAtOnce {
+		r.running++
+		go r.flush()
+	}
+	r.mu.Unlock()
+	select {
+	case out := <-rec.done:
+		return out.recorded, out.err
+	case <-ctx.Done():
+		return false, ctx.Err()
+	}
+}
+
+func (r *recorder) flush() {
+	for {
+		r.mu.Lock()
+		if len(r.pending) == 0 {
+			r.running--
+			r.mu.Unlock()
+			return
+		}
+		batch := r.pending[:min(len(r.pending), maxRecordBatch)]
+		r.pending = r.pending[len(batch):]
+		if len(r.pending) == 0 {
+			r.pending = nil // let the backing array go
+		}
+		r.mu.Unlock()
+
+		if len(batch) > 1 {
+			if recorded, err := r.store(batch); err == nil {
+				for i, rec := range batch {
+					rec.done <- recordOutcome{recorded: recorded[i]}
+				}
+				continue
+			}
+			// One bad request must not fail the others: each is stored on its own instead.
+		}
+		for _, rec := range batch {
+			recorded, err := r.single(rec)
+			rec.done <- recordOutcome{recorded, err}
+		}
+	}
+}
+
+// recordOne stores one Record in one statement. A concurrent request with the same key waits
+// at the claim until the first one commits. The stage's reference to the booking is checked at
+// the end of the statement, after the booking's insert. Keyed by show: one show's seat
+// decisions are made in order.
+func (p *Projection) recordOne(rec *recording) (bool, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), recordTimeout)
+	defer cancel()
+	env, req := rec.env, rec.req
 	var recorded bool
-	err = prepared.Get(ctx, p.db, &recorded, `WITH claim AS (
+	err := prepared.Get(ctx, p.db, &recorded, `WITH claim AS (
 			INSERT INTO web.booking_requests (idempotency_key, request_hash, booking_id)
 			SELECT $9, $10, $1 WHERE $9 <> ''
 			ON CONFLICT (idempotency_key) DO NOTHING RETURNING 1
@@ -195,33 +316,83 @@ func (p *Projection) Record(ctx context.Context, env event.Envelope, req event.B
 			SELECT $14, $2, $15::jsonb WHERE $16 AND EXISTS (SELECT 1 FROM proceed)
 		)
 		SELECT EXISTS (SELECT 1 FROM proceed)`,
-		env.BookingID, req.ShowID, pq.Array(req.Seats), req.CustomerName, phoneMasked,
-		req.Card.Brand, req.Card.Last4, env.OccurredAt, key, hash,
-		StatusRequested, seatsRequested(req.Seats), env.ID, event.TopicBookingMovie, nullJSON(envelope), publish)
+		env.BookingID, req.ShowID, pq.Array(req.Seats), req.CustomerName, rec.phoneMasked,
+		req.Card.Brand, req.Card.Last4, env.OccurredAt, rec.key, rec.hash,
+		StatusRequested, seatsRequested(req.Seats), env.ID, event.TopicBookingMovie, nullJSON(rec.envelope), rec.publish)
+	return recorded, err
+}
+
+// recordedRow is a recording as recordMany hands it to PostgreSQL.
+type recordedRow struct {
+	N            int             `json:"n"`
+	ID           string          `json:"id"`
+	ShowID       string          `json:"show_id"`
+	Seats        []string        `json:"seats"`
+	CustomerName string          `json:"customer_name"`
+	PhoneMasked  string          `json:"phone_masked"`
+	CardBrand    string          `json:"card_brand"`
+	CardLast4    string          `json:"card_last4"`
+	At           time.Time       `json:"at"`
+	Key          string          `json:"key"`
+	Hash         string          `json:"hash"`
+	Detail       string          `json:"detail"`
+	EventID      string          `json:"event_id"`
+	Envelope     json.RawMessage `json:"envelope,omitempty"`
+}
+
+// recordMany is recordOne for many, in one statement: each request goes on only if it has no
+// key or claimed its key itself (two requests of a batch with one key: the first claims it).
+func (p *Projection) recordMany(batch []*recording) ([]bool, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), recordTimeout)
+	defer cancel()
+	rows := make([]recordedRow, len(batch))
+	for i, rec := range batch {
+		seats := rec.req.Seats
+		if seats == nil {
+			seats = []string{}
+		}
+		rows[i] = recordedRow{N: i, ID: rec.env.BookingID, ShowID: rec.req.ShowID, Seats: seats, CustomerName: rec.req.CustomerName,
+			PhoneMasked: rec.phoneMasked, CardBrand: rec.req.Card.Brand, CardLast4: rec.req.Card.Last4, At: rec.env.OccurredAt,
+			Key: rec.key, Hash: rec.hash, Detail: seatsRequested(rec.req.Seats), EventID: rec.env.ID}
+		if rec.publish {
+			rows[i].Envelope = rec.envelope
+		}
+	}
+	raw, err := json.Marshal(rows)
 	if err != nil {
-		return "", fmt.Errorf("record booking %s: %w", env.BookingID, err)
+		return nil, fmt.Errorf("encode %d bookings: %w", len(rows), err)
 	}
-	if !recorded {
-		var first struct {
-			Hash      string `db:"request_hash"`
-			BookingID string `db:"booking_id"`
-		}
-		if err := p.db.GetContext(ctx, &first, `SELECT request_hash, booking_id FROM web.booking_requests
-			WHERE idempotency_key = $1`, key); err != nil {
-			return "", fmt.Errorf("read idempotency key: %w", err)
-		}
-		if first.Hash != hash {
-			return "", errKeyReused
-		}
-		return first.BookingID, nil
+	var proceeded []int
+	if err := prepared.Select(ctx, p.db, &proceeded, `WITH r AS (
+			SELECT * FROM jsonb_to_recordset($1::jsonb) AS r (n int, id uuid, show_id text, seats text[], customer_name text,
+				phone_masked text, card_brand text, card_last4 text, at timestamptz, key text, hash text, detail text,
+				event_id text, envelope jsonb)
+		), claim AS (
+			INSERT INTO web.booking_requests (idempotency_key, request_hash, booking_id)
+			SELECT key, hash, id FROM r WHERE key <> '' ORDER BY n
+			ON CONFLICT (idempotency_key) DO NOTHING RETURNING idempotency_key, booking_id
+		), proceed AS (
+			SELECT r.* FROM r WHERE r.key = '' OR (r.key, r.id) IN (SELECT idempotency_key, booking_id FROM claim)
+		), booking AS (
+			INSERT INTO web.bookings
+				(id, show_id, seats, customer_name, phone_masked, card_brand, card_last4, status, created_at, updated_at)
+			SELECT id, show_id, seats, customer_name, phone_masked, card_brand, card_last4, $2, at, now() FROM proceed
+			ON CONFLICT (id) DO NOTHING
+		), stage AS (
+			INSERT INTO web.booking_stages (booking_id, name, at, detail, event_id)
+			SELECT id, $2, at, detail, event_id FROM proceed ON CONFLICT (booking_id, name) DO NOTHING
+		), queued AS (
+			INSERT INTO `+OutboxTable+` (topic, key, envelope)
+			SELECT $3, show_id, envelope FROM proceed WHERE envelope IS NOT NULL ORDER BY n
+		)
+		SELECT n FROM proceed`, string(raw), StatusRequested, event.TopicBookingMovie); err != nil {
+		return nil, fmt.Errorf("record %d bookings: %w", len(batch), err)
 	}
-	if publish {
-		p.relay.Notify()
+	recorded := make([]bool, len(batch))
+	for _, n := range proceeded {
+		recorded[n] = true
 	}
-	// Told even when nothing was new: another replica sharing the database may have recorded
-	// it, and the streams connected here must follow all the same.
-	p.onChange(env.BookingID, req.ShowID)
-	return "", nil
+	return recorded, nil
 }
 
 // onRequested records a booking read from booking-movie. It is usually recorded already, by
@@ -296,9 +467,10 @@ func (p *Projection) recordRequested(ctx context.Context, envs []event.Envelope,
 		return fmt.Errorf("record %d bookings: %w", len(rows), err)
 	}
 	// Told even when nothing was new: another replica sharing the database may have recorded
-	// it, and the streams connected here must follow all the same.
-	for i, env := range envs {
-		p.onChange(env.BookingID, reqs[i].ShowID)
+	// it, and the seat maps connected here must follow all the same. A new booking's own streams
+	// have nothing to hear: one can only connect once the booking is stored, and reads it then.
+	for _, req := range reqs {
+		p.onChange("", req.ShowID)
 	}
 	return nil
 }
@@ -694,7 +866,7 @@ func (p *Projection) Ticket(ctx context.Context, ticketID string) (event.TicketI
 		ID     string `db:"id"`
 		Ticket []byte `db:"ticket"`
 	}
-	err := p.db.GetContext(ctx, &row, `SELECT id, ticket FROM web.bookings WHERE ticket->>'ticket_id' = $1`, ticketID)
+	err := p.db.GetContext(ctx, &row, `SELECT id, ticket FROM web.bookings WHERE ticket IS NOT NULL AND ticket->>'ticket_id' = $1`, ticketID)
 	if errors.Is(err, sql.ErrNoRows) {
 		return event.TicketIssued{}, "", ErrBookingNotFound
 	}

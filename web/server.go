@@ -77,7 +77,9 @@ func NewServer(d Deps) *Server {
 	s.relay = outbox.NewRelay(d.DB, OutboxTable, d.Publisher, s.log)
 	s.seatHub = NewSeatHub(nil, nil, s.renderSeatUpdates, s.log)
 	s.projection = NewProjection(d.DB, func(bookingID, showID string) {
-		s.hub.Notify(bookingID)
+		if bookingID != "" {
+			s.hub.Notify(bookingID)
+		}
 		s.seatHub.Notify(showID)
 	}, s.relay, s.log)
 	s.seatHub.seats, s.seatHub.since = s.projection.ShowSeats, s.projection.SeatsChangedSince
