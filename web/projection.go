@@ -205,6 +205,7 @@ func (p *Projection) Record(ctx context.Context, env event.Envelope, req event.B
 
 // recording is one Record waiting to be stored.
 type recording struct {
+	ctx         context.Context // the caller's: once it ends, the press is not stored
 	env         event.Envelope
 	req         event.BookingRequested
 	phoneMasked string
@@ -224,24 +225,38 @@ type recordOutcome struct {
 // as before; at 2,000 Book presses a second, each of them one statement and one commit kept
 // the buyers waiting on the database pool for seconds. No goroutine outlives the queue: the
 // caller that finds a free slot starts one that stores batches until none is waiting.
+//
+// A caller is told the truth: a press whose caller has gone away before its statement is
+// dropped and never stored; one whose statement has started is waited for, within
+// recordTimeout for its whole turn, however the caller's context ends.
 type recorder struct {
 	mu      sync.Mutex
 	pending []*recording
 	running int // statements in flight, at most recordersAtOnce
-	store   func(batch []*recording) ([]bool, error)
-	single  func(rec *recording) (bool, error)
+	store   func(ctx context.Context, batch []*recording) ([]bool, error)
+	single  func(ctx context.Context, rec *recording) (bool, error)
 }
 
 const (
 	recordersAtOnce = 2
 	maxRecordBatch  = 200
-	recordTimeout   = 10 * time.Second // a statement's bound; its callers may have gone
+	// maxPendingRecords turns presses away (503, "try again") rather than queue them for
+	// longer than buyers wait: at the hot show's rate a batch takes milliseconds.
+	maxPendingRecords = 5000
+	recordTimeout     = 10 * time.Second // one turn: a batch, and its presses one by one if it fails
 )
 
-// record queues rec and waits for it to be stored. A caller that goes away stops waiting, but
-// its booking may still be stored: a retry with the same idempotency key finds it.
+// errRecorderBusy refuses a press when too many are waiting to be stored.
+var errRecorderBusy = errors.New("too many bookings waiting to be stored")
+
+// record queues rec and waits for it to be stored.
 func (r *recorder) record(ctx context.Context, rec *recording) (bool, error) {
+	rec.ctx = ctx
 	r.mu.Lock()
+	if len(r.pending) >= maxPendingRecords {
+		r.mu.Unlock()
+		return false, errRecorderBusy
+	}
 	r.pending = append(r.pending, rec)
 	if r.running < recordersAtOnce {
 		r.running++
@@ -252,8 +267,16 @@ func (r *recorder) record(ctx context.Context, rec *recording) (bool, error) {
 	case out := <-rec.done:
 		return out.recorded, out.err
 	case <-ctx.Done():
-		return false, ctx.Err()
 	}
+	r.mu.Lock()
+	if i := slices.Index(r.pending, rec); i >= 0 {
+		r.pending = slices.Delete(r.pending, i, i+1)
+		r.mu.Unlock()
+		return false, ctx.Err() // never stored
+	}
+	r.mu.Unlock()
+	out := <-rec.done // its statement has started: wait for what it did
+	return out.recorded, out.err
 }
 
 func (r *recorder) flush() {
@@ -264,26 +287,40 @@ func (r *recorder) flush() {
 			r.mu.Unlock()
 			return
 		}
-		batch := r.pending[:min(len(r.pending), maxRecordBatch)]
-		r.pending = r.pending[len(batch):]
-		if len(r.pending) == 0 {
-			r.pending = nil // let the backing array go
-		}
+		n := min(len(r.pending), maxRecordBatch)
+		taken := make([]*recording, n)
+		copy(taken, r.pending)
+		r.pending = slices.Delete(r.pending, 0, n)
 		r.mu.Unlock()
 
+		batch := taken[:0]
+		for _, rec := range taken {
+			if err := rec.ctx.Err(); err != nil {
+				rec.done <- recordOutcome{err: err} // gone before its statement: not stored
+				continue
+			}
+			batch = append(batch, rec)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), recordTimeout)
 		if len(batch) > 1 {
-			if recorded, err := r.store(batch); err == nil {
+			if recorded, err := r.store(ctx, batch); err == nil {
 				for i, rec := range batch {
 					rec.done <- recordOutcome{recorded: recorded[i]}
 				}
+				cancel()
 				continue
 			}
-			// One bad request must not fail the others: each is stored on its own instead.
+			// One bad request must not fail the others: each is stored on its own instead,
+			// within what is left of the turn.
 		}
 		for _, rec := range batch {
-			recorded, err := r.single(rec)
-			rec.done <- recordOutcome{recorded, err}
+			var out recordOutcome
+			if out.err = ctx.Err(); out.err == nil {
+				out.recorded, out.err = r.single(ctx, rec)
+			}
+			rec.done <- out
 		}
+		cancel()
 	}
 }
 
@@ -291,9 +328,7 @@ func (r *recorder) flush() {
 // at the claim until the first one commits. The stage's reference to the booking is checked at
 // the end of the statement, after the booking's insert. Keyed by show: one show's seat
 // decisions are made in order.
-func (p *Projection) recordOne(rec *recording) (bool, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), recordTimeout)
-	defer cancel()
+func (p *Projection) recordOne(ctx context.Context, rec *recording) (bool, error) {
 	env, req := rec.env, rec.req
 	var recorded bool
 	err := prepared.Get(ctx, p.db, &recorded, `WITH claim AS (
@@ -342,9 +377,7 @@ type recordedRow struct {
 
 // recordMany is recordOne for many, in one statement: each request goes on only if it has no
 // key or claimed its key itself (two requests of a batch with one key: the first claims it).
-func (p *Projection) recordMany(batch []*recording) ([]bool, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), recordTimeout)
-	defer cancel()
+func (p *Projection) recordMany(ctx context.Context, batch []*recording) ([]bool, error) {
 	rows := make([]recordedRow, len(batch))
 	for i, rec := range batch {
 		seats := rec.req.Seats

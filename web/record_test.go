@@ -36,18 +36,18 @@ func TestBookPressesArrivingTogetherAreRecordedTogetherOnce(t *testing.T) {
 	var mu sync.Mutex
 	var batchSizes []int
 	store, single := p.recorder.store, p.recorder.single
-	p.recorder.store = func(batch []*recording) ([]bool, error) {
+	p.recorder.store = func(ctx context.Context, batch []*recording) ([]bool, error) {
 		taken.Add(int64(len(batch)))
 		<-gate
 		mu.Lock()
 		batchSizes = append(batchSizes, len(batch))
 		mu.Unlock()
-		return store(batch)
+		return store(ctx, batch)
 	}
-	p.recorder.single = func(rec *recording) (bool, error) {
+	p.recorder.single = func(ctx context.Context, rec *recording) (bool, error) {
 		taken.Add(1)
 		<-gate
-		return single(rec)
+		return single(ctx, rec)
 	}
 
 	type press struct {
@@ -154,5 +154,80 @@ func TestBookPressesArrivingTogetherAreRecordedTogetherOnce(t *testing.T) {
 	}
 	if largest < total/2 {
 		t.Errorf("batches of %v: the presses that queued together were not stored together", batchSizes)
+	}
+}
+
+// TestAPressIsStoredIfAndOnlyIfItsCallerIsToldSo: a caller that gives up while its press waits
+// in the queue is told so and the press is never stored; one that gives up after its statement
+// started is told what the statement did.
+func TestAPressIsStoredIfAndOnlyIfItsCallerIsToldSo(t *testing.T) {
+	conn := dbtest.NewMigrated(t, nil)
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	p := NewProjection(conn, func(string, string) {}, outbox.NewRelay(conn, OutboxTable, nil, log), log)
+	gate := make(chan struct{})
+	started := make(chan struct{}, recordersAtOnce)
+	single := p.recorder.single
+	p.recorder.single = func(ctx context.Context, rec *recording) (bool, error) {
+		started <- struct{}{}
+		<-gate
+		return single(ctx, rec)
+	}
+	press := func(ctx context.Context, seat string) (string, error) {
+		req := event.BookingRequested{ShowID: "ldn-1-20261127-1930", Seats: []string{seat}, CustomerName: "Ada",
+			Phone: "+447700900123", Card: event.Card{Brand: "visa", Last4: "4242"}}
+		env, err := event.New(event.TypeBookingRequested, uuid.NewString(), req, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = p.Record(ctx, env, req, "+44•••••••123", nil, true)
+		return env.BookingID, err
+	}
+	stored := func(id string) bool {
+		var n int
+		if err := conn.Get(&n, `SELECT (SELECT count(*) FROM web.bookings WHERE id = $1::uuid) +
+			(SELECT count(*) FROM web.outbox WHERE envelope->>'booking_id' = $1::text)`, id); err != nil {
+			t.Fatal(err)
+		}
+		return n == 2
+	}
+
+	// Both statements in flight, held at the gate; their callers give up meanwhile.
+	type result struct {
+		id  string
+		err error
+	}
+	inFlight := make(chan result, recordersAtOnce)
+	var cancels []context.CancelFunc
+	for i := range recordersAtOnce {
+		ctx, cancel := context.WithCancel(context.Background())
+		cancels = append(cancels, cancel)
+		go func() {
+			id, err := press(ctx, fmt.Sprintf("A%d", i+1))
+			inFlight <- result{id, err}
+		}()
+		<-started
+	}
+	// A third press waits in the queue; its caller gives up before any statement takes it.
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	queuedID, err := press(ctx, "B1")
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("the press that waited past its caller's deadline: %v; want the deadline", err)
+	}
+	for _, cancel := range cancels {
+		cancel()
+	}
+	close(gate)
+	for range recordersAtOnce {
+		r := <-inFlight
+		if r.err != nil || !stored(r.id) {
+			t.Errorf("a press whose statement had started when its caller gave up: %v, stored %v; want it stored and told so", r.err, stored(r.id))
+		}
+	}
+	if stored(queuedID) {
+		t.Error("the press whose caller gave up in the queue was stored anyway")
+	}
+	if _, err := press(context.Background(), "C1"); err != nil {
+		t.Errorf("a press after all that: %v", err)
 	}
 }

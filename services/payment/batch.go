@@ -34,9 +34,10 @@ const chargesAtOnce = 8
 // idempotency key), so no card is charged twice.
 func (s *Service) HandleConfirmedBatch(ctx context.Context, batch []kafka.Delivery) error {
 	type charge struct {
-		delivery kafka.Delivery
-		c        event.SeatsConfirmed
-		result   gateway.ChargeResult
+		delivery   kafka.Delivery
+		c          event.SeatsConfirmed
+		result     gateway.ChargeResult
+		answeredAt time.Time // when the processor answered: was the hold still on?
 	}
 	ctx = kafka.WithTrace(ctx, batch[0].Trace) // the batch's own work, in the trace of its first event
 	now := s.now()
@@ -69,7 +70,7 @@ func (s *Service) HandleConfirmedBatch(ctx context.Context, batch []kafka.Delive
 		return err
 	}
 	// A row found in any status but 'charging' is an earlier delivery's: decided already, or
-	// taken over by an expiry. The careful path knows what each needs.
+	// taken over by an expiry. The careful path knows what each needs; openAll opened none.
 	for _, ch := range charges {
 		if st := statuses[ch.delivery.Envelope.BookingID]; st != statusCharging {
 			return fmt.Errorf("%w: the payment of %s is %s already", errNotBatchable, ch.delivery.Envelope.BookingID, st)
@@ -92,6 +93,7 @@ func (s *Service) HandleConfirmedBatch(ctx context.Context, batch []kafka.Delive
 				Currency:       b.Currency,
 				Description:    fmt.Sprintf("%s, %s, seats %v", b.MovieTitle, b.StartsAt.Format(time.RFC3339), b.Seats),
 			})
+			ch.answeredAt = s.now()
 		}()
 	}
 	wg.Wait()
@@ -99,11 +101,10 @@ func (s *Service) HandleConfirmedBatch(ctx context.Context, batch []kafka.Delive
 		return fmt.Errorf("charge a batch of %d: %w", len(charges), err)
 	}
 
-	now = s.now()
 	outcomes := make([]outcome, 0, len(charges))
 	for _, ch := range charges {
 		env, c, r := ch.delivery.Envelope, ch.c, ch.result
-		if r.Approved && !c.HoldExpiresAt.IsZero() && !now.Before(c.HoldExpiresAt) {
+		if r.Approved && !c.HoldExpiresAt.IsZero() && !ch.answeredAt.Before(c.HoldExpiresAt) {
 			// Approved after the hold ran out: refunded, by the careful path.
 			return fmt.Errorf("%w: the charge of %s was approved after its hold ran out", errNotBatchable, env.BookingID)
 		}
@@ -129,7 +130,10 @@ type opening struct {
 
 // openAll is open for many bookings in one statement: it records that their charges are about
 // to be made, unless a booking's payment has a row already, and returns each row's status by
-// booking id (as PostgreSQL writes a uuid).
+// booking id (as PostgreSQL writes a uuid). If any booking's payment is past 'charging' it opens
+// none, and returns the statuses of those: a refused batch must leave no row open that deciding
+// one by one would not have opened (an open row is charged, and refunded, when its hold runs out
+// where a booking without one fails uncharged).
 func (s *Service) openAll(ctx context.Context, openings []opening) (map[string]string, error) {
 	n := len(openings)
 	ids, currencies, brands, last4s, tokens := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
@@ -141,13 +145,19 @@ func (s *Service) openAll(ctx context.Context, openings []opening) (map[string]s
 		BookingID string `db:"booking_id"`
 		Status    string `db:"status"`
 	}
-	// The no-op update makes an existing row come back too, as open's does.
-	err := s.db.SelectContext(ctx, &rows, `INSERT INTO payment.payments
-		(booking_id, amount_cents, currency, card_brand, card_last4, card_token, status)
-		SELECT id, amount, currency, brand, last4, token, 'charging'
-		FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[]) AS o (id, amount, currency, brand, last4, token)
-		ON CONFLICT (booking_id) DO UPDATE SET updated_at = payment.payments.updated_at
-		RETURNING booking_id::text, status`,
+	// The no-op update makes an existing row come back too, as open's does. A booking's events
+	// are read in order by one member, so no other handler decides its row meanwhile.
+	err := s.db.SelectContext(ctx, &rows, `WITH decided AS (
+			SELECT booking_id, status FROM payment.payments WHERE booking_id = ANY($1::uuid[]) AND status <> 'charging'
+		), opened AS (
+			INSERT INTO payment.payments (booking_id, amount_cents, currency, card_brand, card_last4, card_token, status)
+			SELECT id, amount, currency, brand, last4, token, 'charging'
+			FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[]) AS o (id, amount, currency, brand, last4, token)
+			WHERE NOT EXISTS (SELECT 1 FROM decided)
+			ON CONFLICT (booking_id) DO UPDATE SET updated_at = payment.payments.updated_at
+			RETURNING booking_id, status
+		)
+		SELECT booking_id::text, status FROM opened UNION ALL SELECT booking_id::text, status FROM decided`,
 		pq.Array(ids), pq.Array(amounts), pq.Array(currencies), pq.Array(brands), pq.Array(last4s), pq.Array(tokens))
 	if err != nil {
 		return nil, fmt.Errorf("open %d payments: %w", n, err)

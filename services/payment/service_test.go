@@ -555,3 +555,76 @@ func TestBatchLeavesHoldsAndOutagesToTheCarefulPath(t *testing.T) {
 		}
 	})
 }
+
+// TestRefusedBatchOpensNoPayment: a batch with a booking decided before is refused before any
+// row is opened, so a fresh booking of the batch whose hold then runs out fails uncharged, as it
+// would one by one, instead of being charged and refunded.
+func TestRefusedBatchOpensNoPayment(t *testing.T) {
+	ctx := context.Background()
+	clk := &clock{at: time.Date(2026, 11, 25, 18, 0, 0, 0, time.UTC)}
+	conn, charger, svc := batchFixture(t, clk)
+	decided, decidedC := confirmation(t, "4242424242424242", clk.Now().Add(10*time.Minute))
+	if err := svc.HandleSeatsConfirmed(ctx, decided.Envelope, decidedC); err != nil {
+		t.Fatal(err)
+	}
+	fresh, freshC := confirmation(t, "4242424242424242", clk.Now().Add(time.Minute))
+	if err := svc.HandleConfirmedBatch(ctx, []kafka.Delivery{decided, fresh}); err == nil {
+		t.Fatal("a batch with a decided booking was handled as a batch")
+	}
+	if got := outcomesByBooking(t, conn)[fresh.Envelope.BookingID]; got != "" {
+		t.Fatalf("the refused batch left the fresh booking's payment %q; want no row", got)
+	}
+	clk.Advance(2 * time.Minute)
+	if err := svc.HandleSeatsConfirmed(ctx, fresh.Envelope, freshC); err != nil {
+		t.Fatal(err)
+	}
+	if got := outcomesByBooking(t, conn)[fresh.Envelope.BookingID]; got != "failed:hold_expired → payment.failed:hold_expired" || charger.calls != 1 {
+		t.Errorf("the fresh booking: %q after %d charges; want failed uncharged (one charge, the decided booking's)", got, charger.calls)
+	}
+}
+
+// orderedCharger answers one booking at once and the other only after it, two minutes later on
+// the test's clock.
+type orderedCharger struct {
+	gateway.Processor
+	clock       *clock
+	first, slow string
+	firstDone   chan struct{}
+}
+
+func (c *orderedCharger) Charge(ctx context.Context, req gateway.ChargeRequest) (gateway.ChargeResult, error) {
+	if req.IdempotencyKey == c.slow {
+		<-c.firstDone
+		c.clock.Advance(2 * time.Minute)
+	}
+	res, err := c.Processor.Charge(ctx, req)
+	if req.IdempotencyKey == c.first {
+		close(c.firstDone)
+	}
+	return res, err
+}
+
+// TestBatchJudgesEachChargeByWhenItWasAnswered: a charge approved while its hold was on counts
+// as paid, however long a sibling in the batch took, as it would one by one.
+func TestBatchJudgesEachChargeByWhenItWasAnswered(t *testing.T) {
+	ctx := context.Background()
+	clk := &clock{at: time.Date(2026, 11, 25, 18, 0, 0, 0, time.UTC)}
+	conn := dbtest.NewMigrated(t, nil)
+	quick, _ := confirmation(t, "4242424242424242", clk.Now().Add(time.Minute))
+	slow, _ := confirmation(t, "5555555555554444", clk.Now().Add(10*time.Minute))
+	charger := &orderedCharger{Processor: gateway.NewSandbox(conn), clock: clk, first: quick.Envelope.BookingID,
+		slow: slow.Envelope.BookingID, firstDone: make(chan struct{})}
+	svc := payment.NewService(conn, charger, nil, clk.Now, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err := svc.HandleConfirmedBatch(ctx, []kafka.Delivery{quick, slow}); err != nil {
+		t.Fatal(err)
+	}
+	got := outcomesByBooking(t, conn)
+	for _, d := range []kafka.Delivery{quick, slow} {
+		if got[d.Envelope.BookingID] != "succeeded: → payment.succeeded:" {
+			t.Errorf("booking %s: %q; want paid (approved while its hold was on)", d.Envelope.BookingID, got[d.Envelope.BookingID])
+		}
+	}
+	if l := readLedger(t, conn); l != (ledger{charges: 2, approved: 2}) {
+		t.Errorf("sandbox ledger %+v, want two charges and no refund", l)
+	}
+}

@@ -214,7 +214,7 @@ func (s *Service) issueAll(ctx context.Context, issues []issue) error {
 			INSERT INTO `+OutboxTable+` (topic, key, envelope)
 			SELECT $2, i.key, i.outcome_event FROM issue i JOIN ticket USING (id) ORDER BY i.n
 		)
-		SELECT i.event_id FROM issue i JOIN ticket USING (id)`, string(raw), event.TopicTicketDetails); err != nil {
+		SELECT id::text FROM ticket`, string(raw), event.TopicTicketDetails); err != nil {
 		return fmt.Errorf("issue %d tickets: %w", len(issues), err)
 	}
 	if len(recorded) == 0 {
@@ -222,7 +222,7 @@ func (s *Service) issueAll(ctx context.Context, issues []issue) error {
 	}
 	s.relay.Notify()
 	for _, is := range issues {
-		if slices.Contains(recorded, is.cause.ID) {
+		if slices.Contains(recorded, is.ticket.TicketID) { // the booking's one ticket, not a twin drawn in the same batch
 			s.log.InfoContext(kafka.WithTrace(ctx, is.trace), "ticket issued", "booking_id", is.cause.BookingID,
 				"ticket_id", is.ticket.TicketID, "code", is.ticket.Code, "batch", len(issues))
 		}
