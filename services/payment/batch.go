@@ -71,9 +71,14 @@ func (s *Service) HandleConfirmedBatch(ctx context.Context, batch []kafka.Delive
 	}
 	// A row found in any status but 'charging' is an earlier delivery's: decided already, or
 	// taken over by an expiry. The careful path knows what each needs; openAll opened none.
+	for id, st := range statuses {
+		if st != statusCharging {
+			return fmt.Errorf("%w: the payment of %s is %s already", errNotBatchable, id, st)
+		}
+	}
 	for _, ch := range charges {
-		if st := statuses[ch.delivery.Envelope.BookingID]; st != statusCharging {
-			return fmt.Errorf("%w: the payment of %s is %s already", errNotBatchable, ch.delivery.Envelope.BookingID, st)
+		if statuses[ch.delivery.Envelope.BookingID] != statusCharging {
+			return fmt.Errorf("%w: the payment of %s was not opened", errNotBatchable, ch.delivery.Envelope.BookingID)
 		}
 	}
 
