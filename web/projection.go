@@ -97,7 +97,10 @@ const OutboxTable = "web.outbox"
 // maps have changed); relay is woken after a booking request is queued.
 func NewProjection(db *sqlx.DB, onChange func(bookingID, showID string), relay *outbox.Relay, log *slog.Logger) *Projection {
 	p := &Projection{db: db, onChange: onChange, relay: relay, log: log}
-	p.recorder = &recorder{store: p.recordMany, single: p.recordOne}
+	p.recorder = &recorder{store: p.recordMany, single: func(ctx context.Context, rec *recording) (bool, error) {
+		recorded, err := p.recordMany(ctx, []*recording{rec})
+		return err == nil && recorded[0], err
+	}}
 	return p
 }
 
@@ -324,69 +327,24 @@ func (r *recorder) flush() {
 	}
 }
 
-// recordOne stores one Record in one statement. A concurrent request with the same key waits
-// at the claim until the first one commits. The stage's reference to the booking is checked at
-// the end of the statement, after the booking's insert. Keyed by show: one show's seat
-// decisions are made in order.
-func (p *Projection) recordOne(ctx context.Context, rec *recording) (bool, error) {
-	env, req := rec.env, rec.req
-	var recorded bool
-	err := prepared.Get(ctx, p.db, &recorded, `WITH claim AS (
-			INSERT INTO web.booking_requests (idempotency_key, request_hash, booking_id)
-			SELECT $9, $10, $1 WHERE $9 <> ''
-			ON CONFLICT (idempotency_key) DO NOTHING RETURNING 1
-		), proceed AS (
-			SELECT 1 WHERE $9 = '' OR EXISTS (SELECT 1 FROM claim)
-		), booking AS (
-			INSERT INTO web.bookings
-				(id, show_id, seats, customer_name, phone_masked, card_brand, card_last4, status, created_at, updated_at)
-			SELECT $1, $2, $3, $4, $5, $6, $7, 'requested', $8, now() WHERE EXISTS (SELECT 1 FROM proceed)
-			ON CONFLICT (id) DO NOTHING
-		), stage AS (
-			INSERT INTO web.booking_stages (booking_id, name, at, detail, event_id)
-			SELECT $1, $11, $8, $12, $13 WHERE EXISTS (SELECT 1 FROM proceed)
-			ON CONFLICT (booking_id, name) DO NOTHING
-		), queued AS (
-			INSERT INTO `+OutboxTable+` (topic, key, envelope)
-			SELECT $14, $2, $15::jsonb WHERE $16 AND EXISTS (SELECT 1 FROM proceed)
-		)
-		SELECT EXISTS (SELECT 1 FROM proceed)`,
-		env.BookingID, req.ShowID, pq.Array(req.Seats), req.CustomerName, rec.phoneMasked,
-		req.Card.Brand, req.Card.Last4, env.OccurredAt, rec.key, rec.hash,
-		StatusRequested, seatsRequested(req.Seats), env.ID, event.TopicBookingMovie, nullJSON(rec.envelope), rec.publish)
-	return recorded, err
-}
-
 // recordedRow is a recording as recordMany hands it to PostgreSQL.
 type recordedRow struct {
-	N            int             `json:"n"`
-	ID           string          `json:"id"`
-	ShowID       string          `json:"show_id"`
-	Seats        []string        `json:"seats"`
-	CustomerName string          `json:"customer_name"`
-	PhoneMasked  string          `json:"phone_masked"`
-	CardBrand    string          `json:"card_brand"`
-	CardLast4    string          `json:"card_last4"`
-	At           time.Time       `json:"at"`
-	Key          string          `json:"key"`
-	Hash         string          `json:"hash"`
-	Detail       string          `json:"detail"`
-	EventID      string          `json:"event_id"`
-	Envelope     json.RawMessage `json:"envelope,omitempty"`
+	requestedRow
+	N        int             `json:"n"`
+	Key      string          `json:"key"`
+	Hash     string          `json:"hash"`
+	Envelope json.RawMessage `json:"envelope,omitempty"`
 }
 
-// recordMany is recordOne for many, in one statement: each request goes on only if it has no
-// key or claimed its key itself (two requests of a batch with one key: the first claims it).
+// recordMany stores Records in one statement: each request goes on only if it has no key or
+// claimed its key itself (two requests of a batch with one key: the first claims it). A
+// concurrent request with the same key waits at the claim until the first one commits. A
+// stage's reference to its booking is checked at the end of the statement, after the
+// booking's insert. The events are keyed by show: one show's seat decisions are made in order.
 func (p *Projection) recordMany(ctx context.Context, batch []*recording) ([]bool, error) {
 	rows := make([]recordedRow, len(batch))
 	for i, rec := range batch {
-		seats := rec.req.Seats
-		if seats == nil {
-			seats = []string{}
-		}
-		rows[i] = recordedRow{N: i, ID: rec.env.BookingID, ShowID: rec.req.ShowID, Seats: seats, CustomerName: rec.req.CustomerName,
-			PhoneMasked: rec.phoneMasked, CardBrand: rec.req.Card.Brand, CardLast4: rec.req.Card.Last4, At: rec.env.OccurredAt,
-			Key: rec.key, Hash: rec.hash, Detail: seatsRequested(rec.req.Seats), EventID: rec.env.ID}
+		rows[i] = recordedRow{requestedRow: newRequestedRow(rec.env, rec.req, rec.phoneMasked), N: i, Key: rec.key, Hash: rec.hash}
 		if rec.publish {
 			rows[i].Envelope = rec.envelope
 		}
@@ -465,6 +423,17 @@ type requestedRow struct {
 	EventID      string    `json:"event_id"`
 }
 
+// newRequestedRow is a booking as it is first stored, with its requested stage.
+func newRequestedRow(env event.Envelope, req event.BookingRequested, phoneMasked string) requestedRow {
+	seats := req.Seats
+	if seats == nil {
+		seats = []string{}
+	}
+	return requestedRow{ID: env.BookingID, ShowID: req.ShowID, Seats: seats, CustomerName: req.CustomerName,
+		PhoneMasked: phoneMasked, CardBrand: req.Card.Brand, CardLast4: req.Card.Last4,
+		At: env.OccurredAt, Detail: seatsRequested(req.Seats), EventID: env.ID}
+}
+
 // recordRequested records bookings read from booking-movie, with their first stage, in one
 // statement (one round trip, its own transaction), since it runs for every booking: a stage's
 // reference to its booking is checked at the end of the statement, after the booking's insert.
@@ -472,14 +441,7 @@ type requestedRow struct {
 func (p *Projection) recordRequested(ctx context.Context, envs []event.Envelope, reqs []event.BookingRequested) error {
 	rows := make([]requestedRow, len(envs))
 	for i, env := range envs {
-		req := reqs[i]
-		seats := req.Seats
-		if seats == nil {
-			seats = []string{}
-		}
-		rows[i] = requestedRow{ID: env.BookingID, ShowID: req.ShowID, Seats: seats, CustomerName: req.CustomerName,
-			PhoneMasked: event.MaskPhone(req.Phone), CardBrand: req.Card.Brand, CardLast4: req.Card.Last4,
-			At: env.OccurredAt, Detail: seatsRequested(req.Seats), EventID: env.ID}
+		rows[i] = newRequestedRow(env, reqs[i], event.MaskPhone(reqs[i].Phone))
 	}
 	raw, err := json.Marshal(rows)
 	if err != nil {
@@ -719,20 +681,6 @@ var statusRankSQL = func() string {
 	b.WriteString(" END)")
 	return b.String()
 }()
-
-func nullTime(t time.Time) any {
-	if t.IsZero() {
-		return nil
-	}
-	return t
-}
-
-func nullJSON(b []byte) any {
-	if b == nil {
-		return nil
-	}
-	return string(b)
-}
 
 // Booking loads one booking with its stages in the order they happen, in one round trip: it is
 // read for every stage a connected stream is told of.

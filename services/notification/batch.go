@@ -5,9 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"sync"
 
 	"github.com/lib/pq"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/boxoffice/boxoffice/services/event"
 	"github.com/boxoffice/boxoffice/services/kafka"
@@ -88,19 +88,15 @@ func (s *Service) HandlePaymentBatch(ctx context.Context, batch []kafka.Delivery
 	}
 
 	sent := make([]sentText, len(envs))
-	errs := make([]error, len(envs))
-	var wg sync.WaitGroup
-	slots := make(chan struct{}, sendsAtOnce)
+	var sends errgroup.Group
+	sends.SetLimit(sendsAtOnce)
 	for i := range envs {
-		wg.Add(1)
-		slots <- struct{}{}
-		go func() {
-			defer func() { <-slots; wg.Done() }()
-			sent[i], errs[i] = s.send(kafka.WithTrace(ctx, batch[i].Trace), envs[i], texts[i], known[i].Phone.String)
-		}()
+		sends.Go(func() (err error) {
+			sent[i], err = s.send(kafka.WithTrace(ctx, batch[i].Trace), envs[i], texts[i], known[i].Phone.String)
+			return err
+		})
 	}
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
+	if err := sends.Wait(); err != nil {
 		return fmt.Errorf("send a batch of %d: %w", len(envs), err)
 	}
 	return s.record(ctx, sent)

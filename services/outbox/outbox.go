@@ -185,7 +185,7 @@ func (r *Relay) drain(ctx context.Context) (bool, error) {
 		return false, nil // nothing queued, or another replica's relay is draining this table
 	}
 	slices.SortFunc(rows, func(a, b outboxRow) int { return cmp.Compare(a.ID, b.ID) })
-	_, msgs, err := decodeRows(rows, r.table)
+	msgs, err := decodeRows(rows, r.table)
 	if err != nil {
 		return false, err
 	}
@@ -206,32 +206,15 @@ type outboxRow struct {
 	Envelope []byte `db:"envelope"`
 }
 
-func decodeRows(rows []outboxRow, table string) ([]int64, []kafka.Message, error) {
-	ids := make([]int64, len(rows))
+func decodeRows(rows []outboxRow, table string) ([]kafka.Message, error) {
 	msgs := make([]kafka.Message, len(rows))
 	for i, row := range rows {
 		if err := json.Unmarshal(row.Envelope, &msgs[i].Envelope); err != nil {
-			return nil, nil, fmt.Errorf("outbox: decode row %d of %s: %w", row.ID, table, err)
+			return nil, fmt.Errorf("outbox: decode row %d of %s: %w", row.ID, table, err)
 		}
-		ids[i], msgs[i].Topic, msgs[i].Key = row.ID, row.Topic, row.Key
+		msgs[i].Topic, msgs[i].Key = row.Topic, row.Key
 	}
-	return ids, msgs, nil
-}
-
-// queued reads up to limit messages of a table (all of them for limit 0), oldest first, with
-// their row ids.
-func queued(ctx context.Context, q sqlx.QueryerContext, table string, limit int) ([]int64, []kafka.Message, error) {
-	query := `SELECT id, topic, key, envelope FROM ` + table + ` ORDER BY id`
-	args := []any{}
-	if limit > 0 {
-		query += ` LIMIT $1`
-		args = append(args, limit)
-	}
-	var rows []outboxRow
-	if err := sqlx.SelectContext(ctx, q, &rows, query, args...); err != nil {
-		return nil, nil, fmt.Errorf("outbox: read %s: %w", table, err)
-	}
-	return decodeRows(rows, table)
+	return msgs, nil
 }
 
 // Pending lists the messages a table holds that are not published yet, oldest first: the
@@ -240,8 +223,11 @@ func Pending(ctx context.Context, db sqlx.QueryerContext, table string) ([]kafka
 	if !tableName.MatchString(table) {
 		return nil, fmt.Errorf("outbox: %q is not a <schema>.outbox table", table)
 	}
-	_, msgs, err := queued(ctx, db, table, 0)
-	return msgs, err
+	var rows []outboxRow
+	if err := sqlx.SelectContext(ctx, db, &rows, `SELECT id, topic, key, envelope FROM `+table+` ORDER BY id`); err != nil {
+		return nil, fmt.Errorf("outbox: read %s: %w", table, err)
+	}
+	return decodeRows(rows, table)
 }
 
 var inboxName = regexp.MustCompile(`^[a-z_]+\.inbox$`)

@@ -5,10 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"sync"
 	"time"
 
 	"github.com/lib/pq"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/boxoffice/boxoffice/services/event"
 	"github.com/boxoffice/boxoffice/services/kafka"
@@ -82,27 +82,17 @@ func (s *Service) HandleConfirmedBatch(ctx context.Context, batch []kafka.Delive
 		}
 	}
 
-	var wg sync.WaitGroup
-	errs := make([]error, len(charges))
-	slots := make(chan struct{}, chargesAtOnce)
-	for i, ch := range charges {
-		wg.Add(1)
-		slots <- struct{}{}
-		go func() {
-			defer func() { <-slots; wg.Done() }()
-			b := ch.c.Booking
-			ch.result, errs[i] = s.processor.Charge(kafka.WithTrace(ctx, ch.delivery.Trace), gateway.ChargeRequest{
-				IdempotencyKey: ch.delivery.Envelope.BookingID,
-				Card:           ch.c.Card,
-				AmountCents:    b.AmountCents,
-				Currency:       b.Currency,
-				Description:    fmt.Sprintf("%s, %s, seats %v", b.MovieTitle, b.StartsAt.Format(time.RFC3339), b.Seats),
-			})
+	var calls errgroup.Group
+	calls.SetLimit(chargesAtOnce)
+	for _, ch := range charges {
+		calls.Go(func() (err error) {
+			ch.result, err = s.processor.Charge(kafka.WithTrace(ctx, ch.delivery.Trace),
+				chargeRequest(ch.delivery.Envelope.BookingID, ch.c.Card, ch.c.Booking))
 			ch.answeredAt = s.now()
-		}()
+			return err
+		})
 	}
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
+	if err := calls.Wait(); err != nil {
 		return fmt.Errorf("charge a batch of %d: %w", len(charges), err)
 	}
 

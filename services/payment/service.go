@@ -128,13 +128,7 @@ func (s *Service) HandleSeatsConfirmed(ctx context.Context, env event.Envelope, 
 		return nil // decided, with its event queued, on an earlier delivery
 	}
 
-	result, err := s.processor.Charge(ctx, gateway.ChargeRequest{
-		IdempotencyKey: env.BookingID,
-		Card:           c.Card,
-		AmountCents:    b.AmountCents,
-		Currency:       b.Currency,
-		Description:    fmt.Sprintf("%s, %s, seats %v", b.MovieTitle, b.StartsAt.Format(time.RFC3339), b.Seats),
-	})
+	result, err := s.processor.Charge(ctx, chargeRequest(env.BookingID, c.Card, b))
 	if err != nil {
 		return fmt.Errorf("charge booking %s: %w", env.BookingID, err)
 	}
@@ -222,13 +216,10 @@ func (s *Service) closeExpired(ctx context.Context, cause event.Envelope, b even
 	var result gateway.ChargeResult
 	if known != nil {
 		result = *known
-	} else if result, err = s.processor.Charge(ctx, gateway.ChargeRequest{
-		IdempotencyKey: cause.BookingID,
-		Card:           event.Card{Brand: row.CardBrand, Last4: row.CardLast4, Token: row.CardToken},
-		AmountCents:    row.AmountCents,
-		Currency:       row.Currency,
-		Description:    fmt.Sprintf("%s, %s, seats %v", b.MovieTitle, b.StartsAt.Format(time.RFC3339), b.Seats),
-	}); err != nil {
+	} else if result, err = s.processor.Charge(ctx, chargeRequest(cause.BookingID,
+		event.Card{Brand: row.CardBrand, Last4: row.CardLast4, Token: row.CardToken},
+		event.BookingDetails{MovieTitle: b.MovieTitle, StartsAt: b.StartsAt, Seats: b.Seats, AmountCents: row.AmountCents, Currency: row.Currency},
+	)); err != nil {
 		return fmt.Errorf("settle the open charge of %s: %w", cause.BookingID, err)
 	}
 	if !result.Approved {
@@ -251,6 +242,19 @@ func (s *Service) closeExpired(ctx context.Context, cause event.Envelope, b even
 	}
 	failed.Code, failed.Reason, failed.Refunded = event.PaymentLate, reasonLate, true
 	return s.finish(ctx, cause, statusExpiring, statusRefunded, result.Reference, refund, event.TypePaymentFailed, failed)
+}
+
+// chargeRequest is the charge of a booking's seats. The booking id is the idempotency key: the
+// processor answers a repeated charge with its first answer, so every path that charges a
+// booking (a redelivery, a batch falling back, an expiry settling an open charge) charges once.
+func chargeRequest(bookingID string, card event.Card, b event.BookingDetails) gateway.ChargeRequest {
+	return gateway.ChargeRequest{
+		IdempotencyKey: bookingID,
+		Card:           card,
+		AmountCents:    b.AmountCents,
+		Currency:       b.Currency,
+		Description:    fmt.Sprintf("%s, %s, seats %v", b.MovieTitle, b.StartsAt.Format(time.RFC3339), b.Seats),
+	}
 }
 
 // refund gives an approved charge back, once: the refund's idempotency key is derived from the
