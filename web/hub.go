@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -43,6 +44,9 @@ type Renderer interface {
 // r3labs is used in its safe configuration (see ../shared/STACK.md): no replay log, multi-line
 // data split into data: lines, streams removed by the library when their one subscriber leaves,
 // TryPublish so a stuck browser cannot block the projection.
+//
+// A followed booking is read once, when its first connection comes in; after that the hub keeps
+// it up to date from the news of each stage (Notify), so a stage costs its streams no read.
 type Hub struct {
 	server *sse.Server
 	load   func(ctx context.Context, bookingID string) (BookingStatus, error)
@@ -51,6 +55,8 @@ type Hub struct {
 
 	mu        sync.Mutex
 	byBooking map[string]map[string]*stream // booking id → stream id → stream
+	known     map[string]*BookingStatus     // booking id → what its streams know of it, all stages uncut, while it has streams
+	stale     map[string]bool               // bookings told of a stage with no news to apply: read again
 	notifying map[string]bool               // bookings whose streams are being caught up now
 	renotify  map[string]bool               // … and were told of another stage meanwhile
 	loads     chan struct{}                 // bounds the database reads of catching up at once
@@ -67,21 +73,17 @@ type stream struct {
 	ready     bool               // the library has registered the subscriber: publishing reaches it
 	sent      int                // stages already sent on this stream
 	closed    bool
-
-	// initial is the booking as read when the connection came in, after the stream was
-	// registered, for its first catch-up: one read, not two. A stage told before the stream is
-	// ready (missed) may be newer than that read, and the first catch-up reads again.
-	initial *BookingStatus
-	missed  bool
 }
 
 // maxStreamLifetime ends a connection that has been open far longer than any booking takes;
 // the browser reconnects with Last-Event-ID and loses nothing.
 const maxStreamLifetime = 30 * time.Minute
 
-// NewHub returns a hub that reads bookings through load and renders them through render.
+// NewHub returns a hub that reads bookings through load, with every stage stored (in any order),
+// and renders them through render.
 func NewHub(load func(ctx context.Context, bookingID string) (BookingStatus, error), render Renderer, log *slog.Logger) *Hub {
 	h := &Hub{load: load, render: render, log: log, byBooking: map[string]map[string]*stream{},
+		known: map[string]*BookingStatus{}, stale: map[string]bool{},
 		notifying: map[string]bool{}, renotify: map[string]bool{}, loads: make(chan struct{}, maxConcurrentLoads),
 		closed: make(chan struct{})}
 	server := sse.New()
@@ -127,14 +129,13 @@ func (h *Hub) Serve(w http.ResponseWriter, r *http.Request, kind StreamKind, boo
 	h.mu.Unlock()
 	defer h.forget(streamID) // also when the library refused the request before subscribing
 
-	// Read once registered: a stage stored after this read is told to the stream (see initial).
+	// Read once registered: a stage stored after this read is told to the hub, which applies it
+	// to what it knows (or reads again), and what the stream is first sent comes from there.
 	b, err := h.load(r.Context(), bookingID)
 	if err != nil {
 		return err
 	}
-	s.mu.Lock()
-	s.initial = &b
-	s.mu.Unlock()
+	h.learn(bookingID, b)
 
 	// The library reads the stream id from the query and would refuse a Last-Event-ID that is
 	// not a number; ours are, but a stale tab might send anything.
@@ -145,15 +146,22 @@ func (h *Hub) Serve(w http.ResponseWriter, r *http.Request, kind StreamKind, boo
 	return nil
 }
 
-// Notify is called after a booking gains a stage: every stream following it catches up. It
-// returns at once: the catching up happens on a goroutine of the booking's own, so the
-// projection's consumer never waits for a read and a render per stage. Stages told while a
-// booking's streams are being caught up are coalesced into one more round.
-func (h *Hub) Notify(bookingID string) {
+// Notify is called after a booking gains a stage: every stream following it catches up. apply
+// brings the booking as the hub knows it up to date with that stage (StageNews.Apply); with nil
+// apply the booking is read again. It returns at once: the catching up happens on a goroutine of
+// the booking's own, so the projection's consumer never waits for a render per stage. Stages
+// told while a booking's streams are being caught up are coalesced into one more round.
+func (h *Hub) Notify(bookingID string, apply func(*BookingStatus)) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if len(h.byBooking[bookingID]) == 0 {
 		return
+	}
+	if b := h.known[bookingID]; b != nil && apply != nil {
+		apply(b)
+	} else {
+		// Not read yet (the connection's own read may predate the stage) or nothing to apply.
+		h.stale[bookingID] = true
 	}
 	if h.notifying[bookingID] {
 		h.renotify[bookingID] = true
@@ -172,9 +180,7 @@ const loadTimeout = 10 * time.Second
 
 func (h *Hub) notifyRounds(bookingID string) {
 	for {
-		h.loads <- struct{}{}
 		h.catchUpBooking(bookingID)
-		<-h.loads
 		h.mu.Lock()
 		if !h.renotify[bookingID] {
 			delete(h.notifying, bookingID)
@@ -186,33 +192,77 @@ func (h *Hub) notifyRounds(bookingID string) {
 	}
 }
 
-// catchUpBooking reads the booking once for every connection following it, not once each.
+// catchUpBooking sends every connection following the booking what it has not had yet, from
+// what the hub knows of it; when that is stale, the booking is read once for all of them.
 func (h *Hub) catchUpBooking(bookingID string) {
 	h.mu.Lock()
 	streams := make([]*stream, 0, len(h.byBooking[bookingID]))
 	for _, s := range h.byBooking[bookingID] {
 		streams = append(streams, s)
 	}
+	b, fresh := h.knownCopy(bookingID)
+	delete(h.stale, bookingID) // a read starting now sees every stage told so far
 	h.mu.Unlock()
 	if len(streams) == 0 {
 		return
 	}
-	// Bounded: a database that hangs must not keep the read slots, and so every stream, for good.
-	ctx, cancel := context.WithTimeout(context.Background(), loadTimeout)
-	defer cancel()
-	b, err := h.load(ctx, bookingID)
-	if err != nil {
-		// Nothing else may come to catch them up (this may have been the last stage): the
-		// connections are ended, and browsers reconnect and resume after their Last-Event-ID.
-		h.log.Warn("sse: load booking; ending its connections", "booking_id", bookingID, "err", err)
-		for _, s := range streams {
-			s.cancel()
+	if !fresh {
+		var err error
+		if b, err = h.read(bookingID); err != nil {
+			// Nothing else may come to catch them up (this may have been the last stage): the
+			// connections are ended, and browsers reconnect and resume after their Last-Event-ID.
+			h.log.Warn("sse: load booking; ending its connections", "booking_id", bookingID, "err", err)
+			for _, s := range streams {
+				s.cancel()
+			}
+			return
 		}
-		return
 	}
+	// Learned before any stream is caught up: a stream subscribing meanwhile starts from it.
+	b = h.learn(bookingID, b)
 	for _, s := range streams {
 		h.catchUp(s, &b)
 	}
+}
+
+// read loads a booking for its streams, bounded in time and in reads at once.
+func (h *Hub) read(bookingID string) (BookingStatus, error) {
+	h.loads <- struct{}{}
+	defer func() { <-h.loads }()
+	// Bounded: a database that hangs must not keep the read slots, and so every stream, for good.
+	ctx, cancel := context.WithTimeout(context.Background(), loadTimeout)
+	defer cancel()
+	return h.load(ctx, bookingID)
+}
+
+// learn merges a booking as read into what the hub knows of it, while it has streams, and
+// returns what the hub now knows (a copy).
+func (h *Hub) learn(bookingID string, read BookingStatus) BookingStatus {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if len(h.byBooking[bookingID]) == 0 {
+		return read
+	}
+	merged := read
+	if known := h.known[bookingID]; known != nil {
+		merged = mergeBookings(*known, read)
+	}
+	h.known[bookingID] = &merged
+	out := merged
+	out.Stages = slices.Clone(merged.Stages)
+	return out
+}
+
+// knownCopy is a copy of what the hub knows of a booking, and whether that is up to date with
+// every stage told (false when it must be read). Called with h.mu held.
+func (h *Hub) knownCopy(bookingID string) (BookingStatus, bool) {
+	known := h.known[bookingID]
+	if known == nil {
+		return BookingStatus{}, false
+	}
+	b := *known
+	b.Stages = slices.Clone(known.Stages)
+	return b, !h.stale[bookingID]
 }
 
 // OpenStreams counts the connections currently following a booking.
@@ -248,13 +298,17 @@ func (h *Hub) onSubscribe(streamID string, _ *sse.Subscriber) {
 	if s := h.stream(streamID); s != nil {
 		s.mu.Lock()
 		s.ready = true
-		initial := s.initial
-		if s.missed {
-			initial = nil
-		}
-		s.initial = nil
 		s.mu.Unlock()
-		h.catchUp(s, initial)
+		// Read after the stream is ready: a round that skipped it (not ready yet) had learned its
+		// stage before, so it is here; a later round finds the stream ready. Stale: read again.
+		h.mu.Lock()
+		b, fresh := h.knownCopy(s.bookingID)
+		h.mu.Unlock()
+		if fresh {
+			h.catchUp(s, &b)
+		} else {
+			h.catchUp(s, nil)
+		}
 	}
 }
 
@@ -270,6 +324,8 @@ func (h *Hub) forget(streamID string) {
 	delete(h.byBooking[parts[1]], streamID)
 	if len(h.byBooking[parts[1]]) == 0 {
 		delete(h.byBooking, parts[1])
+		delete(h.known, parts[1])
+		delete(h.stale, parts[1])
 	}
 }
 
@@ -285,14 +341,11 @@ func (h *Hub) stream(streamID string) *stream {
 
 // catchUp sends a stream every stage it has not had yet, in order, and the outcome and close
 // event once the booking has ended. The stream's lock makes each stage go out exactly once
-// even when a new stage and a (re)connection race. b is the booking as just loaded, or nil to
-// load it here; an older snapshot than the stream has seen simply sends nothing.
+// even when a new stage and a (re)connection race. loaded is the booking with every stage
+// stored, or nil to load it here; an older snapshot than the stream has seen simply sends nothing.
 func (h *Hub) catchUp(s *stream, loaded *BookingStatus) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if !s.ready {
-		s.missed = true // a newer stage came: the first catch-up reads the booking again
-	}
 	if s.closed || !s.ready {
 		return
 	}
@@ -309,6 +362,7 @@ func (h *Hub) catchUp(s *stream, loaded *BookingStatus) {
 		loaded = &b
 	}
 	b := *loaded
+	b.Stages = orderedStages(b.Stages)
 	for seq := s.sent + 1; seq <= len(b.Stages); seq++ {
 		name, data, err := h.render.StageEvent(s.kind, b, seq)
 		if err != nil {

@@ -102,7 +102,7 @@ func TestStreamsGetEveryStageOnceThenClose(t *testing.T) {
 		go func() {
 			for _, stage := range path[1:] {
 				store.add(id, stage)
-				hub.Notify(id)
+				hub.Notify(id, nil)
 			}
 		}()
 	}
@@ -181,7 +181,7 @@ func TestStageToldWhileAStreamConnectsReachesIt(t *testing.T) {
 		if first.CompareAndSwap(true, false) {
 			// The connection's read is done; a stage lands and is told before it subscribes.
 			store.add(id, StatusConfirmed)
-			hub.Notify(id)
+			hub.Notify(id, nil)
 			for {
 				hub.mu.Lock()
 				told := !hub.notifying[id]
@@ -233,5 +233,77 @@ func TestStageToldWhileAStreamConnectsReachesIt(t *testing.T) {
 	}
 	if got[0] != StatusRequested || got[1] != StatusConfirmed {
 		t.Errorf("streamed %v, want requested then confirmed", got)
+	}
+}
+
+// TestStagesWithNewsReachStreamsWithoutAReadEach: a connection reads its booking once; the stages
+// after that come with their news (what StageNews.Apply does, here a stand-in) and reach every
+// stream in order, then the outcome and the close, with no read per stage.
+func TestStagesWithNewsReachStreamsWithoutAReadEach(t *testing.T) {
+	store := &bookings{m: map[string]*BookingStatus{}}
+	var reads atomic.Int64
+	hub := NewHub(func(ctx context.Context, id string) (BookingStatus, error) {
+		reads.Add(1)
+		return store.load(ctx, id)
+	}, stageNames{}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := hub.Serve(w, r, StreamJSON, strings.TrimPrefix(r.URL.Path, "/")); err != nil {
+			http.Error(w, err.Error(), http.StatusNotFound)
+		}
+	}))
+	defer srv.Close()
+	defer hub.Close()
+
+	const connections = 3
+	store.add("b", StatusRequested)
+	var results []<-chan []string
+	for range connections {
+		results = append(results, follow(t, srv.URL+"/b"))
+	}
+	// Every connection in and its read learned: a stage told before that is read again, rightly.
+	settled := func() bool {
+		hub.mu.Lock()
+		streams, known := hub.byBooking["b"], hub.known["b"]
+		hub.mu.Unlock()
+		ready := 0
+		for _, s := range streams {
+			s.mu.Lock()
+			if s.ready {
+				ready++
+			}
+			s.mu.Unlock()
+		}
+		return known != nil && ready == connections
+	}
+	for deadline := time.Now().Add(5 * time.Second); !settled(); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the streams never opened")
+		}
+	}
+	opened := reads.Load()
+	path := []string{StatusConfirmed, StatusPaid, StatusNotified, StatusTicketed}
+	for _, stage := range path {
+		store.add("b", stage) // stored, as the projection does before it tells
+		hub.Notify("b", func(b *BookingStatus) {
+			b.Stages = append(b.Stages, Stage{Name: stage})
+			b.Status = stage
+		})
+	}
+	want := fmt.Sprint([]string{StatusRequested, StatusConfirmed, StatusPaid, StatusNotified, StatusTicketed, "outcome", CloseEvent})
+	for i, r := range results {
+		select {
+		case got := <-r:
+			if fmt.Sprint(got) != want {
+				t.Errorf("stream %d: %v, want %s", i, got, want)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("stream %d never ended", i)
+		}
+	}
+	if opened > connections {
+		t.Errorf("%d reads for %d connections", opened, connections)
+	}
+	if n := reads.Load() - opened; n != 0 {
+		t.Errorf("%d reads for %d stages told with their news; want none", n, len(path))
 	}
 }

@@ -349,12 +349,27 @@ func (s *Server) bookingFormSubmit(w http.ResponseWriter, r *http.Request) {
 func (s *Server) loadBooking(ctx context.Context, id string) (BookingStatus, error) {
 	b, err := s.projection.Booking(ctx, id)
 	if err == nil {
-		b.Token = s.token(b.ID)
-		if b.Ticket != nil {
-			b.TicketCode = SignedTicketCode(s.capabilityKey, b.Ticket.TicketID)
-		}
+		s.dress(&b)
 	}
 	return b, err
+}
+
+// loadBookingAsStored is loadBooking with every stage stored, in any order, for the SSE hub.
+func (s *Server) loadBookingAsStored(ctx context.Context, id string) (BookingStatus, error) {
+	b, err := s.projection.bookingAsStored(ctx, id)
+	if err == nil {
+		s.dress(&b)
+	}
+	return b, err
+}
+
+// dress adds what a booking shows but the projection does not store: its token for the links,
+// and its ticket's signed code for the QR code.
+func (s *Server) dress(b *BookingStatus) {
+	b.Token = s.token(b.ID)
+	if b.Ticket != nil {
+		b.TicketCode = SignedTicketCode(s.capabilityKey, b.Ticket.TicketID)
+	}
 }
 
 func (s *Server) bookingPage(w http.ResponseWriter, r *http.Request) {

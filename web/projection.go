@@ -83,7 +83,7 @@ var ErrBookingNotFound = errors.New("booking not found")
 type Projection struct {
 	db       *sqlx.DB
 	recorder *recorder
-	onChange func(bookingID, showID string)
+	onChange func(showID string, change *StageNews)
 	relay    *outbox.Relay
 	metrics  *metrics // nil: not measured
 	log      *slog.Logger
@@ -92,10 +92,11 @@ type Projection struct {
 // OutboxTable is where the web queues the booking requests it publishes.
 const OutboxTable = "web.outbox"
 
-// NewProjection returns the projection. onChange is called after each new stage is stored, with
-// no booking id for a new booking (its streams read it when they connect, but its show's seat
-// maps have changed); relay is woken after a booking request is queued.
-func NewProjection(db *sqlx.DB, onChange func(bookingID, showID string), relay *outbox.Relay, log *slog.Logger) *Projection {
+// NewProjection returns the projection. onChange is called after each stage is stored, with the
+// stage as news its streams can apply without reading the booking again, and with nil news for a
+// new booking (its streams read it when they connect, but its show's seat maps have changed);
+// relay is woken after a booking request is queued.
+func NewProjection(db *sqlx.DB, onChange func(showID string, change *StageNews), relay *outbox.Relay, log *slog.Logger) *Projection {
 	p := &Projection{db: db, onChange: onChange, relay: relay, log: log}
 	p.recorder = &recorder{store: p.recordMany, single: func(ctx context.Context, rec *recording) (bool, error) {
 		recorded, err := p.recordMany(ctx, []*recording{rec})
@@ -202,7 +203,7 @@ func (p *Projection) Record(ctx context.Context, env event.Envelope, req event.B
 	if publish {
 		p.relay.Notify()
 	}
-	p.onChange("", req.ShowID) // a new booking: only its show's seat maps have anything to hear
+	p.onChange(req.ShowID, nil) // a new booking: only its show's seat maps have anything to hear
 	return "", nil
 }
 
@@ -465,7 +466,7 @@ func (p *Projection) recordRequested(ctx context.Context, envs []event.Envelope,
 	// it, and the seat maps connected here must follow all the same. A new booking's own streams
 	// have nothing to hear: one can only connect once the booking is stored, and reads it then.
 	for _, req := range reqs {
-		p.onChange("", req.ShowID)
+		p.onChange(req.ShowID, nil)
 	}
 	return nil
 }
@@ -503,8 +504,13 @@ func changeFrom[T any](change func(event.Envelope, T) stageChange) func(event.En
 
 // simpleChange is a stage named after the status it moves to.
 func simpleChange(env event.Envelope, status, detail string) stageChange {
-	return stageChange{env: env, stage: Stage{Name: status, At: env.OccurredAt, Detail: detail}, status: status}
+	return stageChange{env: env, stage: Stage{Name: status, At: asStored(env.OccurredAt), Detail: detail}, status: status}
 }
+
+// asStored is a time as PostgreSQL keeps it, to the microsecond, in UTC. Times are cut to that
+// before they are stored (PostgreSQL would round them its own way), so what the streams are told
+// (StageNews) is to the digit what a read gives.
+func asStored(t time.Time) time.Time { return t.UTC().Truncate(time.Microsecond) }
 
 func confirmedChange(env event.Envelope, c event.SeatsConfirmed) stageChange {
 	held := "held"
@@ -514,7 +520,7 @@ func confirmedChange(env event.Envelope, c event.SeatsConfirmed) stageChange {
 	}
 	detail := fmt.Sprintf("Seats %s %s · %s to pay", joinSeats(c.Booking.Seats), held, formatMoney(c.Booking.AmountCents, c.Booking.Currency))
 	change := simpleChange(env, StatusConfirmed, detail)
-	change.stage.holdUntil = c.HoldExpiresAt
+	change.stage.holdUntil = asStored(c.HoldExpiresAt)
 	return change
 }
 
@@ -665,7 +671,7 @@ func (p *Projection) advanceStages(ctx context.Context, changes []stageChange) e
 		}
 		// Told even on a replay: another web replica sharing this database may have stored the
 		// stage first; its streams were told, ours still have to be.
-		p.onChange(row.BookingID, row.ShowID)
+		p.onChange(row.ShowID, &StageNews{change: c})
 	}
 	return nil
 }
@@ -682,9 +688,17 @@ var statusRankSQL = func() string {
 	return b.String()
 }()
 
-// Booking loads one booking with its stages in the order they happen, in one round trip: it is
-// read for every stage a connected stream is told of.
+// Booking loads one booking with its stages in the order they happen, as far as they are there
+// without a gap (see orderedStages), in one round trip.
 func (p *Projection) Booking(ctx context.Context, id string) (BookingStatus, error) {
+	b, err := p.bookingAsStored(ctx, id)
+	b.Stages = orderedStages(b.Stages)
+	return b, err
+}
+
+// bookingAsStored loads one booking with every stage stored, in no particular order: what a
+// stream keeps and brings up to date from the projection's news (StageNews.Apply).
+func (p *Projection) bookingAsStored(ctx context.Context, id string) (BookingStatus, error) {
 	var b struct {
 		BookingStatus
 		StagesJSON []byte `db:"stages"`
@@ -709,8 +723,75 @@ func (p *Projection) Booking(ctx context.Context, id string) (BookingStatus, err
 	if err := json.Unmarshal(b.StagesJSON, &b.Stages); err != nil {
 		return BookingStatus{}, fmt.Errorf("decode stages of %s: %w", id, err)
 	}
-	b.Stages = orderedStages(b.Stages)
+	// In UTC, as the news tells them (StageNews.Apply).
+	for i := range b.Stages {
+		b.Stages[i].At = b.Stages[i].At.UTC()
+	}
+	if b.HoldUntil != nil {
+		hold := b.HoldUntil.UTC()
+		b.HoldUntil = &hold
+	}
 	return b.BookingStatus, nil
+}
+
+// StageNews is one stage as the projection has just stored it, for the streams that follow its
+// booking: applied to the booking as they last had it, it gives what reading the booking again
+// would, without the read (one per stage per booking followed, the most frequent query there was).
+type StageNews struct{ change stageChange }
+
+// BookingID is the booking the stage belongs to.
+func (n *StageNews) BookingID() string { return n.change.env.BookingID }
+
+// Apply brings b up to date with the stage exactly as advanceStages stored it: the stage is
+// added once (by name; the first stored stands), and only a newly added stage moves the status
+// forward (never backwards), sets the reason, the ticket and the hold. It reports whether b
+// changed.
+func (n *StageNews) Apply(b *BookingStatus) bool {
+	c := n.change
+	if slices.ContainsFunc(b.Stages, func(s Stage) bool { return s.Name == c.stage.Name }) {
+		return false
+	}
+	b.Stages = append(b.Stages, Stage{Name: c.stage.Name, At: c.stage.At, Detail: c.stage.Detail})
+	if statusRank[c.status] > statusRank[b.Status] {
+		b.Status = c.status
+	}
+	if c.reason != "" {
+		b.Reason = c.reason
+	}
+	if c.ticket != nil {
+		b.Ticket = c.ticket
+	}
+	if !c.stage.holdUntil.IsZero() {
+		hold := c.stage.holdUntil
+		b.HoldUntil = &hold
+	}
+	return true
+}
+
+// mergeBookings is what both a and b know of one booking, each read or brought up to date at
+// its own time: every stage of either (the first by name stands), the further status, and what
+// either has of the reason, ticket and hold. Neither is changed.
+func mergeBookings(a, b BookingStatus) BookingStatus {
+	out := a
+	out.Stages = slices.Clone(a.Stages)
+	for _, st := range b.Stages {
+		if !slices.ContainsFunc(out.Stages, func(s Stage) bool { return s.Name == st.Name }) {
+			out.Stages = append(out.Stages, st)
+		}
+	}
+	if statusRank[b.Status] > statusRank[out.Status] {
+		out.Status = b.Status
+	}
+	if out.Reason == "" {
+		out.Reason = b.Reason
+	}
+	if out.Ticket == nil {
+		out.Ticket, out.TicketJSON, out.TicketCode = b.Ticket, b.TicketJSON, b.TicketCode
+	}
+	if out.HoldUntil == nil {
+		out.HoldUntil = b.HoldUntil
+	}
+	return out
 }
 
 // stageOrder is each stage's place in a booking's progress (a failure takes the place of the

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -24,15 +25,21 @@ type toldProjection struct {
 	*Projection
 	mu   sync.Mutex
 	told map[string]int
+	news []*StageNews // every stage told, in order
 }
 
 func newToldProjection(t *testing.T) *toldProjection {
 	t.Helper()
 	tp := &toldProjection{told: map[string]int{}}
-	tp.Projection = NewProjection(dbtest.NewMigrated(t, nil), func(bookingID, _ string) {
+	tp.Projection = NewProjection(dbtest.NewMigrated(t, nil), func(_ string, news *StageNews) {
 		tp.mu.Lock()
 		defer tp.mu.Unlock()
-		tp.told[bookingID]++
+		if news == nil {
+			tp.told[""]++
+			return
+		}
+		tp.told[news.BookingID()]++
+		tp.news = append(tp.news, news)
 	}, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	return tp
 }
@@ -45,9 +52,15 @@ func (tp *toldProjection) describe(t *testing.T, id string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return describeBooking(b)
+}
+
+// describeBooking is describe for a booking at hand, its stages as a page shows them.
+func describeBooking(b BookingStatus) string {
+	b.Stages = orderedStages(b.Stages)
 	var stages []string
 	for _, s := range b.Stages {
-		stages = append(stages, s.Name+" "+s.Detail)
+		stages = append(stages, s.Name+" "+s.At.UTC().Format(time.RFC3339Nano)+" "+s.Detail)
 	}
 	ticket := ""
 	if b.Ticket != nil {
@@ -55,7 +68,7 @@ func (tp *toldProjection) describe(t *testing.T, id string) string {
 	}
 	hold := ""
 	if b.HoldUntil != nil {
-		hold = b.HoldUntil.UTC().Format(time.RFC3339)
+		hold = b.HoldUntil.UTC().Format(time.RFC3339Nano)
 	}
 	return fmt.Sprintf("%s %q hold=%s ticket=%s seats=%v stages=%q", b.Status, b.Reason, hold, ticket, b.Seats, stages)
 }
@@ -186,5 +199,99 @@ func TestProjectionBatchesStoreWhatOneByOneWould(t *testing.T) {
 	}
 	if got := fresh.describe(t, ids[2]); !strings.HasPrefix(got, StatusRequested) || strings.Contains(got, StatusPaid) {
 		t.Errorf("the known booking of a refused batch reads %s; want nothing stored", got)
+	}
+}
+
+// TestStreamsKnowFromTheNewsWhatAReadWouldGive: a stream reads its booking once and then keeps
+// it from the news of each stage. Whenever it read (after any number of stages), and however
+// much of the news it then hears again (news of stages its read already had, as when a read and
+// a stage race), it must come to what a read at the end gives: stages, times, status, reason,
+// hold and ticket, through a confirmation, a rejection, a payment read before its booking's
+// confirmation, a failed payment and its SMS, and a ticket. A read older than the news merged
+// in later (a slow connection's read) changes nothing, and nor does a replay.
+func TestStreamsKnowFromTheNewsWhatAReadWouldGive(t *testing.T) {
+	ctx := context.Background()
+	tp := newToldProjection(t)
+	ids := make([]string, 4)
+	var requests []kafka.Delivery
+	for i := range ids {
+		ids[i] = uuid.NewString()
+		requests = append(requests, stageEvent(t, event.TypeBookingRequested, ids[i], event.BookingRequested{
+			ShowID: "ldn-1-20261127-1930", Seats: []string{fmt.Sprintf("D%d", i+1)}, CustomerName: "Ada", Phone: "+447700900123",
+			Card: event.Card{Brand: "visa", Last4: "4242"}}))
+	}
+	if err := tp.onRequestedBatch(ctx, requests); err != nil {
+		t.Fatal(err)
+	}
+	details := event.BookingDetails{MovieTitle: "Orbital Decay", AmountCents: 1395, Currency: "GBP", Seats: []string{"D1"},
+		Timezone: "Europe/London", PhoneMasked: "+44•••••••123"}
+	hold := time.Date(2026, 11, 27, 19, 0, 0, 123456789, time.UTC) // nanoseconds: PostgreSQL keeps microseconds
+	stages := []kafka.Delivery{
+		stageEvent(t, event.TypeSeatsConfirmed, ids[0], event.SeatsConfirmed{Booking: details, HoldExpiresAt: hold}),
+		stageEvent(t, event.TypeBookingRejected, ids[1], event.BookingRejected{Code: "seat_taken", Reason: "Seat D2 is taken."}),
+		stageEvent(t, event.TypePaymentSucceeded, ids[2], event.PaymentSucceeded{Booking: details, CardBrand: "visa", CardLast4: "4242"}),
+		stageEvent(t, event.TypeSeatsConfirmed, ids[2], event.SeatsConfirmed{Booking: details, HoldExpiresAt: hold}),
+		stageEvent(t, event.TypeSeatsConfirmed, ids[3], event.SeatsConfirmed{Booking: details, HoldExpiresAt: hold}),
+		stageEvent(t, event.TypePaymentSucceeded, ids[0], event.PaymentSucceeded{Booking: details, CardBrand: "visa", CardLast4: "4242"}),
+		stageEvent(t, event.TypeNotificationSent, ids[3], event.NotificationResult{Booking: details, Paid: false}),
+		stageEvent(t, event.TypePaymentFailed, ids[3], event.PaymentFailed{Booking: details, Code: "card_declined", Reason: "Your card was declined."}),
+		stageEvent(t, event.TypeNotificationSent, ids[0], event.NotificationResult{Booking: details, Paid: true}),
+		stageEvent(t, event.TypeTicketIssued, ids[0], event.TicketIssued{TicketID: "t-" + ids[0], Code: "BX-1", Seats: []string{"D1"}}),
+	}
+	read := func() map[string]BookingStatus {
+		out := map[string]BookingStatus{}
+		for _, id := range ids {
+			b, err := tp.bookingAsStored(ctx, id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out[id] = b
+		}
+		return out
+	}
+	reads := []map[string]BookingStatus{read()} // reads[k]: after k stages
+	for _, d := range stages {
+		if err := tp.onStagesBatch(ctx, []kafka.Delivery{d}); err != nil {
+			t.Fatal(err)
+		}
+		reads = append(reads, read())
+	}
+	if len(tp.news) != len(stages) {
+		t.Fatalf("%d stages stored, %d told", len(stages), len(tp.news))
+	}
+	want := map[string]string{}
+	for _, id := range ids {
+		want[id] = tp.describe(t, id)
+	}
+	if !strings.HasPrefix(want[ids[0]], StatusTicketed) || !strings.HasPrefix(want[ids[3]], StatusFailed) {
+		t.Fatalf("the stored bookings are not what the test is about: %v", want)
+	}
+	for k := range reads {
+		for j := 0; j <= k; j++ {
+			for _, id := range ids {
+				known := reads[k][id]
+				for _, news := range tp.news[j:] {
+					if news.BookingID() == id {
+						news.Apply(&known)
+					}
+				}
+				if got := describeBooking(known); got != want[id] {
+					t.Errorf("read after %d stages, news from stage %d on: booking %d\n knows: %s\n reads: %s", k, j, slices.Index(ids, id), got, want[id])
+				}
+				if got := describeBooking(mergeBookings(known, reads[j][id])); got != want[id] {
+					t.Errorf("an older read (after %d stages) merged in: booking %d\n knows: %s\n reads: %s", j, slices.Index(ids, id), got, want[id])
+				}
+			}
+		}
+	}
+
+	// A replay: the news comes again, stores nothing, and changes nothing a stream knows.
+	told := len(tp.news)
+	if err := tp.onStagesBatch(ctx, stages[:1]); err != nil {
+		t.Fatal(err)
+	}
+	known := reads[len(stages)][ids[0]]
+	if len(tp.news) != told+1 || tp.news[told].Apply(&known) || describeBooking(known) != want[ids[0]] {
+		t.Errorf("a replayed stage: told %d times (want once more), and the booking then reads %s", len(tp.news)-told, describeBooking(known))
 	}
 }

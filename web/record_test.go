@@ -26,7 +26,7 @@ import (
 func TestBookPressesArrivingTogetherAreRecordedTogetherOnce(t *testing.T) {
 	conn := dbtest.NewMigrated(t, nil)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	p := NewProjection(conn, func(string, string) {}, outbox.NewRelay(conn, OutboxTable, nil, log), log)
+	p := NewProjection(conn, func(string, *StageNews) {}, outbox.NewRelay(conn, OutboxTable, nil, log), log)
 
 	// Hold the first statements until every press has queued, so the rest go together.
 	const alone, doubleClicks, reused = 30, 10, 5
@@ -163,7 +163,7 @@ func TestBookPressesArrivingTogetherAreRecordedTogetherOnce(t *testing.T) {
 func TestAPressIsStoredIfAndOnlyIfItsCallerIsToldSo(t *testing.T) {
 	conn := dbtest.NewMigrated(t, nil)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	p := NewProjection(conn, func(string, string) {}, outbox.NewRelay(conn, OutboxTable, nil, log), log)
+	p := NewProjection(conn, func(string, *StageNews) {}, outbox.NewRelay(conn, OutboxTable, nil, log), log)
 	gate := make(chan struct{})
 	started := make(chan struct{}, recordersAtOnce)
 	single := p.recorder.single

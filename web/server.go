@@ -73,12 +73,16 @@ type Server struct {
 // NewServer wires the web. Call Projection().Consumer to feed it from Kafka.
 func NewServer(d Deps) *Server {
 	s := &Server{catalog: catalog.NewStore(d.DB), deps: d, log: d.Log.With("service", "web")}
-	s.hub = NewHub(s.loadBooking, renderer{s}, s.log)
+	s.hub = NewHub(s.loadBookingAsStored, renderer{s}, s.log)
 	s.relay = outbox.NewRelay(d.DB, OutboxTable, d.Publisher, s.log)
 	s.seatHub = NewSeatHub(nil, nil, s.renderSeatUpdates, s.log)
-	s.projection = NewProjection(d.DB, func(bookingID, showID string) {
-		if bookingID != "" {
-			s.hub.Notify(bookingID)
+	s.projection = NewProjection(d.DB, func(showID string, news *StageNews) {
+		if news != nil {
+			s.hub.Notify(news.BookingID(), func(b *BookingStatus) {
+				if news.Apply(b) {
+					s.dress(b)
+				}
+			})
 		}
 		s.seatHub.Notify(showID)
 	}, s.relay, s.log)
