@@ -13,8 +13,8 @@ import (
 	"github.com/boxoffice/boxoffice/services/kafka"
 )
 
-// errNotBatchable sends a batch down the careful path, one request at a time: a redelivery, a
-// booking id twice, anything a bulk decision should not guess about.
+// errNotBatchable sends a batch down the careful path, one event at a time: a redelivery, a
+// booking id twice, a failed payment, anything a bulk decision should not guess about.
 var errNotBatchable = errors.New("not for a bulk decision")
 
 // HandleRequestedBatch decides the booking requests fetched together in one transaction of a
@@ -123,6 +123,31 @@ func (s *Service) HandleRequestedBatch(ctx context.Context, batch []kafka.Delive
 		}
 	}
 	return nil
+}
+
+// HandlePaymentBatch marks the bookings of the payment successes fetched together paid in one
+// statement, where one each was a round trip per booking. A failed payment (it releases seats,
+// in a transaction of its own) or a booking twice (its events must keep their order) sends the
+// whole batch the careful way, one event at a time.
+func (s *Service) HandlePaymentBatch(ctx context.Context, batch []kafka.Delivery) error {
+	causes := make([]event.Envelope, 0, len(batch))
+	seen := make(map[string]bool, len(batch))
+	for _, d := range batch {
+		env := d.Envelope
+		if env.Type != event.TypePaymentSucceeded {
+			return fmt.Errorf("%w: a %s event", errNotBatchable, env.Type)
+		}
+		var paid event.PaymentSucceeded
+		if err := env.Decode(&paid); err != nil {
+			return err // the careful path dead-letters it
+		}
+		if seen[env.BookingID] {
+			return fmt.Errorf("%w: booking %s twice", errNotBatchable, env.BookingID)
+		}
+		seen[env.BookingID] = true
+		causes = append(causes, env)
+	}
+	return s.store.MarkAllPaid(kafka.WithTrace(ctx, batch[0].Trace), causes)
 }
 
 // holdDecision is a confirmed booking with its seats-confirmed outcome.

@@ -75,7 +75,7 @@ var Subscription = kafka.Subscription{Group: GroupID, Topics: []string{event.Top
 func (s *Service) Consumer(cluster kafka.Cluster, pub *kafka.Publisher) *kafka.Consumer {
 	return kafka.NewConsumer(kafka.ConsumerConfig{
 		Cluster: cluster, GroupID: Subscription.Group, Topics: Subscription.Topics,
-		Batch: map[string]kafka.BatchHandler{event.TopicBookingMovie: s.HandleRequestedBatch},
+		Batch: map[string]kafka.BatchHandler{event.TopicBookingMovie: s.HandleRequestedBatch, event.TopicPayment: s.HandlePaymentBatch},
 	}, kafka.Handlers{
 		event.TypeBookingRequested: kafka.On(s.HandleRequested),
 		event.TypePaymentSucceeded: kafka.On(s.HandlePaymentSucceeded),
