@@ -51,6 +51,7 @@ type Service struct {
 	holdFor time.Duration
 	now     func() time.Time
 	log     *slog.Logger
+	shows   sync.Map // show id → the show as read, kept for showFreshFor (see lookup)
 	screens sync.Map // screen id → its seat labels, for batches (see lookup)
 }
 

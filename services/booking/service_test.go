@@ -2,6 +2,7 @@ package booking_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -566,4 +567,77 @@ func diffLines(before, after string) string {
 		}
 	}
 	return out.String()
+}
+
+// TestShowsAreKeptForAWhile: a show read for one batch is kept for the next ones, so a change
+// to it in the database (a price, by hand) is not seen until 30 seconds after it was read, and
+// then it is; one request at a time decides with the same show. A show not found is not kept:
+// one the schedule adds is bookable at once.
+func TestShowsAreKeptForAWhile(t *testing.T) {
+	conn := dbtest.NewMigrated(t, func(ctx context.Context, d *sqlx.DB) error { return catalog.Seed(ctx, d, now, false) })
+	clock := now
+	svc := booking.NewService(conn, nil, 0, func() time.Time { return clock }, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	ctx := context.Background()
+	// decided books seat of showID, in a batch or alone, and returns what the outcome says.
+	decided := func(showID, seat string, alone bool) string {
+		t.Helper()
+		env, req := requested(t, seat)
+		req.ShowID = showID
+		payload, err := json.Marshal(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		env.Payload = payload
+		if alone {
+			if err := svc.HandleRequested(ctx, env, req); err != nil {
+				t.Fatal(err)
+			}
+		} else if err := svc.HandleRequestedBatch(ctx, []kafka.Delivery{{Envelope: env, Trace: kafka.NextSpan("")}}); err != nil {
+			t.Fatal(err)
+		}
+		msgs := queued(t, conn)
+		last := msgs[len(msgs)-1].Envelope
+		if last.Type == event.TypeBookingRejected {
+			var r event.BookingRejected
+			if err := last.Decode(&r); err != nil {
+				t.Fatal(err)
+			}
+			return r.Code
+		}
+		var c event.SeatsConfirmed
+		if err := last.Decode(&c); err != nil {
+			t.Fatal(err)
+		}
+		return fmt.Sprint(c.Booking.AmountCents)
+	}
+
+	if got := decided(show, "E1", false); got != "1395" {
+		t.Fatalf("first batch: %s, want 1395", got)
+	}
+	if _, err := conn.Exec(`UPDATE catalog.shows SET price_cents = 1500 WHERE id = $1`, show); err != nil {
+		t.Fatal(err)
+	}
+	clock = now.Add(29 * time.Second)
+	if got := decided(show, "E2", false); got != "1395" {
+		t.Errorf("a batch 29 s later: %s, want the price as read (1395): the catalog was read again", got)
+	}
+	if got := decided(show, "E3", true); got != "1395" {
+		t.Errorf("a request alone 29 s later: %s, want 1395 as in batches", got)
+	}
+	clock = now.Add(30 * time.Second)
+	if got := decided(show, "E4", false); got != "1500" {
+		t.Errorf("a batch 30 s later: %s, want the new price 1500", got)
+	}
+
+	const added = "ldn-1-20261125-2345"
+	if got := decided(added, "E1", false); got != event.RejectUnknownShow {
+		t.Fatalf("a show not in the catalog: %s, want %s", got, event.RejectUnknownShow)
+	}
+	if _, err := conn.Exec(`INSERT INTO catalog.shows (id, movie_id, screen_id, starts_at, price_cents)
+		SELECT $1, movie_id, screen_id, starts_at + interval '4 hours', price_cents FROM catalog.shows WHERE id = $2`, added, show); err != nil {
+		t.Fatal(err)
+	}
+	if got := decided(added, "E1", false); got != "1500" {
+		t.Errorf("the show once added: %s, want it bookable at once (1500)", got)
+	}
 }
