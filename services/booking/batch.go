@@ -13,8 +13,8 @@ import (
 	"github.com/boxoffice/boxoffice/services/kafka"
 )
 
-// errNotBatchable sends a batch down the careful path, one request at a time: a redelivery, a
-// booking id twice, anything a bulk decision should not guess about.
+// errNotBatchable sends a batch down the careful path, one event at a time: a redelivery, a
+// booking id twice, a failed payment, anything a bulk decision should not guess about.
 var errNotBatchable = errors.New("not for a bulk decision")
 
 // HandleRequestedBatch decides the booking requests fetched together in one transaction of a
@@ -125,6 +125,31 @@ func (s *Service) HandleRequestedBatch(ctx context.Context, batch []kafka.Delive
 	return nil
 }
 
+// HandlePaymentBatch marks the bookings of the payment successes fetched together paid in one
+// statement, where one each was a round trip per booking. A failed payment (it releases seats,
+// in a transaction of its own) or a booking twice (its events must keep their order) sends the
+// whole batch the careful way, one event at a time.
+func (s *Service) HandlePaymentBatch(ctx context.Context, batch []kafka.Delivery) error {
+	causes := make([]event.Envelope, 0, len(batch))
+	seen := make(map[string]bool, len(batch))
+	for _, d := range batch {
+		env := d.Envelope
+		if env.Type != event.TypePaymentSucceeded {
+			return fmt.Errorf("%w: a %s event", errNotBatchable, env.Type)
+		}
+		var paid event.PaymentSucceeded
+		if err := env.Decode(&paid); err != nil {
+			return err // the careful path dead-letters it
+		}
+		if seen[env.BookingID] {
+			return fmt.Errorf("%w: booking %s twice", errNotBatchable, env.BookingID)
+		}
+		seen[env.BookingID] = true
+		causes = append(causes, env)
+	}
+	return s.store.MarkAllPaid(kafka.WithTrace(ctx, batch[0].Trace), causes)
+}
+
 // holdDecision is a confirmed booking with its seats-confirmed outcome.
 func (s *Service) holdDecision(env event.Envelope, req event.BookingRequested, show catalog.Show, expires time.Time) (Decision, error) {
 	details := s.details(req, show)
@@ -155,13 +180,15 @@ func (s *Service) rejectionDecision(env event.Envelope, req event.BookingRequest
 }
 
 // lookup reads the catalog for checking requests. One lookup serves one request, or one batch:
-// a show is read once for all its requests, and in batches a screen's seats once for the
-// service (see missingSeats).
+// a show is read once for all its requests, and kept for the service a while (showFreshFor);
+// in batches a screen's seats are read once for the service (see missingSeats).
 type lookup struct {
 	catalog     *catalog.Store
 	store       *Store
+	now         func() time.Time
 	wholeScreen bool // read a screen's every seat once (a batch), or only the requested ones
 	shows       map[string]showLookup
+	kept        *sync.Map // show id → keptShow, shared by the service
 	screens     *sync.Map // screen id → map[string]bool, its seat labels, shared by the service
 }
 
@@ -170,8 +197,30 @@ type showLookup struct {
 	err  error
 }
 
+// showFreshFor is how long the service trusts a show it read. Shows are reference data written
+// only by the seeder, which only ever adds (ON CONFLICT DO NOTHING, also when the schedule
+// refresher runs), so a show read stays right; the bound is for one changed by hand
+// (rescheduled, repriced), which requests see within that time. Reading it for every batch was
+// a 4-table join per booking.
+const showFreshFor = 30 * time.Second
+
+// age is how long before now t was; a clock set back (in tests) makes everything old, so a
+// show is read again rather than trusted from the future.
+func age(t, now time.Time) time.Duration {
+	if now.Before(t) {
+		return showFreshFor
+	}
+	return now.Sub(t)
+}
+
+// keptShow is a show as read at readAt.
+type keptShow struct {
+	show   catalog.Show
+	readAt time.Time
+}
+
 func (s *Service) newLookup() *lookup {
-	return &lookup{catalog: s.catalog, store: s.store, shows: map[string]showLookup{}, screens: &s.screens}
+	return &lookup{catalog: s.catalog, store: s.store, now: s.now, shows: map[string]showLookup{}, kept: &s.shows, screens: &s.screens}
 }
 
 func (s *Service) newBatchLookup() *lookup {
@@ -184,7 +233,18 @@ func (l *lookup) show(ctx context.Context, id string) (catalog.Show, error) {
 	if found, ok := l.shows[id]; ok {
 		return found.show, found.err
 	}
+	if v, ok := l.kept.Load(id); ok {
+		if k := v.(keptShow); age(k.readAt, l.now()) < showFreshFor {
+			l.shows[id] = showLookup{show: k.show}
+			return k.show, nil
+		}
+	}
 	show, err := l.catalog.Show(ctx, id)
+	if err == nil {
+		l.kept.Store(id, keptShow{show: show, readAt: l.now()})
+	}
+	// A show not found is kept for this request or batch only: one the schedule refresher adds
+	// must be bookable at once.
 	if err == nil || errors.Is(err, catalog.ErrNotFound) {
 		l.shows[id] = showLookup{show, err}
 	}

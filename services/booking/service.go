@@ -51,6 +51,7 @@ type Service struct {
 	holdFor time.Duration
 	now     func() time.Time
 	log     *slog.Logger
+	shows   sync.Map // show id → the show as read, kept for showFreshFor (see lookup)
 	screens sync.Map // screen id → its seat labels, for batches (see lookup)
 }
 
@@ -75,7 +76,7 @@ var Subscription = kafka.Subscription{Group: GroupID, Topics: []string{event.Top
 func (s *Service) Consumer(cluster kafka.Cluster, pub *kafka.Publisher) *kafka.Consumer {
 	return kafka.NewConsumer(kafka.ConsumerConfig{
 		Cluster: cluster, GroupID: Subscription.Group, Topics: Subscription.Topics,
-		Batch: map[string]kafka.BatchHandler{event.TopicBookingMovie: s.HandleRequestedBatch},
+		Batch: map[string]kafka.BatchHandler{event.TopicBookingMovie: s.HandleRequestedBatch, event.TopicPayment: s.HandlePaymentBatch},
 	}, kafka.Handlers{
 		event.TypeBookingRequested: kafka.On(s.HandleRequested),
 		event.TypePaymentSucceeded: kafka.On(s.HandlePaymentSucceeded),

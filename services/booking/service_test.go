@@ -2,6 +2,7 @@ package booking_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -406,5 +407,237 @@ func TestBatchRecordsNothingWhenTheDatabaseRefusesASeat(t *testing.T) {
 	}
 	if last := queued(t, conn)[1]; last.Envelope.Type != event.TypeBookingRejected {
 		t.Errorf("then one at a time: %s, want a rejection", last.Envelope.Type)
+	}
+}
+
+// TestBatchMarksPaidAsOneAtATimeWould: payment successes fetched together are marked paid in
+// one statement, with the outcome marking them one by one gives: a booking that failed before
+// stays failed, a redelivered success changes nothing (even one first delivered before its
+// booking was decided), each event's id is in the inbox. A batch with a failed payment is
+// refused whole and changes nothing; one at a time it then ends as it would have.
+func TestBatchMarksPaidAsOneAtATimeWould(t *testing.T) {
+	ctx := context.Background()
+	oneByOne, oneConn := newService(t)
+	batched, batchConn := newService(t)
+	services := []*booking.Service{oneByOne, batched}
+
+	var bookings []event.Envelope
+	var reqs []event.BookingRequested
+	for _, seat := range []string{"D1", "D2", "D3", "D4", "D5", "D6", "D7"} {
+		env, req := requested(t, seat)
+		bookings, reqs = append(bookings, env), append(reqs, req)
+	}
+	succeeded := func(b event.Envelope) event.Envelope {
+		env, err := event.New(event.TypePaymentSucceeded, b.BookingID, event.PaymentSucceeded{}, now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return env
+	}
+	declined := event.PaymentFailed{Code: "card_declined", Reason: "Your card was declined."}
+	failed := func(b event.Envelope) event.Envelope {
+		env, err := event.New(event.TypePaymentFailed, b.BookingID, declined, now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return env
+	}
+	paidA, paidB, paidC, paidD := succeeded(bookings[0]), succeeded(bookings[1]), succeeded(bookings[2]), succeeded(bookings[3])
+	lateF, early, unknown := succeeded(bookings[5]), succeeded(bookings[6]), succeeded(event.Envelope{BookingID: uuid.NewString()})
+	failedE, failedF := failed(bookings[4]), failed(bookings[5])
+
+	// The same history in both databases: the booking of early is decided after its success was
+	// first delivered (a replay from old offsets), D is paid and F failed before the batch.
+	for _, svc := range services {
+		if err := svc.HandlePaymentSucceeded(ctx, early, event.PaymentSucceeded{}); err != nil {
+			t.Fatal(err)
+		}
+		for i, b := range bookings {
+			if err := svc.HandleRequested(ctx, b, reqs[i]); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := svc.HandlePaymentSucceeded(ctx, paidD, event.PaymentSucceeded{}); err != nil {
+			t.Fatal(err)
+		}
+		if err := svc.HandlePaymentFailed(ctx, failedF, declined); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// state is everything a payment outcome may change, but the clock's marks.
+	state := func(conn *sqlx.DB) string {
+		var rows []string
+		if err := conn.Select(&rows, `SELECT 'booking ' || id || ' ' || status || ' ' || coalesce(reason_code, '') FROM booking.bookings
+			UNION ALL SELECT 'inbox ' || event_id FROM booking.inbox
+			UNION ALL SELECT 'held ' || seat_label || ' ' || booking_id FROM booking.held_seats
+			ORDER BY 1`); err != nil {
+			t.Fatal(err)
+		}
+		return strings.Join(rows, "\n")
+	}
+	touched := func(conn *sqlx.DB) string {
+		var marks []string
+		if err := conn.Select(&marks, `SELECT id || ' ' || updated_at FROM booking.bookings ORDER BY id`); err != nil {
+			t.Fatal(err)
+		}
+		return strings.Join(marks, "\n")
+	}
+
+	delivered := func(envs ...event.Envelope) []kafka.Delivery {
+		batch := make([]kafka.Delivery, len(envs))
+		for i, env := range envs {
+			batch[i] = kafka.Delivery{Envelope: env, Trace: kafka.NextSpan("")}
+		}
+		return batch
+	}
+	first := delivered(paidA, lateF, paidD, paidB, unknown, early)
+	for _, d := range first {
+		if err := oneByOne.HandlePaymentSucceeded(ctx, d.Envelope, event.PaymentSucceeded{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before := touched(batchConn)
+	if err := batched.HandlePaymentBatch(ctx, first); err != nil {
+		t.Fatalf("batch refused: %v", err)
+	}
+	if got, want := state(batchConn), state(oneConn); got != want {
+		t.Fatalf("after the batch:\n%s\nwant (one at a time):\n%s", got, want)
+	}
+	var statuses []string
+	for _, b := range []event.Envelope{bookings[0], bookings[1], bookings[3], bookings[5], bookings[6]} {
+		var status string
+		if err := batchConn.Get(&status, `SELECT status FROM booking.bookings WHERE id = $1`, b.BookingID); err != nil {
+			t.Fatal(err)
+		}
+		statuses = append(statuses, status)
+	}
+	if got := strings.Join(statuses, " "); got != "paid paid paid failed confirmed" {
+		t.Errorf("statuses of A, B, D, F and the early one: %s; want paid paid paid failed confirmed", got)
+	}
+	// Only A and B were touched: a redelivery moves nothing, not even the clock's mark.
+	if after := touched(batchConn); strings.Count(diffLines(before, after), "\n") != 2 {
+		t.Errorf("the batch touched other bookings than A and B:\n%s", diffLines(before, after))
+	}
+
+	// The whole batch again (a commit lost): nothing changes.
+	before, settled := touched(batchConn), state(batchConn)
+	if err := batched.HandlePaymentBatch(ctx, first); err != nil {
+		t.Fatalf("redelivered batch refused: %v", err)
+	}
+	if touched(batchConn) != before || state(batchConn) != settled {
+		t.Errorf("a redelivered batch changed something:\n%s", diffLines(before, touched(batchConn)))
+	}
+
+	// A failed payment among them: refused whole, nothing recorded; one at a time, the seats
+	// of E are freed and C is paid, as in the other database.
+	mixed := delivered(paidC, failedE)
+	if err := batched.HandlePaymentBatch(ctx, mixed); err == nil {
+		t.Fatal("a batch with a failed payment was taken in bulk")
+	}
+	if state(batchConn) != settled {
+		t.Errorf("a refused batch changed something:\n%s", state(batchConn))
+	}
+	for _, svc := range services {
+		if err := svc.HandlePaymentSucceeded(ctx, paidC, event.PaymentSucceeded{}); err != nil {
+			t.Fatal(err)
+		}
+		if err := svc.HandlePaymentFailed(ctx, failedE, declined); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got, want := state(batchConn), state(oneConn); got != want {
+		t.Fatalf("after the mixed batch:\n%s\nwant (one at a time):\n%s", got, want)
+	}
+	if s := state(batchConn); !strings.Contains(s, bookings[2].BookingID+" paid") || strings.Contains(s, "held D5") {
+		t.Errorf("after the mixed batch, C is not paid or E's seat is still held:\n%s", s)
+	}
+}
+
+// diffLines lists the lines of after that are not in before, each ending in a newline.
+func diffLines(before, after string) string {
+	had := map[string]bool{}
+	for _, l := range strings.Split(before, "\n") {
+		had[l] = true
+	}
+	var out strings.Builder
+	for _, l := range strings.Split(after, "\n") {
+		if !had[l] {
+			out.WriteString(l + "\n")
+		}
+	}
+	return out.String()
+}
+
+// TestShowsAreKeptForAWhile: a show read for one batch is kept for the next ones, so a change
+// to it in the database (a price, by hand) is not seen until 30 seconds after it was read, and
+// then it is; one request at a time decides with the same show. A show not found is not kept:
+// one the schedule adds is bookable at once.
+func TestShowsAreKeptForAWhile(t *testing.T) {
+	conn := dbtest.NewMigrated(t, func(ctx context.Context, d *sqlx.DB) error { return catalog.Seed(ctx, d, now, false) })
+	clock := now
+	svc := booking.NewService(conn, nil, 0, func() time.Time { return clock }, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	ctx := context.Background()
+	// decided books seat of showID, in a batch or alone, and returns what the outcome says.
+	decided := func(showID, seat string, alone bool) string {
+		t.Helper()
+		env, req := requested(t, seat)
+		req.ShowID = showID
+		payload, err := json.Marshal(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		env.Payload = payload
+		if alone {
+			if err := svc.HandleRequested(ctx, env, req); err != nil {
+				t.Fatal(err)
+			}
+		} else if err := svc.HandleRequestedBatch(ctx, []kafka.Delivery{{Envelope: env, Trace: kafka.NextSpan("")}}); err != nil {
+			t.Fatal(err)
+		}
+		msgs := queued(t, conn)
+		last := msgs[len(msgs)-1].Envelope
+		if last.Type == event.TypeBookingRejected {
+			var r event.BookingRejected
+			if err := last.Decode(&r); err != nil {
+				t.Fatal(err)
+			}
+			return r.Code
+		}
+		var c event.SeatsConfirmed
+		if err := last.Decode(&c); err != nil {
+			t.Fatal(err)
+		}
+		return fmt.Sprint(c.Booking.AmountCents)
+	}
+
+	if got := decided(show, "E1", false); got != "1395" {
+		t.Fatalf("first batch: %s, want 1395", got)
+	}
+	if _, err := conn.Exec(`UPDATE catalog.shows SET price_cents = 1500 WHERE id = $1`, show); err != nil {
+		t.Fatal(err)
+	}
+	clock = now.Add(29 * time.Second)
+	if got := decided(show, "E2", false); got != "1395" {
+		t.Errorf("a batch 29 s later: %s, want the price as read (1395): the catalog was read again", got)
+	}
+	if got := decided(show, "E3", true); got != "1395" {
+		t.Errorf("a request alone 29 s later: %s, want 1395 as in batches", got)
+	}
+	clock = now.Add(30 * time.Second)
+	if got := decided(show, "E4", false); got != "1500" {
+		t.Errorf("a batch 30 s later: %s, want the new price 1500", got)
+	}
+
+	const added = "ldn-1-20261125-2345"
+	if got := decided(added, "E1", false); got != event.RejectUnknownShow {
+		t.Fatalf("a show not in the catalog: %s, want %s", got, event.RejectUnknownShow)
+	}
+	if _, err := conn.Exec(`INSERT INTO catalog.shows (id, movie_id, screen_id, starts_at, price_cents)
+		SELECT $1, movie_id, screen_id, starts_at + interval '4 hours', price_cents FROM catalog.shows WHERE id = $2`, added, show); err != nil {
+		t.Fatal(err)
+	}
+	if got := decided(added, "E1", false); got != "1500" {
+		t.Errorf("the show once added: %s, want it bookable at once (1500)", got)
 	}
 }

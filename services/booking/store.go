@@ -255,6 +255,28 @@ func (s *Store) MarkPaid(ctx context.Context, cause event.Envelope) error {
 	return nil
 }
 
+// MarkAllPaid moves the confirmed bookings of causes (payment successes, one per booking) to
+// paid in one statement, as MarkPaid would one by one: every event id goes into the inbox, and
+// only a booking whose event id was new moves, so a redelivery changes nothing.
+func (s *Store) MarkAllPaid(ctx context.Context, causes []event.Envelope) error {
+	eventIDs, bookingIDs := make([]string, len(causes)), make([]string, len(causes))
+	for i, c := range causes {
+		eventIDs[i], bookingIDs[i] = c.ID, c.BookingID
+	}
+	if _, err := prepared.Exec(ctx, s.db, `WITH paid (event_id, booking_id) AS (
+			SELECT * FROM unnest($1::text[], $2::uuid[])
+		), first AS (
+			INSERT INTO `+InboxTable+` (event_id) SELECT event_id FROM paid
+			ON CONFLICT (event_id) DO NOTHING RETURNING event_id
+		)
+		UPDATE booking.bookings b SET status = 'paid', updated_at = now()
+		FROM paid JOIN first USING (event_id)
+		WHERE b.id = paid.booking_id AND b.status = 'confirmed'`, pq.Array(eventIDs), pq.Array(bookingIDs)); err != nil {
+		return fmt.Errorf("mark %d bookings paid: %w", len(causes), err)
+	}
+	return nil
+}
+
 // Fail moves a confirmed booking to failed and releases its seats, in one transaction. It
 // returns how many seats were released (0 on a replay).
 func (s *Store) Fail(ctx context.Context, cause event.Envelope, code, reason string) (int64, error) {

@@ -174,57 +174,74 @@ func (s *Sandbox) Tokenize(_ context.Context, cardNumber string) (event.Card, er
 }
 
 // Charge approves or declines according to the test card behind the token, once per
-// idempotency key.
+// idempotency key. The usual case is one round trip: the insert, whose conflict path reads what
+// the ledger holds, so a repeated key still gets the first answer.
 func (s *Sandbox) Charge(ctx context.Context, req ChargeRequest) (ChargeResult, error) {
 	if req.IdempotencyKey == "" {
 		return ChargeResult{}, errors.New("sandbox charge: idempotency key required")
 	}
-	var existing struct {
-		Approved      bool   `db:"approved"`
-		Reference     string `db:"reference"`
-		DeclineCode   string `db:"decline_code"`
-		DeclineReason string `db:"decline_reason"`
-	}
-	err := prepared.Get(ctx, s.db, &existing, `SELECT approved, reference, decline_code, decline_reason
-		FROM payment_sandbox.charges WHERE idempotency_key = $1`, req.IdempotencyKey)
-	if err == nil {
-		return ChargeResult(existing), nil
-	}
-	if !errors.Is(err, sql.ErrNoRows) {
-		return ChargeResult{}, fmt.Errorf("sandbox charge: %w", err)
-	}
-
-	result := ChargeResult{Approved: true, Reference: "ch_sandbox_" + randomHex(12)}
 	card, known := sandboxCardForToken(req.Card.Token)
 	if card.delay > 0 {
+		// Only here is asking the ledger first worth its round trip: a repeat answers at once
+		// instead of waiting out the delay again.
+		if res, found, err := s.recorded(ctx, req.IdempotencyKey); err != nil || found {
+			return res, err
+		}
 		select {
 		case <-time.After(card.delay):
 		case <-ctx.Done():
 			return ChargeResult{}, ctx.Err()
 		}
 	}
+	result := ChargeResult{Approved: true, Reference: "ch_sandbox_" + randomHex(12)}
 	switch {
 	case !known:
 		result = ChargeResult{Reference: result.Reference, DeclineCode: DeclineGeneric, DeclineReason: "The card token is not known to the sandbox."}
 	case card.declineCode != "":
 		result = ChargeResult{Reference: result.Reference, DeclineCode: card.declineCode, DeclineReason: card.declineReason}
 	}
-	// The insert answers with what it recorded; if a concurrent duplicate recorded first, the
-	// ledger is read for what it holds. One round trip in the usual case.
-	err = prepared.Get(ctx, s.db, &existing, `INSERT INTO payment_sandbox.charges
+	// The insert answers with what it recorded; if the key was charged before (a repeat, or a
+	// concurrent duplicate), the ledger is read for what it holds.
+	var charged ledgerCharge
+	err := prepared.Get(ctx, s.db, &charged, `INSERT INTO payment_sandbox.charges
 		(idempotency_key, reference, card_token, amount_cents, currency, approved, decline_code, decline_reason)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (idempotency_key) DO NOTHING
 		RETURNING approved, reference, decline_code, decline_reason`,
 		req.IdempotencyKey, result.Reference, req.Card.Token, req.AmountCents, req.Currency,
 		result.Approved, result.DeclineCode, result.DeclineReason)
 	if errors.Is(err, sql.ErrNoRows) {
-		err = prepared.Get(ctx, s.db, &existing, `SELECT approved, reference, decline_code, decline_reason
-			FROM payment_sandbox.charges WHERE idempotency_key = $1`, req.IdempotencyKey)
+		res, found, err := s.recorded(ctx, req.IdempotencyKey)
+		if err == nil && !found {
+			err = fmt.Errorf("sandbox charge: key %q neither recorded nor found", req.IdempotencyKey)
+		}
+		return res, err
 	}
 	if err != nil {
 		return ChargeResult{}, fmt.Errorf("sandbox charge: %w", err)
 	}
-	return ChargeResult(existing), nil
+	return ChargeResult(charged), nil
+}
+
+// ledgerCharge is a charge's answer as the ledger holds it.
+type ledgerCharge struct {
+	Approved      bool   `db:"approved"`
+	Reference     string `db:"reference"`
+	DeclineCode   string `db:"decline_code"`
+	DeclineReason string `db:"decline_reason"`
+}
+
+// recorded returns the answer given before under key, if any.
+func (s *Sandbox) recorded(ctx context.Context, key string) (ChargeResult, bool, error) {
+	var charged ledgerCharge
+	err := prepared.Get(ctx, s.db, &charged, `SELECT approved, reference, decline_code, decline_reason
+		FROM payment_sandbox.charges WHERE idempotency_key = $1`, key)
+	if errors.Is(err, sql.ErrNoRows) {
+		return ChargeResult{}, false, nil
+	}
+	if err != nil {
+		return ChargeResult{}, false, fmt.Errorf("sandbox charge: look up key %q: %w", key, err)
+	}
+	return ChargeResult(charged), true, nil
 }
 
 // Refund refunds an approved sandbox charge in full, once per idempotency key; a charge already
