@@ -14,6 +14,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/boxoffice/boxoffice/db"
 	"github.com/boxoffice/boxoffice/db/dbtest"
 	"github.com/boxoffice/boxoffice/services/event"
 	"github.com/boxoffice/boxoffice/services/kafka"
@@ -293,5 +294,76 @@ func TestStreamsKnowFromTheNewsWhatAReadWouldGive(t *testing.T) {
 	known := reads[len(stages)][ids[0]]
 	if len(tp.news) != told+1 || tp.news[told].Apply(&known) || describeBooking(known) != want[ids[0]] {
 		t.Errorf("a replayed stage: told %d times (want once more), and the booking then reads %s", len(tp.news)-told, describeBooking(known))
+	}
+}
+
+// TestStagesFindTheirBookingsByIndexAsTheTableGrows: the stage statement is prepared while
+// web.bookings is new and nearly empty, and must go on finding each booking by its key as the
+// table grows, not read the whole table on every stage (which a plan made for an empty table
+// does, and keeps doing: a stage then costs more with every booking ever sold).
+func TestStagesFindTheirBookingsByIndexAsTheTableGrows(t *testing.T) {
+	ctx := context.Background()
+	url := dbtest.NewURL(t)
+	conn, err := db.Open(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Migrate(ctx, conn, nil); err != nil {
+		t.Fatal(err)
+	}
+	p := NewProjection(conn, func(string, *StageNews) {}, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	book := func(n int) []string {
+		ids := make([]string, n)
+		envs := make([]event.Envelope, n)
+		reqs := make([]event.BookingRequested, n)
+		for i := range ids {
+			ids[i] = uuid.NewString()
+			envs[i] = stageEvent(t, event.TypeBookingRequested, ids[i], nil).Envelope
+			reqs[i] = event.BookingRequested{ShowID: "ldn-1-20261127-1930", Seats: []string{"A1"}, CustomerName: "Ada"}
+		}
+		if err := p.recordRequested(ctx, envs, reqs); err != nil {
+			t.Fatal(err)
+		}
+		return ids
+	}
+	reject := func(ids []string, together int) {
+		for batch := range slices.Chunk(ids, together) {
+			var changes []stageChange
+			for _, id := range batch {
+				change, err := stageChanges[event.TypeBookingRejected](stageEvent(t, event.TypeBookingRejected, id,
+					event.BookingRejected{Code: "seat_taken", Reason: "Seat A1 is taken."}).Envelope)
+				if err != nil {
+					t.Fatal(err)
+				}
+				changes = append(changes, change)
+			}
+			if err := p.advanceStages(ctx, changes); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	// One connection, so the statement is prepared, and run often enough (in batches, as under
+	// load) for PostgreSQL to settle on a plan of its own, while the table holds a few bookings.
+	conn.SetMaxOpenConns(1)
+	first := book(80)
+	reject(first, 8)
+	later := book(2000)
+	seqScans := func() int64 {
+		t.Helper()
+		// The one connection reports what it scanned once it is idle after this statement.
+		if _, err := conn.ExecContext(ctx, `SELECT pg_stat_force_next_flush()`); err != nil {
+			t.Fatal(err)
+		}
+		var n int64
+		err := conn.GetContext(ctx, &n, `SELECT coalesce(sum(seq_scan), 0) FROM pg_stat_user_tables WHERE relid = 'web.bookings'::regclass`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	before := seqScans()
+	reject(later[:200], 1)
+	if scans := seqScans() - before; scans > 10 {
+		t.Errorf("200 stages over %d bookings read web.bookings whole %d times; want them found by key", len(first)+len(later), scans)
 	}
 }
