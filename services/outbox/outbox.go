@@ -21,6 +21,7 @@ import (
 
 	"github.com/boxoffice/boxoffice/services/event"
 	"github.com/boxoffice/boxoffice/services/kafka"
+	"github.com/boxoffice/boxoffice/services/prepared"
 )
 
 // Publisher is what the relay publishes through.
@@ -169,16 +170,25 @@ func (r *Relay) Run(ctx context.Context) error {
 // only when the transaction commits, after the publish: a failed publish or a crash puts them
 // back, to be published again (delivery is at least once anyway).
 func (r *Relay) drain(ctx context.Context) (bool, error) {
+	// The delete need not wait for the disk (synchronous_commit off, for this transaction only):
+	// if a crash loses it, the rows are published again, which every consumer's inbox absorbs,
+	// while a queued event itself is as durable as the change that queued it.
+	take, err := prepared.ForTx(ctx, r.db, `WITH lock AS (
+			SELECT pg_try_advisory_xact_lock($1) AS held, set_config('synchronous_commit', 'off', true) AS commit_mode
+		)
+		DELETE FROM `+r.table+` WHERE id IN (
+			SELECT id FROM `+r.table+` WHERE (SELECT held AND commit_mode = 'off' FROM lock) ORDER BY id LIMIT $2
+		) RETURNING id, topic, key, envelope`)
+	if err != nil {
+		return false, fmt.Errorf("outbox: %w", err)
+	}
 	tx, err := r.db.BeginTxx(ctx, nil)
 	if err != nil {
 		return false, fmt.Errorf("outbox: %w", err)
 	}
 	defer func() { _ = tx.Rollback() }()
 	var rows []outboxRow
-	if err := tx.SelectContext(ctx, &rows, `WITH lock AS (SELECT pg_try_advisory_xact_lock($1) AS held)
-		DELETE FROM `+r.table+` WHERE id IN (
-			SELECT id FROM `+r.table+` WHERE (SELECT held FROM lock) ORDER BY id LIMIT $2
-		) RETURNING id, topic, key, envelope`, r.lockID, batchSize); err != nil {
+	if err := take.Select(ctx, tx, &rows, r.lockID, batchSize); err != nil {
 		return false, fmt.Errorf("outbox: take from %s: %w", r.table, err)
 	}
 	if len(rows) == 0 {

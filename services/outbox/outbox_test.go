@@ -177,3 +177,27 @@ func TestFirstDeliveryRemembersAnEventOnceCommitted(t *testing.T) {
 		t.Error("another event was taken for a redelivery")
 	}
 }
+
+// TestRelaysDeleteLeavesTheConnectionDurable: the relay's delete commits without waiting for
+// the disk, and only it: the next transaction on the same pooled connection (a booking's
+// effect and its outbox row, say) must wait for the disk as every other does.
+func TestRelaysDeleteLeavesTheConnectionDurable(t *testing.T) {
+	conn := dbtest.NewMigrated(t, nil)
+	conn.SetMaxOpenConns(1) // the relay's connection is the one asked afterwards
+	pub := &flakyPublisher{}
+	relay := outbox.NewRelay(conn, table, pub, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	run(t, relay)
+	queue(t, conn, "show-1", "show-2")
+	relay.Notify()
+	waitFor(t, "both published and deleted", func() bool {
+		var left int
+		return len(pub.published()) == 2 && conn.Get(&left, `SELECT count(*) FROM web.outbox`) == nil && left == 0
+	})
+	var mode string
+	if err := conn.Get(&mode, `SHOW synchronous_commit`); err != nil {
+		t.Fatal(err)
+	}
+	if mode != "on" {
+		t.Errorf("after the relay's delete the connection commits with synchronous_commit=%s; want on", mode)
+	}
+}

@@ -81,3 +81,33 @@ func Exec(ctx context.Context, db *sqlx.DB, query string, args ...any) (sql.Resu
 	})
 	return res, err
 }
+
+// InTx is a statement prepared on a database handle, for transactions on it: database/sql
+// prepares it on a transaction's connection once and keeps it there.
+type InTx struct {
+	db    *sqlx.DB
+	query string
+	stmt  *sqlx.Stmt
+}
+
+// ForTx prepares query on db for use within transactions. Call it before the transaction
+// begins: preparing needs a connection of its own, and the transaction holds one.
+func ForTx(ctx context.Context, db *sqlx.DB, query string) (*InTx, error) {
+	s, err := statement(ctx, db, query)
+	if err != nil {
+		return nil, err
+	}
+	return &InTx{db: db, query: query, stmt: s}, nil
+}
+
+// Select is Select within tx, a transaction on the statement's database handle. A statement
+// whose plan went stale fails the transaction, and is prepared afresh for the next one.
+func (s *InTx) Select(ctx context.Context, tx *sqlx.Tx, dest any, args ...any) error {
+	err := tx.StmtxContext(ctx, s.stmt).SelectContext(ctx, dest, args...)
+	var pqErr *pq.Error
+	if errors.As(err, &pqErr) && pqErr.Code == "0A000" {
+		statements.CompareAndDelete(key{s.db, s.query}, s.stmt)
+		_ = s.stmt.Close()
+	}
+	return err
+}
