@@ -25,7 +25,8 @@ PGPASSWORD=boxoffice "$pg_bin/psql" -h 127.0.0.1 -p "$pg_port" -U boxoffice -d p
 work="$(mktemp -d)"
 DATABASE_URL="postgres://boxoffice:boxoffice@127.0.0.1:${pg_port}/boxoffice_bench?sslmode=disable" \
 HTTP_ADDR="127.0.0.1:${http_port}" KAFKA_DATA_DIR="$work/kafka" LOADTEST_CATALOG=true \
-BOOKING_RATE_LIMIT=0 LOG_LEVEL=warn PPROF_ADDR="${BOXOFFICE_PPROF_ADDR:-}" "$bin" >"$work/boxoffice.log" 2>&1 &
+BOOKING_RATE_LIMIT=0 LOG_LEVEL=warn PPROF_ADDR="${BOXOFFICE_PPROF_ADDR:-}" \
+GODEBUG="${RUNTIME_GODEBUG:-adaptivestackstart=0}${GODEBUG:+,$GODEBUG}" "$bin" >"$work/boxoffice.log" 2>&1 &
 pid=$!
 stop() {
   kill "$pid" 2>/dev/null || true

@@ -41,7 +41,8 @@ trap 'stop_all $?' EXIT
 launch() {
 	local name=$1 target=$2
 	shift 2
-	env "$@" "$bin" -target="$target" >>"$dir/logs/$name.log" 2>&1 &
+	# The runtime settings the Makefile explains (RUNTIME_GODEBUG).
+	env GODEBUG="${RUNTIME_GODEBUG:-adaptivestackstart=0}${GODEBUG:+,$GODEBUG}" "$@" "$bin" -target="$target" >>"$dir/logs/$name.log" 2>&1 &
 	echo "run-cluster: $name (pid $!)" >&2
 }
 

@@ -61,6 +61,7 @@ type Server struct {
 	hub           *Hub
 	seatHub       *SeatHub
 	screenSeats   sync.Map // screen id → []catalog.Seat: seatsOfScreen
+	streamedShows sync.Map // show id → struct{}: shows whose seat maps have been streamed (seatEvents)
 	metrics       *metrics
 	snapshot      func(context.Context) ops.Snapshot // shared and cached; nil without Deps.Ops
 	limiter       *rateLimiter
