@@ -304,11 +304,16 @@ func (h *Hub) onSubscribe(streamID string, _ *sse.Subscriber) {
 		h.mu.Lock()
 		b, fresh := h.knownCopy(s.bookingID)
 		h.mu.Unlock()
-		if fresh {
-			h.catchUp(s, &b)
-		} else {
-			h.catchUp(s, nil)
+		if !fresh {
+			read, err := h.read(s.bookingID)
+			if err != nil {
+				h.log.Warn("sse: load booking; ending the connection", "booking_id", s.bookingID, "err", err)
+				s.cancel()
+				return
+			}
+			b = h.learn(s.bookingID, read)
 		}
+		h.catchUp(s, &b)
 	}
 }
 

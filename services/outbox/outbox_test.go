@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -199,5 +200,32 @@ func TestRelaysDeleteLeavesTheConnectionDurable(t *testing.T) {
 	}
 	if mode != "on" {
 		t.Errorf("after the relay's delete the connection commits with synchronous_commit=%s; want on", mode)
+	}
+}
+
+// TestRelaysStatementTakesABacklogByIndex: the relay's statement is planned once, while its
+// table is empty and known to be (as autovacuum leaves an outbox drained as fast as it fills).
+// After an outage thousands of rows wait, and the plan must still take the oldest by index, not
+// walk the whole table running the query for the oldest again for every row (3.4 s a drain at
+// 20,000 rows with the plan that did).
+func TestRelaysStatementTakesABacklogByIndex(t *testing.T) {
+	ctx := context.Background()
+	conn := dbtest.NewMigrated(t, nil)
+	session, err := conn.Connx(ctx) // one session: the plan is made and read on it
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer session.Close()
+	for _, stmt := range []string{`VACUUM ANALYZE web.outbox`, `PREPARE take(bigint, bigint) AS ` + outbox.TakeStatement(table)} {
+		if _, err := session.ExecContext(ctx, stmt); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var plan string
+	if err := session.GetContext(ctx, &plan, `EXPLAIN (FORMAT JSON) EXECUTE take(1, 500)`); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(plan, "Nested Loop") || !strings.Contains(plan, "= ANY") {
+		t.Errorf("the relay's statement, planned on an empty outbox, would walk a backlog once a row:\n%s", plan)
 	}
 }

@@ -1,0 +1,4 @@
+package outbox
+
+// TakeStatement is takeStatement, for the test of its plan.
+var TakeStatement = takeStatement
