@@ -89,6 +89,21 @@ func follow(t *testing.T, url string) <-chan []string {
 	return out
 }
 
+// expectStreams waits for each stream to end and checks it carried the events want lists.
+func expectStreams(t *testing.T, results []<-chan []string, want string) {
+	t.Helper()
+	for i, r := range results {
+		select {
+		case got := <-r:
+			if fmt.Sprint(got) != want {
+				t.Errorf("stream %d: %v, want %s", i, got, want)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("stream %d never ended", i)
+		}
+	}
+}
+
 // TestStreamsGetEveryStageOnceThenClose races many connections against stages being added:
 // each must see every stage exactly once, in order, then the outcome and the close.
 func TestStreamsGetEveryStageOnceThenClose(t *testing.T) {
@@ -107,16 +122,7 @@ func TestStreamsGetEveryStageOnceThenClose(t *testing.T) {
 		}()
 	}
 	want := fmt.Sprint(append(append([]string{}, path...), "outcome", CloseEvent))
-	for i, r := range results {
-		select {
-		case got := <-r:
-			if fmt.Sprint(got) != want {
-				t.Errorf("stream %d: %v, want %s", i, got, want)
-			}
-		case <-time.After(10 * time.Second):
-			t.Fatalf("stream %d never ended", i)
-		}
-	}
+	expectStreams(t, results, want)
 	if n := hub.OpenStreams(); n != 0 {
 		t.Errorf("%d streams still registered after every connection ended", n)
 	}
@@ -290,16 +296,7 @@ func TestStagesWithNewsReachStreamsWithoutAReadEach(t *testing.T) {
 		})
 	}
 	want := fmt.Sprint([]string{StatusRequested, StatusConfirmed, StatusPaid, StatusNotified, StatusTicketed, "outcome", CloseEvent})
-	for i, r := range results {
-		select {
-		case got := <-r:
-			if fmt.Sprint(got) != want {
-				t.Errorf("stream %d: %v, want %s", i, got, want)
-			}
-		case <-time.After(10 * time.Second):
-			t.Fatalf("stream %d never ended", i)
-		}
-	}
+	expectStreams(t, results, want)
 	if opened > connections {
 		t.Errorf("%d reads for %d connections", opened, connections)
 	}
