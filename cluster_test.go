@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -25,18 +26,17 @@ import (
 	"github.com/boxoffice/boxoffice/services/payment"
 )
 
-// freeTCPPorts returns n consecutive free ports on 127.0.0.1.
+// freeTCPPorts returns n consecutive free ports on 127.0.0.1, below the range the kernel hands
+// out for outgoing connections: a port from that range, free when checked, was seen taken by a
+// client's connection (to Kafka or PostgreSQL, of which the tests open many) before the process
+// it was meant for could listen on it.
 func freeTCPPorts(t *testing.T, n int) int {
 	t.Helper()
-	for range 100 {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		base := ln.Addr().(*net.TCPAddr).Port
-		_ = ln.Close()
+	low := ephemeralPortsFrom(t)
+	for range 200 {
+		base := 10000 + rand.IntN(low-10000-n)
 		free := true
-		for i := 1; i < n && free; i++ {
+		for i := 0; i < n && free; i++ {
 			l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", base+i))
 			if err != nil {
 				free = false
@@ -48,8 +48,22 @@ func freeTCPPorts(t *testing.T, n int) int {
 			return base
 		}
 	}
-	t.Fatalf("no %d consecutive free ports", n)
+	t.Fatalf("no %d consecutive free ports below %d", n, low)
 	return 0
+}
+
+// ephemeralPortsFrom is the first port of the kernel's range for outgoing connections.
+func ephemeralPortsFrom(t *testing.T) int {
+	t.Helper()
+	raw, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return 32768 // Linux's default
+	}
+	var low, high int
+	if _, err := fmt.Sscan(string(raw), &low, &high); err != nil || low <= 10100 {
+		t.Fatalf("cannot read the ephemeral port range from %q", raw)
+	}
+	return low
 }
 
 // TestRunClusterServesBookingsWithReplicas runs scripts/run-cluster.sh (what `make run-cluster`
