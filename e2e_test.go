@@ -668,6 +668,12 @@ func TestDeclinedCardFailsAndFreesTheSeats(t *testing.T) {
 		if states := c.seatStates(show.ID); states["E1"] != "free" || states["E2"] != "free" {
 			t.Errorf("after a failed payment E1=%s E2=%s, want both free", states["E1"], states["E2"])
 		}
+		// The page's status and the booking service's holds follow the same payment outcome,
+		// each reading it on its own: the next buyer's request is decided by the latter.
+		eventually(t, "the booking service to release E1 and E2", func() bool {
+			var held int
+			return c.db().Get(&held, `SELECT count(*) FROM booking.held_seats WHERE show_id = $1 AND seat_label IN ('E1', 'E2')`, show.ID) == nil && held == 0
+		})
 	}
 	eventually(t, "two 'payment failed' texts", func() bool {
 		var inbox struct{ Messages []struct{ Body string } }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"slices"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -127,6 +128,7 @@ type member struct {
 
 	stuck      map[string]int64 // lagging partitions' committed offsets at the last idle check
 	stuckSince time.Time        // since when the idle checks have found them unmoved
+	joining    time.Time        // since when the reader has reported only group-forming errors
 }
 
 // NewConsumer builds a group consumer. The reader settings are the measured ones from STACK.md:
@@ -218,6 +220,9 @@ func (c *member) run(ctx context.Context) error {
 				}
 				continue
 			}
+			if c.stillJoining(ctx, err) {
+				continue
+			}
 			// The reader reconnects by itself after most errors, but after a broker restart
 			// kafka-go's group readers were seen to stall without a word (the crash test caught
 			// one: a reader of the same process silent for good). A fresh process is the reliable
@@ -225,7 +230,7 @@ func (c *member) run(ctx context.Context) error {
 			// offsets are committed only after effects, so nothing is lost.
 			return fmt.Errorf("fetch from %v: %w", c.cfg.Topics, err)
 		}
-		c.stuck = nil
+		c.stuck, c.joining = nil, time.Time{}
 		msgs, fetchErr := c.fetchQueued(ctx, msg)
 		// In-flight work is not cut off by shutdown: it finishes (or gives up) on its own clock.
 		work := context.WithoutCancel(ctx)
@@ -335,6 +340,38 @@ func (c *member) processAll(stop, work context.Context, msgs []kafkago.Message) 
 		handled = append(handled, m)
 	}
 	return handled, true
+}
+
+// groupForming are the answers a broker gives while a group is being formed or moved: a new
+// broker creating its offsets topic, a rebalance under way as the process's own members join.
+// kafka-go passes them on after three failed attempts to join and goes on trying by itself.
+var groupForming = []kafkago.Error{kafkago.RebalanceInProgress, kafkago.NotCoordinatorForGroup,
+	kafkago.GroupCoordinatorNotAvailable, kafkago.GroupLoadInProgress}
+
+// joinPatience is how long a member waits out group-forming answers before it ends like any
+// failed fetch (a fresh process is the cure for a reader that never gets there).
+const joinPatience = 30 * time.Second
+
+// stillJoining reports whether err is a group-forming answer to wait out: it is logged, and
+// the fetch is tried again after a moment. Ending the consumer on one, as on any other error,
+// stopped a service for good in tests on a fresh Apache Kafka broker, where nothing restarts it.
+func (c *member) stillJoining(ctx context.Context, err error) bool {
+	var kerr kafkago.Error
+	if !errors.As(err, &kerr) || !slices.Contains(groupForming, kerr) {
+		return false
+	}
+	if c.joining.IsZero() {
+		c.joining = time.Now()
+	}
+	if time.Since(c.joining) > joinPatience {
+		return false
+	}
+	c.log.Warn("group still forming; fetching again", "err", err)
+	select {
+	case <-ctx.Done():
+	case <-time.After(250 * time.Millisecond):
+	}
+	return true
 }
 
 // idleCheck is how long a fetch may wait for a message before the consumer checks that its
