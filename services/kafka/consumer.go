@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
-	"slices"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -128,7 +127,7 @@ type member struct {
 
 	stuck      map[string]int64 // lagging partitions' committed offsets at the last idle check
 	stuckSince time.Time        // since when the idle checks have found them unmoved
-	joining    time.Time        // since when the reader has reported only group-forming errors
+	settling   time.Time        // since when the reader has reported only answers to wait out
 }
 
 // NewConsumer builds a group consumer. The reader settings are the measured ones from STACK.md:
@@ -220,7 +219,7 @@ func (c *member) run(ctx context.Context) error {
 				}
 				continue
 			}
-			if c.stillJoining(ctx, err) {
+			if c.stillSettling(ctx, err) {
 				continue
 			}
 			// The reader reconnects by itself after most errors, but after a broker restart
@@ -230,7 +229,7 @@ func (c *member) run(ctx context.Context) error {
 			// offsets are committed only after effects, so nothing is lost.
 			return fmt.Errorf("fetch from %v: %w", c.cfg.Topics, err)
 		}
-		c.stuck, c.joining = nil, time.Time{}
+		c.stuck, c.settling = nil, time.Time{}
 		msgs, fetchErr := c.fetchQueued(ctx, msg)
 		// In-flight work is not cut off by shutdown: it finishes (or gives up) on its own clock.
 		work := context.WithoutCancel(ctx)
@@ -342,31 +341,33 @@ func (c *member) processAll(stop, work context.Context, msgs []kafkago.Message) 
 	return handled, true
 }
 
-// groupForming are the answers a broker gives while a group is being formed or moved: a new
-// broker creating its offsets topic, a rebalance under way as the process's own members join.
-// kafka-go passes them on after three failed attempts to join and goes on trying by itself.
-var groupForming = []kafkago.Error{kafkago.RebalanceInProgress, kafkago.NotCoordinatorForGroup,
-	kafkago.GroupCoordinatorNotAvailable, kafkago.GroupLoadInProgress}
-
-// joinPatience is how long a member waits out group-forming answers before it ends like any
-// failed fetch (a fresh process is the cure for a reader that never gets there).
-const joinPatience = 30 * time.Second
-
-// stillJoining reports whether err is a group-forming answer to wait out: it is logged, and
-// the fetch is tried again after a moment. Ending the consumer on one, as on any other error,
-// stopped a service for good in tests on a fresh Apache Kafka broker, where nothing restarts it.
-func (c *member) stillJoining(ctx context.Context, err error) bool {
+// waitedOut tells the answers a broker gives while its cluster settles (a new broker creating
+// its offsets topic, a partition just created with no leader yet, a leader moving, a rebalance
+// as the process's own members join): those kafka-go calls temporary, and a rebalance under way.
+// kafka-go goes on trying by itself after passing them on.
+func waitedOut(err error) bool {
 	var kerr kafkago.Error
-	if !errors.As(err, &kerr) || !slices.Contains(groupForming, kerr) {
+	return errors.As(err, &kerr) && (kerr.Temporary() || kerr == kafkago.RebalanceInProgress)
+}
+
+// settlePatience is how long a member waits out such answers before it ends like any failed
+// fetch (a fresh process is the cure for a reader that never gets there).
+const settlePatience = 30 * time.Second
+
+// stillSettling reports whether err is an answer to wait out: it is logged, and the fetch is
+// tried again after a moment. Ending the consumer on one, as on any other error, stopped
+// services for good in tests on a fresh Apache Kafka broker, where nothing restarts them.
+func (c *member) stillSettling(ctx context.Context, err error) bool {
+	if !waitedOut(err) {
 		return false
 	}
-	if c.joining.IsZero() {
-		c.joining = time.Now()
+	if c.settling.IsZero() {
+		c.settling = time.Now()
 	}
-	if time.Since(c.joining) > joinPatience {
+	if time.Since(c.settling) > settlePatience {
 		return false
 	}
-	c.log.Warn("group still forming; fetching again", "err", err)
+	c.log.Warn("broker still settling; fetching again", "err", err)
 	select {
 	case <-ctx.Done():
 	case <-time.After(250 * time.Millisecond):
