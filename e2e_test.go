@@ -393,7 +393,11 @@ func (c *cluster) waitFinalWithin(bookingID string, waitForOutcome time.Duration
 	var st apiStatus
 	for time.Now().Before(deadline) {
 		c.getJSON(c.statusPath(bookingID), &st)
-		if st.Status == "ticketed" || st.Status == "rejected" || st.Status == "failed" {
+		// Final, and shown up to its final stage: each topic is read on its own, so the status
+		// can be final while an earlier stage is still on its way (the status page then shows
+		// the stages up to the gap).
+		final := st.Status == "ticketed" || st.Status == "rejected" || st.Status == "failed"
+		if final && slices.Contains(stageNames(st), st.Status) {
 			return st
 		}
 		time.Sleep(20 * time.Millisecond)
