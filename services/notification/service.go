@@ -168,10 +168,17 @@ func (s *Service) lookUp(ctx context.Context, envs []event.Envelope, kinds []str
 		ids[i] = env.BookingID
 	}
 	var known []contactState
+	// A lateral look-up, not EXISTS: the statement is planned once, often while the table is
+	// nearly empty, and EXISTS may then be planned as a hash of the whole table, built again on
+	// every call (every message ever sent, read for each SMS).
 	if err := prepared.Select(ctx, s.db, &known, `SELECT
-		EXISTS (SELECT 1 FROM notification.messages m WHERE m.booking_id = q.booking_id::uuid AND m.kind = q.kind) AS done,
+		m.booking_id IS NOT NULL AS done,
 		(SELECT phone FROM notification.contacts c WHERE c.booking_id = q.booking_id::uuid) AS phone
-		FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS q (booking_id, kind, n) ORDER BY q.n`,
+		FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS q (booking_id, kind, n)
+		LEFT JOIN LATERAL (
+			SELECT booking_id FROM notification.messages m WHERE m.booking_id = q.booking_id::uuid AND m.kind = q.kind LIMIT 1
+		) m ON true
+		ORDER BY q.n`,
 		pq.Array(ids), pq.Array(kinds)); err != nil {
 		return nil, fmt.Errorf("look up the sms of %d bookings: %w", len(envs), err)
 	}

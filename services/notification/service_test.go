@@ -242,3 +242,57 @@ func TestBatchTextsAsOneAtATimeWould(t *testing.T) {
 		t.Errorf("the refused batch texted %q; want nobody", texts)
 	}
 }
+
+// TestTextsFindTheirBookingsByKeyAsTheTablesGrow: the look-up of whether a booking was texted
+// is prepared once per connection, usually while notification.messages is nearly empty. Planned
+// then, PostgreSQL chose to read the whole table into a hash on every call (a cheap plan for an
+// empty table), so each SMS read every message ever sent: 765 rows a booking after 2,500
+// bookings, growing all evening. Each SMS must find its booking's rows by key.
+func TestTextsFindTheirBookingsByKeyAsTheTablesGrow(t *testing.T) {
+	conn := dbtest.NewMigrated(t, nil)
+	conn.SetMaxOpenConns(1) // one connection: the statement is prepared, and planned, on the empty tables
+	inbox := sms.NewSandbox(conn, time.Now)
+	svc := notification.NewService(conn, inbox, nil, time.Now, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	ctx := context.Background()
+	text := func() {
+		t.Helper()
+		bookingID := uuid.NewString()
+		req := event.BookingRequested{Phone: "+447700900123", CustomerName: "Ada"}
+		reqEnv, _ := event.New(event.TypeBookingRequested, bookingID, req, time.Now())
+		if err := svc.HandleBookingRequested(ctx, reqEnv, req); err != nil {
+			t.Fatal(err)
+		}
+		paid := event.PaymentSucceeded{Booking: event.BookingDetails{MovieTitle: "Orbital Decay", Timezone: "Europe/London", Seats: []string{"A1"}}}
+		env, _ := event.New(event.TypePaymentSucceeded, bookingID, paid, time.Now())
+		if err := svc.HandlePaymentSucceeded(ctx, env, paid); err != nil {
+			t.Fatal(err)
+		}
+	}
+	text() // prepares the look-up on empty tables
+	const sent = 5000
+	if _, err := conn.ExecContext(ctx, `INSERT INTO notification.messages (booking_id, kind, status, outcome_event)
+		SELECT gen_random_uuid(), 'booking_confirmed', 'delivered', '{}' FROM generate_series(1, $1)`, sent); err != nil {
+		t.Fatal(err)
+	}
+	rowsRead := func() int64 {
+		t.Helper()
+		// The one connection reports what it read once it is idle after this statement.
+		if _, err := conn.ExecContext(ctx, `SELECT pg_stat_force_next_flush()`); err != nil {
+			t.Fatal(err)
+		}
+		var n int64
+		if err := conn.GetContext(ctx, &n, `SELECT coalesce(seq_tup_read, 0) + coalesce(idx_tup_fetch, 0)
+			FROM pg_stat_user_tables WHERE relid = 'notification.messages'::regclass`); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	before := rowsRead()
+	const bookings = 20
+	for range bookings {
+		text()
+	}
+	if read := rowsRead() - before; read > 5*bookings {
+		t.Errorf("%d texts with %d messages sent before read %d rows of notification.messages; want a few a text, found by key", bookings, sent, read)
+	}
+}
