@@ -40,7 +40,7 @@ func (s *Store) Decided(ctx context.Context, bookingID string) (bool, error) {
 // MissingSeats returns the labels that are not seats of the screen, sorted.
 func (s *Store) MissingSeats(ctx context.Context, screenID string, labels []string) ([]string, error) {
 	var existing []string
-	err := s.db.SelectContext(ctx, &existing, `SELECT label FROM catalog.seats
+	err := prepared.Select(ctx, s.db, &existing, `SELECT label FROM catalog.seats
 		WHERE screen_id = $1 AND label = ANY($2)`, screenID, pq.Array(labels))
 	if err != nil {
 		return nil, fmt.Errorf("check seats of %s: %w", screenID, err)
@@ -329,7 +329,7 @@ type Decision struct {
 // DecidedAmong counts the bookings of ids already decided.
 func (s *Store) DecidedAmong(ctx context.Context, ids []string) (int, error) {
 	var n int
-	if err := s.db.GetContext(ctx, &n, `SELECT count(*) FROM booking.bookings WHERE id = ANY($1::uuid[])`, pq.Array(ids)); err != nil {
+	if err := prepared.Get(ctx, s.db, &n, `SELECT count(*) FROM booking.bookings WHERE id = ANY($1::uuid[])`, pq.Array(ids)); err != nil {
 		return 0, fmt.Errorf("look up %d bookings: %w", len(ids), err)
 	}
 	return n, nil
@@ -349,45 +349,50 @@ func (s *Store) SeatLabels(ctx context.Context, screenID string) ([]string, erro
 var errBatchDisturbed = errors.New("batch disturbed")
 
 // DecideBatch records a batch of decisions in one transaction: the requests' event ids in the
-// inbox, the bookings, the held seats and the movie-found outcomes, each in one statement. decide
-// is given which of the wanted seats are held now and returns the decisions, in order. Like Hold,
-// the check comes first and the primary key on held_seats is the last line of defence: if it
-// refuses a seat, or a request was handled before, nothing is recorded and errBatchDisturbed is
-// returned, for the requests to be decided one at a time.
+// inbox, the bookings, the held seats and the movie-found outcomes. decide is given which of the
+// wanted seats are held now and returns the decisions, in order. Like Hold, the check comes first
+// and the primary key on held_seats is the last line of defence: if it refuses a seat, or a
+// request was handled before, nothing is recorded and errBatchDisturbed is returned, for the
+// requests to be decided one at a time.
+//
+// The transaction is four round trips, whatever the batch's size: BEGIN, the inbox and the held
+// seats (one prepared statement), the bookings, seats and outcomes (another), COMMIT. At the
+// rates where most batches hold a request or two, one statement each and their planning were
+// most of the booking service's time in PostgreSQL.
 func (s *Store) DecideBatch(ctx context.Context, eventIDs []string, wanted []ShowSeat, decide func(held map[ShowSeat]bool) ([]Decision, error)) error {
+	// Prepared before the transaction takes its connection: preparing needs one of its own.
+	check, err := prepared.ForTx(ctx, s.db, decideBatchCheck)
+	if err != nil {
+		return fmt.Errorf("decide batch: %w", err)
+	}
+	record, err := prepared.ForTx(ctx, s.db, decideBatchRecord)
+	if err != nil {
+		return fmt.Errorf("decide batch: %w", err)
+	}
 	tx, err := s.db.BeginTxx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("decide batch: %w", err)
 	}
 	defer func() { _ = tx.Rollback() }()
-	var fresh int
-	if err := tx.GetContext(ctx, &fresh, `WITH recorded AS (
-			INSERT INTO booking.inbox (event_id) SELECT unnest($1::text[]) ON CONFLICT (event_id) DO NOTHING RETURNING 1
-		) SELECT count(*) FROM recorded`, pq.Array(eventIDs)); err != nil {
-		return fmt.Errorf("decide batch: inbox: %w", err)
-	}
-	if fresh != len(eventIDs) {
-		return fmt.Errorf("%w: %d of %d requests handled before", errBatchDisturbed, len(eventIDs)-fresh, len(eventIDs))
-	}
 
-	held := map[ShowSeat]bool{}
-	if len(wanted) > 0 {
-		shows, labels := make([]string, len(wanted)), make([]string, len(wanted))
-		for i, w := range wanted {
-			shows[i], labels[i] = w.ShowID, w.Label
-		}
-		var rows []struct {
-			ShowID string `db:"show_id"`
-			Label  string `db:"seat_label"`
-		}
-		if err := tx.SelectContext(ctx, &rows, `SELECT h.show_id, h.seat_label FROM booking.held_seats h
-			JOIN unnest($1::text[], $2::text[]) AS w (show_id, seat_label) USING (show_id, seat_label)`,
-			pq.Array(shows), pq.Array(labels)); err != nil {
-			return fmt.Errorf("decide batch: held seats: %w", err)
-		}
-		for _, r := range rows {
-			held[ShowSeat{r.ShowID, r.Label}] = true
-		}
+	wantedShows, wantedLabels := make([]string, len(wanted)), make([]string, len(wanted))
+	for i, w := range wanted {
+		wantedShows[i], wantedLabels[i] = w.ShowID, w.Label
+	}
+	var checked struct {
+		Fresh  int            `db:"fresh"`
+		Shows  pq.StringArray `db:"held_shows"`
+		Labels pq.StringArray `db:"held_labels"`
+	}
+	if err := check.Get(ctx, tx, &checked, pq.Array(eventIDs), pq.Array(wantedShows), pq.Array(wantedLabels)); err != nil {
+		return fmt.Errorf("decide batch: inbox and held seats: %w", err)
+	}
+	if checked.Fresh != len(eventIDs) {
+		return fmt.Errorf("%w: %d of %d requests handled before", errBatchDisturbed, len(eventIDs)-checked.Fresh, len(eventIDs))
+	}
+	held := make(map[ShowSeat]bool, len(checked.Shows))
+	for i := range checked.Shows {
+		held[ShowSeat{checked.Shows[i], checked.Labels[i]}] = true
 	}
 	decisions, err := decide(held)
 	if err != nil {
@@ -398,50 +403,73 @@ func (s *Store) DecideBatch(ctx context.Context, eventIDs []string, wanted []Sho
 	if err != nil {
 		return fmt.Errorf("decide batch: encode: %w", err)
 	}
-	var recorded int
-	if err := tx.GetContext(ctx, &recorded, `WITH recorded AS (
-			INSERT INTO booking.bookings (id, show_id, seats, customer_name, phone_masked, amount_cents, currency,
-				status, reason_code, reason, outcome_event, hold_expires_at)
-			SELECT id, show_id, seats, customer_name, phone_masked, amount_cents, currency,
-				status, reason_code, reason, outcome_event, hold_expires_at
-			FROM jsonb_populate_recordset(NULL::booking.bookings, $1::jsonb)
-			ON CONFLICT (id) DO NOTHING RETURNING 1
-		) SELECT count(*) FROM recorded`, string(rows)); err != nil {
-		return fmt.Errorf("decide batch: bookings: %w", err)
-	}
-	if recorded != len(decisions) {
-		return fmt.Errorf("%w: %d of %d bookings were recorded before", errBatchDisturbed, len(decisions)-recorded, len(decisions))
-	}
-
-	var shows, labels, bookings []string
-	var outcomes []kafka.Message
-	for _, d := range decisions {
+	var shows, labels, holders []string
+	topics, keys, envelopes := make([]string, len(decisions)), make([]string, len(decisions)), make([]string, len(decisions))
+	for i, d := range decisions {
 		if d.Status == "confirmed" {
 			for _, seat := range d.Seats {
-				shows, labels, bookings = append(shows, d.ShowID), append(labels, seat), append(bookings, d.BookingID)
+				shows, labels, holders = append(shows, d.ShowID), append(labels, seat), append(holders, d.BookingID)
 			}
 		}
-		outcomes = append(outcomes, kafka.Message{Topic: event.TopicMovieFound, Key: d.BookingID, Envelope: d.Outcome})
-	}
-	if len(shows) > 0 {
-		var inserted int
-		if err := tx.GetContext(ctx, &inserted, `WITH inserted AS (
-				INSERT INTO booking.held_seats (show_id, seat_label, booking_id)
-				SELECT * FROM unnest($1::text[], $2::text[], $3::uuid[])
-				ON CONFLICT (show_id, seat_label) DO NOTHING RETURNING 1
-			) SELECT count(*) FROM inserted`, pq.Array(shows), pq.Array(labels), pq.Array(bookings)); err != nil {
-			return fmt.Errorf("decide batch: hold seats: %w", err)
+		raw, err := outbox.Encode(ctx, d.Outcome)
+		if err != nil {
+			return err
 		}
-		if inserted != len(shows) {
-			s.log.WarnContext(ctx, "double sale stopped by the database constraint alone; deciding the batch one by one", "seats", len(shows), "held", inserted)
-			return fmt.Errorf("%w: %d of %d seats were taken meanwhile", errBatchDisturbed, len(shows)-inserted, len(shows))
-		}
+		topics[i], keys[i], envelopes[i] = event.TopicMovieFound, d.BookingID, string(raw)
 	}
-	if err := outbox.AddAll(ctx, tx, OutboxTable, outcomes); err != nil {
-		return err
+	var recorded struct {
+		Bookings int `db:"bookings"`
+		Seats    int `db:"seats"`
+	}
+	if err := record.Get(ctx, tx, &recorded, string(rows), pq.Array(shows), pq.Array(labels), pq.Array(holders),
+		pq.Array(topics), pq.Array(keys), pq.Array(envelopes)); err != nil {
+		return fmt.Errorf("decide batch: record: %w", err)
+	}
+	if recorded.Bookings != len(decisions) {
+		return fmt.Errorf("%w: %d of %d bookings were recorded before", errBatchDisturbed, len(decisions)-recorded.Bookings, len(decisions))
+	}
+	if recorded.Seats != len(shows) {
+		s.log.WarnContext(ctx, "double sale stopped by the database constraint alone; deciding the batch one by one", "seats", len(shows), "held", recorded.Seats)
+		return fmt.Errorf("%w: %d of %d seats were taken meanwhile", errBatchDisturbed, len(shows)-recorded.Seats, len(shows))
 	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("decide batch: %w", err)
 	}
 	return nil
 }
+
+// decideBatchCheck records a batch's event ids in the inbox ($1) and reads which of the wanted
+// seats ($2 shows, $3 labels) are held: how many ids were new, and the held seats as two arrays
+// in step.
+const decideBatchCheck = `WITH recorded AS (
+		INSERT INTO booking.inbox (event_id) SELECT unnest($1::text[]) ON CONFLICT (event_id) DO NOTHING RETURNING 1
+	), held AS (
+		SELECT h.show_id, h.seat_label FROM booking.held_seats h
+		JOIN unnest($2::text[], $3::text[]) AS w (show_id, seat_label) USING (show_id, seat_label)
+	)
+	SELECT (SELECT count(*) FROM recorded) AS fresh,
+		ARRAY(SELECT show_id FROM held ORDER BY show_id, seat_label) AS held_shows,
+		ARRAY(SELECT seat_label FROM held ORDER BY show_id, seat_label) AS held_labels`
+
+// decideBatchRecord records a batch's decisions ($1, booking rows as JSON), the seats the
+// confirmed ones hold ($2 shows, $3 labels, $4 bookings) and their outcomes in the outbox ($5
+// topics, $6 keys, $7 envelopes, published in their order), and counts the bookings and seats
+// that were new: fewer means the transaction must not commit. The seats' foreign key is checked
+// at the end of the statement, where it sees the bookings inserted beside them.
+const decideBatchRecord = `WITH recorded AS (
+		INSERT INTO booking.bookings (id, show_id, seats, customer_name, phone_masked, amount_cents, currency,
+			status, reason_code, reason, outcome_event, hold_expires_at)
+		SELECT id, show_id, seats, customer_name, phone_masked, amount_cents, currency,
+			status, reason_code, reason, outcome_event, hold_expires_at
+		FROM jsonb_populate_recordset(NULL::booking.bookings, $1::jsonb)
+		ON CONFLICT (id) DO NOTHING RETURNING 1
+	), held AS (
+		INSERT INTO booking.held_seats (show_id, seat_label, booking_id)
+		SELECT * FROM unnest($2::text[], $3::text[], $4::uuid[])
+		ON CONFLICT (show_id, seat_label) DO NOTHING RETURNING 1
+	), queued AS (
+		INSERT INTO ` + OutboxTable + ` (topic, key, envelope)
+		SELECT topic, key, envelope FROM unnest($5::text[], $6::text[], $7::jsonb[]) WITH ORDINALITY AS m (topic, key, envelope, n)
+		ORDER BY n
+	)
+	SELECT (SELECT count(*) FROM recorded) AS bookings, (SELECT count(*) FROM held) AS seats`

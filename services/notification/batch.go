@@ -11,6 +11,7 @@ import (
 
 	"github.com/boxoffice/boxoffice/services/event"
 	"github.com/boxoffice/boxoffice/services/kafka"
+	"github.com/boxoffice/boxoffice/services/prepared"
 )
 
 // errNotBatchable sends a batch down the careful path, one event at a time: a text sent before,
@@ -35,7 +36,7 @@ func (s *Service) HandleContactsBatch(ctx context.Context, batch []kafka.Deliver
 		ids, names, phones = append(ids, d.Envelope.BookingID), append(names, req.CustomerName), append(phones, req.Phone)
 	}
 	// A booking id seen twice (a redelivery) keeps its first contact, as one by one.
-	if _, err := s.db.ExecContext(ctx, `INSERT INTO notification.contacts (booking_id, customer_name, phone)
+	if _, err := prepared.Exec(ctx, s.db, `INSERT INTO notification.contacts (booking_id, customer_name, phone)
 		SELECT id::uuid, name, phone FROM unnest($1::text[], $2::text[], $3::text[]) AS c (id, name, phone)
 		ON CONFLICT (booking_id) DO NOTHING`, pq.Array(ids), pq.Array(names), pq.Array(phones)); err != nil {
 		return fmt.Errorf("record %d contacts: %w", len(batch), err)

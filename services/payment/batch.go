@@ -13,6 +13,7 @@ import (
 	"github.com/boxoffice/boxoffice/services/event"
 	"github.com/boxoffice/boxoffice/services/kafka"
 	"github.com/boxoffice/boxoffice/services/payment/gateway"
+	"github.com/boxoffice/boxoffice/services/prepared"
 )
 
 // errNotBatchable sends a batch down the careful path, one event at a time: an expired hold, a
@@ -142,7 +143,7 @@ func (s *Service) openAll(ctx context.Context, openings []opening) (map[string]s
 	}
 	// The no-op update makes an existing row come back too, as open's does. A booking's events
 	// are read in order by one member, so no other handler decides its row meanwhile.
-	err := s.db.SelectContext(ctx, &rows, `WITH decided AS (
+	err := prepared.Select(ctx, s.db, &rows, `WITH decided AS (
 			SELECT booking_id, status FROM payment.payments WHERE booking_id = ANY($1::uuid[]) AND status <> 'charging'
 		), opened AS (
 			INSERT INTO payment.payments (booking_id, amount_cents, currency, card_brand, card_last4, card_token, status)
@@ -192,14 +193,14 @@ func (s *Service) finishAll(ctx context.Context, outcomes []outcome) error {
 		ids[i], statuses[i], refs[i], events[i], causes[i] = o.cause.BookingID, o.status, o.chargeRef, string(raw), o.cause.ID
 	}
 	var won []string
-	err := s.db.SelectContext(ctx, &won, `WITH outcome AS (
+	err := prepared.Select(ctx, s.db, &won, `WITH outcome AS (
 			SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::jsonb[], $7::text[])
 				WITH ORDINALITY AS o (booking_id, status, gateway_ref, failure_code, failure, outcome_event, cause, n)
 		), won AS (
 			UPDATE payment.payments p
 			SET status = o.status, gateway_ref = o.gateway_ref, failure_code = o.failure_code, failure = o.failure,
 				outcome_event = o.outcome_event, updated_at = now()
-			FROM outcome o WHERE p.booking_id = o.booking_id::uuid AND p.status = 'charging'
+			FROM outcome o WHERE p.booking_id = o.booking_id::uuid AND p.booking_id = ANY($1::uuid[]) AND p.status = 'charging'
 			RETURNING o.booking_id
 		), recorded AS (
 			INSERT INTO `+InboxTable+` (event_id) SELECT o.cause FROM outcome o JOIN won USING (booking_id)

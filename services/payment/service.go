@@ -157,7 +157,7 @@ func (s *Service) HandleHoldExpired(ctx context.Context, env event.Envelope, h e
 // row, and returns the row's status.
 func (s *Service) open(ctx context.Context, bookingID string, b event.BookingDetails, card event.Card) (string, error) {
 	var status string
-	err := s.db.GetContext(ctx, &status, `INSERT INTO payment.payments
+	err := prepared.Get(ctx, s.db, &status, `INSERT INTO payment.payments
 		(booking_id, amount_cents, currency, card_brand, card_last4, card_token, status)
 		VALUES ($1, $2, $3, $4, $5, $6, 'charging')
 		ON CONFLICT (booking_id) DO UPDATE SET updated_at = payment.payments.updated_at

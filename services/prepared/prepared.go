@@ -103,7 +103,23 @@ func ForTx(ctx context.Context, db *sqlx.DB, query string) (*InTx, error) {
 // Select is Select within tx, a transaction on the statement's database handle. A statement
 // whose plan went stale fails the transaction, and is prepared afresh for the next one.
 func (s *InTx) Select(ctx context.Context, tx *sqlx.Tx, dest any, args ...any) error {
-	err := tx.StmtxContext(ctx, s.stmt).SelectContext(ctx, dest, args...)
+	return s.forget(tx.StmtxContext(ctx, s.stmt).SelectContext(ctx, dest, args...))
+}
+
+// Get is Get within tx, as Select is.
+func (s *InTx) Get(ctx context.Context, tx *sqlx.Tx, dest any, args ...any) error {
+	return s.forget(tx.StmtxContext(ctx, s.stmt).GetContext(ctx, dest, args...))
+}
+
+// Exec is Exec within tx, as Select is.
+func (s *InTx) Exec(ctx context.Context, tx *sqlx.Tx, args ...any) (sql.Result, error) {
+	res, err := tx.StmtxContext(ctx, s.stmt).ExecContext(ctx, args...)
+	return res, s.forget(err)
+}
+
+// forget drops a statement PostgreSQL refused as stale, so the next transaction prepares it
+// afresh, and returns err.
+func (s *InTx) forget(err error) error {
 	var pqErr *pq.Error
 	if errors.As(err, &pqErr) && pqErr.Code == "0A000" {
 		statements.CompareAndDelete(key{s.db, s.query}, s.stmt)
