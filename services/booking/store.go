@@ -40,8 +40,11 @@ func (s *Store) Decided(ctx context.Context, bookingID string) (bool, error) {
 // MissingSeats returns the labels that are not seats of the screen, sorted.
 func (s *Store) MissingSeats(ctx context.Context, screenID string, labels []string) ([]string, error) {
 	var existing []string
-	err := prepared.Select(ctx, s.db, &existing, `SELECT label FROM catalog.seats
-		WHERE screen_id = $1 AND label = ANY($2)`, screenID, pq.Array(labels))
+	// Each label looked up by the whole key: planned once, generically, "label = ANY($2)" was a
+	// filter over the screen's every seat (TestABookingReadsNoTableWhole).
+	err := prepared.Select(ctx, s.db, &existing, `SELECT l.label FROM unnest($2::text[]) AS l (label)
+		CROSS JOIN LATERAL (SELECT 1 FROM catalog.seats s WHERE s.screen_id = $1 AND s.label = l.label LIMIT 1) AS seat`,
+		screenID, pq.Array(labels))
 	if err != nil {
 		return nil, fmt.Errorf("check seats of %s: %w", screenID, err)
 	}
