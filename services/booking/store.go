@@ -447,8 +447,12 @@ func (s *Store) DecideBatch(ctx context.Context, eventIDs []string, wanted []Sho
 const decideBatchCheck = `WITH recorded AS (
 		INSERT INTO booking.inbox (event_id) SELECT unnest($1::text[]) ON CONFLICT (event_id) DO NOTHING RETURNING 1
 	), held AS (
-		SELECT h.show_id, h.seat_label FROM booking.held_seats h
-		JOIN unnest($2::text[], $3::text[]) AS w (show_id, seat_label) USING (show_id, seat_label)
+		-- Each wanted seat looked up by its key: the plan is made once, maybe on an empty table,
+		-- and as a join it may hash the whole table on every call.
+		SELECT w.show_id, w.seat_label FROM unnest($2::text[], $3::text[]) AS w (show_id, seat_label)
+		CROSS JOIN LATERAL (
+			SELECT 1 FROM booking.held_seats h WHERE h.show_id = w.show_id AND h.seat_label = w.seat_label LIMIT 1
+		) AS h
 	)
 	SELECT (SELECT count(*) FROM recorded) AS fresh,
 		ARRAY(SELECT show_id FROM held ORDER BY show_id, seat_label) AS held_shows,

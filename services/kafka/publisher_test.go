@@ -10,14 +10,15 @@ import (
 
 // TestOneCallIsOneProducePerPartition: the writer sends without waiting for more messages, and
 // still sends one call's messages for a partition together, never one request a message (under
-// a burst that was ~50× slower, STACK.md). A relay's drain of 100 events costs one request.
+// a burst that was ~50× slower, STACK.md). A relay's whole drain, 500 events, is one request: a
+// drain split over several, one of them failing, would be republished out of order.
 func TestOneCallIsOneProducePerPartition(t *testing.T) {
 	const topic = "booking-movie"
 	cluster := broker(t, topic) // one partition
 	pub := kafka.NewPublisher(cluster, quiet)
 	t.Cleanup(func() { _ = pub.Close() })
 	ctx := context.Background()
-	msgs := make([]kafka.Message, 100)
+	msgs := make([]kafka.Message, 500)
 	for i := range msgs {
 		msgs[i] = kafka.Message{Topic: topic, Key: "show-1", Envelope: envelope(t)}
 	}
@@ -31,10 +32,10 @@ func TestOneCallIsOneProducePerPartition(t *testing.T) {
 		}
 	}
 	if n := pub.Produces(); n != 3 {
-		t.Errorf("three calls of 100 messages for one partition took %d produce requests; want 3", n)
+		t.Errorf("three calls of 500 messages for one partition took %d produce requests; want 3", n)
 	}
-	got := consume(t, cluster, topic, pub, func(context.Context, event.Envelope) error { return nil }, 301)
-	if len(got) != 301 {
-		t.Errorf("read %d messages back; want 301", len(got))
+	got := consume(t, cluster, topic, pub, func(context.Context, event.Envelope) error { return nil }, 1501)
+	if len(got) != 1501 {
+		t.Errorf("read %d messages back; want 1501", len(got))
 	}
 }
