@@ -359,9 +359,9 @@ var errBatchDisturbed = errors.New("batch disturbed")
 // requests to be decided one at a time.
 //
 // The transaction is four round trips, whatever the batch's size: BEGIN, the inbox and the held
-// seats (one prepared statement), the bookings, seats and outcomes (another), COMMIT. At the
-// rates where most batches hold a request or two, one statement each and their planning were
-// most of the booking service's time in PostgreSQL.
+// seats (one prepared statement), the bookings, seats and outcomes (another), COMMIT. It was
+// seven, each statement planned again on every call; at the rates where most batches hold a
+// request or two, that was paid per request.
 func (s *Store) DecideBatch(ctx context.Context, eventIDs []string, wanted []ShowSeat, decide func(held map[ShowSeat]bool) ([]Decision, error)) error {
 	// Prepared before the transaction takes its connection: preparing needs one of its own.
 	check, err := prepared.ForTx(ctx, s.db, decideBatchCheck)
