@@ -91,8 +91,9 @@ func TestABookingReadsNoTableWhole(t *testing.T) {
 	}
 	time.Sleep(reported)
 	before := c.rowsRead()
-	// Measured alone and in a burst, so both the one-by-one and the batch statements count. The test's own reads of each booking's status are kept few: one look when it is
-	// likely done, then one every half second.
+	// Measured alone and in a burst, so both the one-by-one and the batch statements count. The
+	// test's own status reads are kept few (each reads web.bookings): a lone booking is looked at
+	// every 100 ms, the burst's once when they are likely done, then every half second.
 	ticketed := func(id string) bool {
 		var st apiStatus
 		c.getJSON("/api/bookings/"+id+"?token="+web.BookingToken(key, id), &st)

@@ -407,18 +407,18 @@ func (s *Store) DecideBatch(ctx context.Context, eventIDs []string, wanted []Sho
 		return fmt.Errorf("decide batch: encode: %w", err)
 	}
 	var shows, labels, holders []string
-	topics, keys, envelopes := make([]string, len(decisions)), make([]string, len(decisions)), make([]string, len(decisions))
+	outcomes := make([]kafka.Message, len(decisions))
 	for i, d := range decisions {
 		if d.Status == "confirmed" {
 			for _, seat := range d.Seats {
 				shows, labels, holders = append(shows, d.ShowID), append(labels, seat), append(holders, d.BookingID)
 			}
 		}
-		raw, err := outbox.Encode(ctx, d.Outcome)
-		if err != nil {
-			return err
-		}
-		topics[i], keys[i], envelopes[i] = event.TopicMovieFound, d.BookingID, string(raw)
+		outcomes[i] = kafka.Message{Topic: event.TopicMovieFound, Key: d.BookingID, Envelope: d.Outcome}
+	}
+	topics, keys, envelopes, err := outbox.Columns(ctx, outcomes)
+	if err != nil {
+		return err
 	}
 	var recorded struct {
 		Bookings int `db:"bookings"`
@@ -460,10 +460,10 @@ const decideBatchCheck = `WITH recorded AS (
 
 // decideBatchRecord records a batch's decisions ($1, booking rows as JSON), the seats the
 // confirmed ones hold ($2 shows, $3 labels, $4 bookings) and their outcomes in the outbox ($5
-// topics, $6 keys, $7 envelopes, published in their order), and counts the bookings and seats
+// topics, $6 keys, $7 envelopes: outbox.Columns), and counts the bookings and seats
 // that were new: fewer means the transaction must not commit. The seats' foreign key is checked
 // at the end of the statement, where it sees the bookings inserted beside them.
-const decideBatchRecord = `WITH recorded AS (
+var decideBatchRecord = `WITH recorded AS (
 		INSERT INTO booking.bookings (id, show_id, seats, customer_name, phone_masked, amount_cents, currency,
 			status, reason_code, reason, outcome_event, hold_expires_at)
 		SELECT id, show_id, seats, customer_name, phone_masked, amount_cents, currency,
@@ -475,8 +475,6 @@ const decideBatchRecord = `WITH recorded AS (
 		SELECT * FROM unnest($2::text[], $3::text[], $4::uuid[])
 		ON CONFLICT (show_id, seat_label) DO NOTHING RETURNING 1
 	), queued AS (
-		INSERT INTO ` + OutboxTable + ` (topic, key, envelope)
-		SELECT topic, key, envelope FROM unnest($5::text[], $6::text[], $7::jsonb[]) WITH ORDINALITY AS m (topic, key, envelope, n)
-		ORDER BY n
+		` + outbox.QueueFrom(OutboxTable, 5, 6, 7) + `
 	)
 	SELECT (SELECT count(*) FROM recorded) AS bookings, (SELECT count(*) FROM held) AS seats`

@@ -37,22 +37,25 @@ type Publisher struct {
 // writer waits for nothing more: a call's messages for one partition join one batch while the
 // writer holds that partition's lock, and the batch goes out as soon as the call lets go of it.
 // The 1 ms that STACK.md measured as the fast setting held every event of every hop for that
-// millisecond (README "Performance" has the figures). BatchSize is a relay's whole drain (500,
-// outbox.batchSize): a partition's share of a call must go in one request, since a failed
-// request among several would be republished after the later ones had landed, reordering a
-// key's events; one request that fails is only repeated.
+// millisecond (README "Performance" has the figures).
 func NewPublisher(cluster Cluster, log *slog.Logger) *Publisher {
 	return &Publisher{cluster: cluster, writer: &kafkago.Writer{
 		Addr:                   kafkago.TCP(cluster.Brokers...),
 		Balancer:               &kafkago.Hash{},
 		BatchTimeout:           time.Nanosecond,
-		BatchSize:              500,
+		BatchSize:              PublishBatch,
 		RequiredAcks:           kafkago.RequireAll,
 		AllowAutoTopicCreation: false,
 		WriteTimeout:           10 * time.Second,
 		ErrorLogger:            errorLogger(log, "kafka-writer"),
 	}}
 }
+
+// PublishBatch is the most messages a Publish call should carry (a relay's drain takes no more):
+// a call's messages for one partition then go in one produce request. They must, since a failed
+// request among several would be republished after the later ones had landed, reordering a key's
+// events; one request that fails is only repeated.
+const PublishBatch = 500
 
 // Publish writes the messages and returns once the broker has acknowledged all of them.
 func (p *Publisher) Publish(ctx context.Context, msgs ...Message) error {

@@ -17,7 +17,6 @@ import (
 	"time"
 
 	"github.com/jmoiron/sqlx"
-	"github.com/lib/pq"
 
 	"github.com/boxoffice/boxoffice/services/event"
 	"github.com/boxoffice/boxoffice/services/kafka"
@@ -63,27 +62,31 @@ func Encode(ctx context.Context, env event.Envelope) ([]byte, error) {
 	return raw, nil
 }
 
-// AddAll queues messages in the caller's transaction in one statement, in their order: for a
-// batch of decisions, where one INSERT each would cost a round trip each.
-func AddAll(ctx context.Context, tx sqlx.ExecerContext, table string, msgs []kafka.Message) error {
-	if !tableName.MatchString(table) {
-		return fmt.Errorf("outbox: %q is not a <schema>.outbox table", table)
-	}
-	topics, keys, envelopes := make([]string, len(msgs)), make([]string, len(msgs)), make([]string, len(msgs))
+// Columns is msgs as the three arrays a batch's outbox insert takes (see QueueFrom), each
+// envelope encoded as Encode does: for a statement that queues a batch of decisions itself, where
+// one INSERT each would cost a round trip each.
+func Columns(ctx context.Context, msgs []kafka.Message) (topics, keys, envelopes []string, err error) {
+	topics, keys, envelopes = make([]string, len(msgs)), make([]string, len(msgs)), make([]string, len(msgs))
 	for i, m := range msgs {
 		raw, err := Encode(ctx, m.Envelope)
 		if err != nil {
-			return err
+			return nil, nil, nil, err
 		}
 		topics[i], keys[i], envelopes[i] = m.Topic, m.Key, string(raw)
 	}
-	// Ids are taken in the order of the rows, which the relay publishes in.
-	if _, err := tx.ExecContext(ctx, `INSERT INTO `+table+` (topic, key, envelope)
-		SELECT topic, key, envelope FROM unnest($1::text[], $2::text[], $3::jsonb[]) WITH ORDINALITY AS m (topic, key, envelope, n)
-		ORDER BY n`, pq.Array(topics), pq.Array(keys), pq.Array(envelopes)); err != nil {
-		return fmt.Errorf("outbox: queue %d messages: %w", len(msgs), err)
+	return topics, keys, envelopes, nil
+}
+
+// QueueFrom is the INSERT that queues into table the messages given as Columns' arrays in the
+// statement's parameters $topics, $keys and $envelopes (their numbers), in their order: ids are
+// taken in the order of the rows, which the relay publishes in. It fits in a data-modifying CTE.
+func QueueFrom(table string, topics, keys, envelopes int) string {
+	if !tableName.MatchString(table) {
+		panic(fmt.Sprintf("outbox: %q is not a <schema>.outbox table", table))
 	}
-	return nil
+	return fmt.Sprintf(`INSERT INTO %s (topic, key, envelope)
+		SELECT topic, key, envelope FROM unnest($%d::text[], $%d::text[], $%d::jsonb[]) WITH ORDINALITY AS m (topic, key, envelope, n)
+		ORDER BY n`, table, topics, keys, envelopes)
 }
 
 // Relay publishes one outbox table's messages in the order they were queued, then deletes
@@ -101,8 +104,9 @@ type Relay struct {
 // pollInterval is how long a message can wait when no one notified the relay.
 const pollInterval = 500 * time.Millisecond
 
-// batchSize bounds one publish: enough to drain a burst in a few round trips.
-const batchSize = 500
+// batchSize bounds one publish: enough to drain a burst in a few round trips, and what the
+// publisher sends in one request per partition.
+const batchSize = kafka.PublishBatch
 
 // NewRelay returns the relay of table ("<schema>.outbox").
 func NewRelay(db *sqlx.DB, table string, pub Publisher, log *slog.Logger) *Relay {
