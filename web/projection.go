@@ -601,6 +601,7 @@ type stageRow struct {
 	EventID   string              `json:"event_id"`
 	Status    string              `json:"new_status"`
 	Rank      int                 `json:"new_rank"`
+	SeatState SeatState           `json:"new_seat_state"`
 	Reason    string              `json:"new_reason"`
 	Ticket    *event.TicketIssued `json:"new_ticket,omitempty"`
 	HoldUntil *time.Time          `json:"hold_until,omitempty"`
@@ -617,7 +618,7 @@ func (p *Projection) advanceStages(ctx context.Context, changes []stageChange) e
 	for i, c := range changes {
 		ids[i] = c.env.BookingID
 		rows[i] = stageRow{N: i, BookingID: c.env.BookingID, Name: c.stage.Name, At: c.stage.At, Detail: c.stage.Detail, EventID: c.env.ID,
-			Status: c.status, Rank: statusRank[c.status], Reason: c.reason, Ticket: c.ticket}
+			Status: c.status, Rank: statusRank[c.status], SeatState: seatStateOf(c.status), Reason: c.reason, Ticket: c.ticket}
 		if !c.stage.holdUntil.IsZero() {
 			rows[i].HoldUntil = &c.stage.holdUntil
 		}
@@ -632,12 +633,16 @@ func (p *Projection) advanceStages(ctx context.Context, changes []stageChange) e
 		RequestedAt time.Time `db:"created_at"`
 		Inserted    bool      `db:"inserted"`
 	}
-	// A new status takes a new seat version: live seat maps ask for what changed after theirs.
+	// A status that changes the booking's seats (held, sold, free) takes a new seat version: live
+	// seat maps ask for what changed after theirs. Other changes leave every indexed column as it
+	// was, so the row can be updated in place (HOT: see migration 00015).
 	err = prepared.Select(ctx, p.db, &stored, `WITH change AS (
 			SELECT * FROM jsonb_to_recordset($1::jsonb) AS c (n int, booking_id text, name text, at timestamptz, detail text,
-				event_id text, new_status text, new_rank int, new_reason text, new_ticket jsonb, hold_until timestamptz)
+				event_id text, new_status text, new_rank int, new_seat_state text, new_reason text, new_ticket jsonb, hold_until timestamptz)
+		), booking AS (
+			SELECT id, show_id, created_at FROM web.bookings WHERE id = ANY($2::uuid[])
 		), known AS (
-			SELECT count(*) = (SELECT count(*) FROM change) AS all_known FROM web.bookings WHERE id = ANY($2::uuid[])
+			SELECT (SELECT count(*) FROM booking) = (SELECT count(*) FROM change) AS all_known
 		), stage AS (
 			INSERT INTO web.booking_stages (booking_id, name, at, detail, event_id)
 			SELECT booking_id::uuid, name, at, detail, event_id FROM change WHERE (SELECT all_known FROM known)
@@ -645,7 +650,7 @@ func (p *Projection) advanceStages(ctx context.Context, changes []stageChange) e
 		), moved AS (
 			UPDATE web.bookings SET
 				status = CASE WHEN c.new_rank > `+statusRankSQL+` THEN c.new_status ELSE status END,
-				seat_version = CASE WHEN c.new_rank > `+statusRankSQL+` AND status <> c.new_status THEN nextval('web.seat_changes') ELSE seat_version END,
+				seat_version = CASE WHEN c.new_rank > `+statusRankSQL+` AND `+seatStateSQL+` <> c.new_seat_state THEN nextval('web.seat_changes') ELSE seat_version END,
 				reason = CASE WHEN c.new_reason = '' THEN reason ELSE c.new_reason END,
 				ticket = COALESCE(c.new_ticket, ticket), hold_expires_at = COALESCE(c.hold_until, hold_expires_at),
 				updated_at = now()
@@ -653,8 +658,8 @@ func (p *Projection) advanceStages(ctx context.Context, changes []stageChange) e
 			WHERE id = s.booking_id AND id = ANY($2::uuid[])
 		)
 		SELECT c.booking_id, b.show_id, b.created_at, s.booking_id IS NOT NULL AS inserted
-		FROM change c JOIN web.bookings b ON b.id = c.booking_id::uuid LEFT JOIN stage s ON s.booking_id = b.id
-		WHERE b.id = ANY($2::uuid[]) AND (SELECT all_known FROM known) ORDER BY c.n`, string(raw), pq.Array(ids))
+		FROM change c JOIN booking b ON b.id = c.booking_id::uuid LEFT JOIN stage s ON s.booking_id = b.id
+		WHERE (SELECT all_known FROM known) ORDER BY c.n`, string(raw), pq.Array(ids))
 	if err != nil {
 		return fmt.Errorf("project %d stages: %w", len(changes), err)
 	}
@@ -683,6 +688,18 @@ var statusRankSQL = func() string {
 	b.WriteString("(CASE status")
 	for _, st := range statuses {
 		fmt.Fprintf(&b, " WHEN '%s' THEN %d", st, statusRank[st])
+	}
+	b.WriteString(" END)")
+	return b.String()
+}()
+
+// seatStateSQL is seatStateOf as an SQL expression over a web.bookings row's status.
+var seatStateSQL = func() string {
+	statuses := slices.Sorted(maps.Keys(statusRank))
+	var b strings.Builder
+	b.WriteString("(CASE status")
+	for _, st := range statuses {
+		fmt.Fprintf(&b, " WHEN '%s' THEN '%s'", st, seatStateOf(st))
 	}
 	b.WriteString(" END)")
 	return b.String()

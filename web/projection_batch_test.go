@@ -367,3 +367,84 @@ func TestStagesFindTheirBookingsByIndexAsTheTableGrows(t *testing.T) {
 		t.Errorf("200 stages over %d bookings read web.bookings whole %d times; want them found by key", len(first)+len(later), scans)
 	}
 }
+
+// TestSeatMapsHearOnlyOfSeatsThatChangeState: a live seat map asks for the seats whose bookings
+// changed after the version it was drawn at. A booking's seats are held from its request until
+// it is ticketed (sold) or rejected (free): its confirmation, payment and text change nothing a
+// seat map shows, so they take no new seat version, and its row is updated in place (HOT, no new
+// index entries: the point of migration 00015), which this checks in PostgreSQL's counters.
+func TestSeatMapsHearOnlyOfSeatsThatChangeState(t *testing.T) {
+	ctx := context.Background()
+	tp := newToldProjection(t)
+	const show = "ldn-1-20261127-1930"
+	sold, freed := uuid.NewString(), uuid.NewString()
+	var requests []kafka.Delivery
+	for i, id := range []string{sold, freed} {
+		requests = append(requests, stageEvent(t, event.TypeBookingRequested, id, event.BookingRequested{
+			ShowID: show, Seats: []string{fmt.Sprintf("D%d", i+1)}, CustomerName: "Ada", Phone: "+447700900123",
+			Card: event.Card{Brand: "visa", Last4: "4242"}}))
+	}
+	tp.handleOneByOne(t, requests)
+	drawn, err := tp.ShowSeats(ctx, show)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if drawn.State("D1") != SeatHeld || drawn.State("D2") != SeatHeld {
+		t.Fatalf("requested seats are %s and %s, want held", drawn.State("D1"), drawn.State("D2"))
+	}
+	changedSince := func(version int64) []string {
+		t.Helper()
+		seats, err := tp.SeatsChangedSince(ctx, show, version, time.Time{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		slices.Sort(seats)
+		return seats
+	}
+	hotUpdates := func() int64 {
+		t.Helper()
+		if _, err := tp.db.ExecContext(ctx, `SELECT pg_stat_force_next_flush()`); err != nil {
+			t.Fatal(err)
+		}
+		var n int64
+		if err := tp.db.GetContext(ctx, &n, `SELECT n_tup_hot_upd FROM pg_stat_user_tables WHERE relid = 'web.bookings'::regclass`); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	tp.db.SetMaxOpenConns(1) // so the connection that updated is the one that reports its counts
+	hotBefore := hotUpdates()
+
+	details := event.BookingDetails{MovieTitle: "Orbital Decay", AmountCents: 1395, Currency: "GBP", Seats: []string{"D1"},
+		Timezone: "Europe/London", PhoneMasked: "+44•••••••123"}
+	tp.handleOneByOne(t, []kafka.Delivery{
+		stageEvent(t, event.TypeSeatsConfirmed, sold, event.SeatsConfirmed{Booking: details, HoldExpiresAt: time.Now().Add(10 * time.Minute)}),
+		stageEvent(t, event.TypePaymentSucceeded, sold, event.PaymentSucceeded{Booking: details, CardBrand: "visa", CardLast4: "4242"}),
+		stageEvent(t, event.TypeNotificationSent, sold, event.NotificationResult{Booking: details, Paid: true}),
+	})
+	if seats := changedSince(drawn.Version); len(seats) != 0 {
+		t.Errorf("after a confirmation, a payment and a text, a seat map drawn before them is sent %v; want nothing (the seats stay held)", seats)
+	}
+	if got := hotUpdates() - hotBefore; got != 3 {
+		t.Errorf("%d of the 3 updates that change no seat were made in place; want all 3", got)
+	}
+
+	tp.handleOneByOne(t, []kafka.Delivery{
+		stageEvent(t, event.TypeTicketIssued, sold, event.TicketIssued{TicketID: "t-" + sold, Code: "BX-1", Seats: []string{"D1"}}),
+		stageEvent(t, event.TypeBookingRejected, freed, event.BookingRejected{Code: "seat_taken", Reason: "Seat D2 is taken."}),
+	})
+	if seats := changedSince(drawn.Version); !slices.Equal(seats, []string{"D1", "D2"}) {
+		t.Errorf("after a ticket and a rejection, a seat map drawn before them is sent %v; want [D1 D2]", seats)
+	}
+	now, err := tp.ShowSeats(ctx, show)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if now.State("D1") != SeatSold || now.State("D2") != SeatFree || now.Version <= drawn.Version {
+		t.Errorf("seat map after: D1 %s, D2 %s, version %d (drawn at %d); want sold, free and a newer version",
+			now.State("D1"), now.State("D2"), now.Version, drawn.Version)
+	}
+	if seats := changedSince(now.Version); len(seats) != 0 {
+		t.Errorf("a seat map drawn after every change is sent %v; want nothing", seats)
+	}
+}

@@ -315,10 +315,10 @@ func (c *member) processAll(stop, work context.Context, msgs []kafkago.Message) 
 		batches[topic] = append(batches[topic], Delivery{Envelope: env, Trace: tp})
 	}
 	for topic, idx := range byTopic {
+		// A lone event takes the batch path too: its few prepared statements cost less than the
+		// one-by-one path's several (at 100 bookings a second, a tenth of all statements and most
+		// of the planning), and a refusal still leaves it to that careful path.
 		batch := batches[topic]
-		if len(batch) < 2 {
-			continue
-		}
 		start := time.Now()
 		if err := c.cfg.Batch[topic](work, batch); err != nil {
 			c.log.Info("batch handled one at a time instead", "topic", topic, "messages", len(batch), "reason", err)
