@@ -6,7 +6,7 @@ BIN      := bin/boxoffice
 TESTARGS ?=
 ARGS     ?=
 
-.PHONY: bench run run-cluster test fuzz test-apache-kafka chaos build generate check postgres postgres-stop chromium kafka kafka-cluster kafka-stop clean
+.PHONY: bench hops run run-cluster test fuzz test-apache-kafka chaos build generate check postgres postgres-stop chromium kafka kafka-cluster kafka-stop clean
 
 KILLS ?= 50
 # A count of executions, not a duration: a duration races Go 1.26's fuzz coordinator at its
@@ -34,6 +34,9 @@ test: postgres chromium ## unit, integration, end-to-end and real-browser tests
 
 bench: build postgres ## the load scenarios against a fresh system, in under three minutes, printing one table; ARGS go to `boxoffice loadtest`
 	scripts/bench.sh $(ARGS)
+
+hops: build postgres ## where one hop's time goes, at a light load: per consumer its wait and handling, per outbox relay its take, publish and commit; ARGS go to `boxoffice loadtest`
+	scripts/hops.sh $(ARGS)
 
 chaos: postgres ## the crash test: SIGKILL random parts (broker and PostgreSQL too) KILLS times under load; KAFKA=apache for three Apache Kafka brokers
 	$(GO) test -tags chaos -run TestChaos -count=1 -v -timeout 60m . -args -kills=$(KILLS) -kafka=$(KAFKA)

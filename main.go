@@ -12,7 +12,7 @@ import (
 )
 
 func main() {
-	target := flag.String("target", TargetAll, "what to run: "+targetList()+"; or a tool: "+TargetDeadLetters+" list|redrive, "+TargetReplay+" offsets|rewind|rebuild-web, "+TargetHealth+" URL, "+TargetDoorKey+", "+TargetLoadTest+" [-scenario steady|ramp|hot|idle|all]")
+	target := flag.String("target", TargetAll, "what to run: "+targetList()+"; or a tool: "+TargetDeadLetters+" list|redrive, "+TargetReplay+" offsets|rewind|rebuild-web, "+TargetHealth+" URL, "+TargetDoorKey+", "+TargetLoadTest+" [-scenario steady|ramp|hot|idle|all], "+TargetHops+" [debug log]")
 	flag.Parse()
 
 	cfg, err := LoadConfig(os.Getenv)
@@ -23,7 +23,7 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	args := flag.Args()
-	if *target == TargetAll && len(args) > 0 && (args[0] == TargetDeadLetters || args[0] == TargetReplay || args[0] == TargetHealth || args[0] == TargetDoorKey || args[0] == TargetLoadTest) {
+	if *target == TargetAll && len(args) > 0 && (args[0] == TargetDeadLetters || args[0] == TargetReplay || args[0] == TargetHealth || args[0] == TargetDoorKey || args[0] == TargetLoadTest || args[0] == TargetHops) {
 		*target, args = args[0], args[1:] // `boxoffice replay offsets` reads better than -target=replay
 	}
 	switch *target {
@@ -37,6 +37,8 @@ func main() {
 		err = runDoorKey(ctx, cfg, os.Stdout)
 	case TargetLoadTest:
 		err = runLoadTest(ctx, args, os.Stdout)
+	case TargetHops:
+		err = runHops(args, os.Stdin, os.Stdout)
 	default:
 		err = run(ctx, *target, cfg, os.Stdout)
 	}

@@ -328,7 +328,8 @@ func (c *member) processAll(stop, work context.Context, msgs []kafkago.Message) 
 		for n, i := range idx {
 			done[i] = true
 			c.log.Debug("event handled", "type", batch[n].Envelope.Type, "booking_id", batch[n].Envelope.BookingID,
-				"trace_id", TraceID(batch[n].Trace), "topic", topic, "partition", msgs[i].Partition, "took", took, "batch", len(batch))
+				"trace_id", TraceID(batch[n].Trace), "topic", topic, "partition", msgs[i].Partition,
+				"waited", start.Sub(msgs[i].Time), "took", took, "batch", len(batch))
 		}
 	}
 	handled := make([]kafkago.Message, 0, len(msgs))
@@ -509,7 +510,7 @@ func (c *Consumer) handle(ctx context.Context, msg kafkago.Message) error {
 	}
 	c.log.Debug("event handled", "type", env.Type, "booking_id", env.BookingID,
 		"trace_id", TraceID(traceparent), "topic", c.cfg.Cluster.Unqualified(msg.Topic), "partition", msg.Partition,
-		"took", time.Since(start))
+		"waited", start.Sub(msg.Time), "took", time.Since(start))
 	return nil
 }
 

@@ -177,6 +177,7 @@ func (r *Relay) drain(ctx context.Context) (bool, error) {
 	// The delete need not wait for the disk (synchronous_commit off, for this transaction only):
 	// if a crash loses it, the rows are published again, which every consumer's inbox absorbs,
 	// while a queued event itself is as durable as the change that queued it.
+	start := time.Now()
 	take, err := prepared.ForTx(ctx, r.db, takeStatement(r.table))
 	if err != nil {
 		return false, fmt.Errorf("outbox: %w", err)
@@ -198,12 +199,18 @@ func (r *Relay) drain(ctx context.Context) (bool, error) {
 	if err != nil {
 		return false, err
 	}
+	taken := time.Now()
 	if err := r.pub.Publish(ctx, msgs...); err != nil {
 		return false, err
 	}
+	published := time.Now()
 	if err := tx.Commit(); err != nil {
 		return false, fmt.Errorf("outbox: commit: %w", err)
 	}
+	// Where a hop's time goes, for scripts/hops.sh: the take (BEGIN and the locking delete), the
+	// publish (until the broker acknowledged) and the commit of the delete.
+	r.log.Debug("outbox published", "messages", len(msgs), "take", taken.Sub(start),
+		"publish", published.Sub(taken), "commit", time.Since(published))
 	return len(msgs) == batchSize, nil
 }
 
