@@ -11,37 +11,10 @@ set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo"
 
-pg_port="${BOXOFFICE_PG_PORT:-55432}"
-http_port="${BOXOFFICE_BENCH_PORT:-18080}"
 bin="${BOXOFFICE_BIN:-bin/boxoffice}"
-scripts/postgres.sh start >/dev/null
-pg_bin=""
-for v in 17 16 15; do
-  if [ -x "/usr/lib/postgresql/$v/bin/psql" ]; then pg_bin="/usr/lib/postgresql/$v/bin"; break; fi
-done
-PGPASSWORD=boxoffice "$pg_bin/psql" -h 127.0.0.1 -p "$pg_port" -U boxoffice -d postgres -q \
-  -c "DROP DATABASE IF EXISTS boxoffice_bench WITH (FORCE)" -c "CREATE DATABASE boxoffice_bench" >/dev/null
-
-work="$(mktemp -d)"
-DATABASE_URL="postgres://boxoffice:boxoffice@127.0.0.1:${pg_port}/boxoffice_bench?sslmode=disable" \
-HTTP_ADDR="127.0.0.1:${http_port}" KAFKA_DATA_DIR="$work/kafka" LOADTEST_CATALOG=true \
-BOOKING_RATE_LIMIT=0 LOG_LEVEL=warn PPROF_ADDR="${BOXOFFICE_PPROF_ADDR:-}" \
-GODEBUG="${RUNTIME_GODEBUG:-adaptivestackstart=0}${GODEBUG:+,$GODEBUG}" "$bin" >"$work/boxoffice.log" 2>&1 &
-pid=$!
-stop() {
-  kill "$pid" 2>/dev/null || true
-  wait "$pid" 2>/dev/null || true
-  rm -rf "$work"
-}
-trap stop EXIT
-
-started=$(date +%s.%N)
-for _ in $(seq 1 300); do
-  if "$bin" health "http://127.0.0.1:${http_port}/readyz" >/dev/null 2>&1; then break; fi
-  if ! kill -0 "$pid" 2>/dev/null; then echo "bench: boxoffice did not start:" >&2; cat "$work/boxoffice.log" >&2; exit 1; fi
-  sleep 0.1
-done
-ready=$(date +%s.%N)
+log_level=warn
+# shellcheck source=scripts/fresh-boxoffice.sh
+. scripts/fresh-boxoffice.sh
 
 echo "== machine: $(nproc) cores, $(free -g | awk '/^Mem:/ {print $2}') GB, load average $(cut -d' ' -f1-3 /proc/loadavg); $(go version | cut -d' ' -f3)"
 echo "== boxoffice ready in $(awk -v a="$started" -v b="$ready" 'BEGIN {printf "%.1f", b - a}') s (fresh database, embedded broker, durable PostgreSQL)"

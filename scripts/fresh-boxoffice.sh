@@ -1,0 +1,36 @@
+# Sourced by scripts/bench.sh and scripts/hops.sh: starts a fresh Boxoffice for a measurement —
+# its own database (boxoffice_bench, made again), a fresh embedded broker log, durable PostgreSQL,
+# the Load Lab theatre scheduled (LOADTEST_CATALOG) so there are seats enough, booking rate limits
+# off — answering on 127.0.0.1:$http_port, and waits until it is ready. Set before sourcing:
+# repo, bin, log_level. Sets: http_port, pid, work (its log is $work/boxoffice.log), started and
+# ready (times), and a trap that stops it and removes $work at exit.
+pg_port="${BOXOFFICE_PG_PORT:-55432}"
+http_port="${BOXOFFICE_BENCH_PORT:-18080}"
+scripts/postgres.sh start >/dev/null
+pg_bin=""
+for v in 17 16 15; do
+  if [ -x "/usr/lib/postgresql/$v/bin/psql" ]; then pg_bin="/usr/lib/postgresql/$v/bin"; break; fi
+done
+PGPASSWORD=boxoffice "$pg_bin/psql" -h 127.0.0.1 -p "$pg_port" -U boxoffice -d postgres -q \
+  -c "DROP DATABASE IF EXISTS boxoffice_bench WITH (FORCE)" -c "CREATE DATABASE boxoffice_bench" >/dev/null
+
+work="$(mktemp -d)"
+DATABASE_URL="postgres://boxoffice:boxoffice@127.0.0.1:${pg_port}/boxoffice_bench?sslmode=disable" \
+HTTP_ADDR="127.0.0.1:${http_port}" KAFKA_DATA_DIR="$work/kafka" LOADTEST_CATALOG=true \
+BOOKING_RATE_LIMIT=0 LOG_LEVEL="$log_level" PPROF_ADDR="${BOXOFFICE_PPROF_ADDR:-}" \
+GODEBUG="${RUNTIME_GODEBUG:-adaptivestackstart=0}${GODEBUG:+,$GODEBUG}" "$bin" >"$work/boxoffice.log" 2>&1 &
+pid=$!
+stop() {
+  kill "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+  rm -rf "$work"
+}
+trap stop EXIT
+
+started=$(date +%s.%N)
+for _ in $(seq 1 300); do
+  if "$bin" health "http://127.0.0.1:${http_port}/readyz" >/dev/null 2>&1; then break; fi
+  if ! kill -0 "$pid" 2>/dev/null; then echo "$(basename "$0"): boxoffice did not start:" >&2; cat "$work/boxoffice.log" >&2; exit 1; fi
+  sleep 0.1
+done
+ready=$(date +%s.%N)
