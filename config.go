@@ -39,6 +39,7 @@ type Config struct {
 	HoldDuration      time.Duration  // HOLD_DURATION: how long confirmed seats wait for payment
 	ConsumerMaxStall  time.Duration  // CONSUMER_MAX_STALL: how long a failing message is retried before the DLT
 	ConsumerReaders   int            // CONSUMER_READERS: members each consumer group runs in this process
+	ConsumerOneByOne  bool           // CONSUMER_ONE_BY_ONE: every event to its ordinary handler, no batch handlers
 	Payment           Provider       // PAYMENT_PROVIDER, PAYMENT_API_URL, PAYMENT_API_KEY
 	SMS               Provider       // SMS_PROVIDER, SMS_API_URL, SMS_API_KEY
 }
@@ -137,6 +138,7 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 	}
 	cfg.SecureCookies = boolVar("SECURE_COOKIES")
 	cfg.LoadTestCatalog = boolVar("LOADTEST_CATALOG")
+	cfg.ConsumerOneByOne = boolVar("CONSUMER_ONE_BY_ONE")
 	cfg.KafkaNamespace = get("KAFKA_NAMESPACE", "")
 	if !namespacePattern.MatchString(cfg.KafkaNamespace) {
 		errs = append(errs, fmt.Errorf("KAFKA_NAMESPACE=%q: letters, digits, '-' and '_' only, at most 40", cfg.KafkaNamespace))

@@ -22,11 +22,19 @@ import (
 // request: this test found it).
 //
 // The test books on fresh tables, grows every table by 400 bookings, then counts the rows
-// PostgreSQL read from each table for 20 more booked one after another (the one-by-one path),
-// then for 40 sent together (batches): a table read whole shows up as a hundred rows a booking
+// PostgreSQL read from each table for 20 more booked one after another (each event alone), then
+// for 40 sent together (batches): a table read whole shows up as a hundred rows a booking
 // or more, where a booking needs a few from each (web.bookings the most, about 20).
 func TestABookingReadsNoTableWhole(t *testing.T) {
-	c := startAll(t)
+	// Lone events take the batch path too; the one-by-one path (what a refused batch takes) is
+	// measured the same way with batches turned off.
+	t.Run("batch handlers", func(t *testing.T) { readsNoTableWhole(t, nil) })
+	t.Run("one by one", func(t *testing.T) { readsNoTableWhole(t, map[string]string{"CONSUMER_ONE_BY_ONE": "true"}) })
+}
+
+func readsNoTableWhole(t *testing.T, env map[string]string) {
+	c := newCluster(t)
+	c.startWith(TargetAll, env)
 	shows := c.futureShows(9) // rows A to F, seats 1 to 10 of each: 540 seats for 500 bookings
 	var seats []struct{ show, seat string }
 	for _, s := range shows {
@@ -91,7 +99,7 @@ func TestABookingReadsNoTableWhole(t *testing.T) {
 	}
 	time.Sleep(reported)
 	before := c.rowsRead()
-	// Measured alone and in a burst, so both the one-by-one and the batch statements count. The
+	// Measured alone and in a burst, so lone events and batches both count. The
 	// test's own status reads are kept few (each reads web.bookings): a lone booking is looked at
 	// every 100 ms, the burst's once when they are likely done, then every half second.
 	ticketed := func(id string) bool {
@@ -99,7 +107,7 @@ func TestABookingReadsNoTableWhole(t *testing.T) {
 		c.getJSON("/api/bookings/"+id+"?token="+web.BookingToken(key, id), &st)
 		return st.Status == "ticketed"
 	}
-	// First alone, one after another: lone events take the one-by-one path.
+	// First alone, one after another.
 	const alone = 20
 	for range alone {
 		s := seats[next]
@@ -141,6 +149,11 @@ func TestABookingReadsNoTableWhole(t *testing.T) {
 				whole = append(whole, fmt.Sprintf("%s, booked %s: %.0f rows a booking", table, how, perBooking))
 			}
 		}
+	}
+	// The two runs took the paths they are named for: batch handlers log each event with its batch.
+	batched := strings.Count(c.web.logs.String(), `"batch":`)
+	if oneByOne := env["CONSUMER_ONE_BY_ONE"] == "true"; oneByOne != (batched == 0) {
+		t.Fatalf("CONSUMER_ONE_BY_ONE=%v, yet %d events were logged as handled in a batch", oneByOne, batched)
 	}
 	judge("alone", alone, before, afterAlone)
 	judge("together", together, afterAlone, after)

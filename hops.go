@@ -71,7 +71,8 @@ func runHops(args []string, stdin io.Reader, stdout io.Writer) error {
 		return err
 	}
 	fmt.Fprintln(stdout, "waited: from the producer sending the event to its handler starting (the broker, the client's fetch, events ahead of it);")
-	fmt.Fprintln(stdout, "handled: the handler (database work and commit); take: BEGIN and the locking delete of the relay's rows;")
+	fmt.Fprintln(stdout, "handled: the handler (database work and commit; a batch's whole time, once for each of its events);")
+	fmt.Fprintln(stdout, "take: BEGIN and the locking delete of the relay's rows;")
 	fmt.Fprintln(stdout, "publish: until the broker acknowledged; commit: the delete's commit, after the event is on its way")
 	return nil
 }

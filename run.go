@@ -340,6 +340,9 @@ func poolSize(part string, readers int) int {
 func consumerActor(name string, c *kafka.Consumer, cfg Config) actor {
 	c.SetMaxStall(cfg.ConsumerMaxStall)
 	c.SetReaders(cfg.ConsumerReaders)
+	if cfg.ConsumerOneByOne {
+		c.HandleOneByOne()
+	}
 	return actor{name: name, run: c.Run}
 }
 

@@ -4,9 +4,9 @@
 # embedded broker — printing one table. Arguments go to `boxoffice loadtest` and override the
 # standard sizes, e.g. scripts/bench.sh -scenario steady -rate 500 -duration 60s.
 #
-# Each run gets a database of its own (boxoffice_bench, made again) and a fresh broker log, with
-# the Load Lab theatre scheduled (LOADTEST_CATALOG) so there are seats enough, and booking rate
-# limits off (BOOKING_RATE_LIMIT=0). The web answers on 127.0.0.1:${BOXOFFICE_BENCH_PORT:-18080}.
+# Each run gets a fresh Boxoffice (scripts/fresh-boxoffice.sh): a database of its own, a fresh
+# broker log, the Load Lab theatre scheduled so there are seats enough, and booking rate limits
+# off. The web answers on 127.0.0.1:${BOXOFFICE_BENCH_PORT:-18080}.
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo"

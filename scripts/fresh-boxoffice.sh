@@ -2,8 +2,9 @@
 # its own database (boxoffice_bench, made again), a fresh embedded broker log, durable PostgreSQL,
 # the Load Lab theatre scheduled (LOADTEST_CATALOG) so there are seats enough, booking rate limits
 # off — answering on 127.0.0.1:$http_port, and waits until it is ready. Set before sourcing:
-# repo, bin, log_level. Sets: http_port, pid, work (its log is $work/boxoffice.log), started and
-# ready (times), and a trap that stops it and removes $work at exit.
+# bin, log_level. Sets: http_port, pid, work (its log is $work/boxoffice.log), started and
+# ready (times), and a trap that stops it and removes $work at exit. Run from the repository's
+# top. make bench and make hops share the database and the port: one at a time.
 pg_port="${BOXOFFICE_PG_PORT:-55432}"
 http_port="${BOXOFFICE_BENCH_PORT:-18080}"
 scripts/postgres.sh start >/dev/null
@@ -11,6 +12,7 @@ pg_bin=""
 for v in 17 16 15; do
   if [ -x "/usr/lib/postgresql/$v/bin/psql" ]; then pg_bin="/usr/lib/postgresql/$v/bin"; break; fi
 done
+if [ -z "$pg_bin" ]; then echo "$(basename "$0"): no psql of PostgreSQL 15, 16 or 17 under /usr/lib/postgresql" >&2; exit 1; fi
 PGPASSWORD=boxoffice "$pg_bin/psql" -h 127.0.0.1 -p "$pg_port" -U boxoffice -d postgres -q \
   -c "DROP DATABASE IF EXISTS boxoffice_bench WITH (FORCE)" -c "CREATE DATABASE boxoffice_bench" >/dev/null
 
@@ -28,9 +30,11 @@ stop() {
 trap stop EXIT
 
 started=$(date +%s.%N)
-for _ in $(seq 1 300); do
-  if "$bin" health "http://127.0.0.1:${http_port}/readyz" >/dev/null 2>&1; then break; fi
+until "$bin" health "http://127.0.0.1:${http_port}/readyz" >/dev/null 2>&1; do
   if ! kill -0 "$pid" 2>/dev/null; then echo "$(basename "$0"): boxoffice did not start:" >&2; cat "$work/boxoffice.log" >&2; exit 1; fi
+  if awk -v a="$started" -v b="$(date +%s.%N)" 'BEGIN {exit !(b - a > 30)}'; then
+    echo "$(basename "$0"): boxoffice not ready within 30 s:" >&2; tail -20 "$work/boxoffice.log" >&2; exit 1
+  fi
   sleep 0.1
 done
 ready=$(date +%s.%N)

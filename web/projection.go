@@ -339,9 +339,9 @@ type recordedRow struct {
 
 // recordMany stores Records in one statement: each request goes on only if it has no key or
 // claimed its key itself (two requests of a batch with one key: the first claims it). A
-// concurrent request with the same key waits at the claim until the first one commits. A
-// stage's reference to its booking is checked at the end of the statement, after the
-// booking's insert. The events are keyed by show: one show's seat decisions are made in order.
+// concurrent request with the same key waits at the claim until the first one commits. A stage
+// is stored only beside its booking's row (stages have no foreign key: migration 00015). The
+// events are keyed by show: one show's seat decisions are made in order.
 func (p *Projection) recordMany(ctx context.Context, batch []*recording) ([]bool, error) {
 	rows := make([]recordedRow, len(batch))
 	for i, rec := range batch {
@@ -436,9 +436,9 @@ func newRequestedRow(env event.Envelope, req event.BookingRequested, phoneMasked
 }
 
 // recordRequested records bookings read from booking-movie, with their first stage, in one
-// statement (one round trip, its own transaction), since it runs for every booking: a stage's
-// reference to its booking is checked at the end of the statement, after the booking's insert.
-// A booking id seen twice keeps its first record, as one by one.
+// statement (one round trip, its own transaction), since it runs for every booking; each stage
+// is stored beside its booking's row. A booking id seen twice keeps its first record, as one by
+// one.
 func (p *Projection) recordRequested(ctx context.Context, envs []event.Envelope, reqs []event.BookingRequested) error {
 	rows := make([]requestedRow, len(envs))
 	for i, env := range envs {

@@ -8,8 +8,9 @@
 --   their stages (TRUNCATE of both);
 -- * an update that changes no indexed column can stay on its page (a HOT update: no new index
 --   entries), if the page has room. The seat version changes now only when the booking's seats
---   change state (held, sold, free), so confirmed, paid and notified are such updates; room is
---   left on each page for them.
+--   change state (held, sold, free), so confirmed, paid and notified are such updates; pages
+--   written from now on keep room for them (pages already full keep none until the table is
+--   rewritten, as VACUUM FULL does).
 ALTER TABLE web.booking_stages DROP CONSTRAINT booking_stages_booking_id_fkey;
 ALTER TABLE web.bookings SET (fillfactor = 70);
 

@@ -57,6 +57,9 @@ const CurrentSchemaVersion = 1
 const (
 	HeaderType        = "event-type"
 	HeaderTraceparent = "traceparent"
+	// HeaderSentAt is when the publisher sent the message, in Unix nanoseconds: what a consumer
+	// times its wait from (a Kafka timestamp has whole milliseconds, as much as the wait itself).
+	HeaderSentAt = "sent-at"
 )
 
 const maxReasonLength = 500

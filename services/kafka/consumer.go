@@ -146,6 +146,11 @@ func NewConsumer(cfg ConsumerConfig, handlers Handlers, publisher *Publisher, lo
 // waits. More members than partitions leaves the extra ones idle.
 func (c *Consumer) SetReaders(n int) { c.readers = max(n, 1) }
 
+// HandleOneByOne turns the batch handlers off: every event goes to its ordinary handler alone,
+// as when a batch is refused. For comparing the two paths, or ruling a batch handler out; call
+// it before Run.
+func (c *Consumer) HandleOneByOne() { c.cfg.Batch = nil }
+
 func newReader(cfg ConsumerConfig, log *slog.Logger) *kafkago.Reader {
 	return kafkago.NewReader(kafkago.ReaderConfig{
 		Brokers:           cfg.Cluster.Brokers,
@@ -321,7 +326,13 @@ func (c *member) processAll(stop, work context.Context, msgs []kafkago.Message) 
 		batch := batches[topic]
 		start := time.Now()
 		if err := c.cfg.Batch[topic](work, batch); err != nil {
-			c.log.Info("batch handled one at a time instead", "topic", topic, "messages", len(batch), "reason", err)
+			// A lone event refused is routine (a declined card's release, an expired hold, a
+			// stage before its booking): worth a line only when debugging.
+			level := slog.LevelInfo
+			if len(batch) == 1 {
+				level = slog.LevelDebug
+			}
+			c.log.Log(work, level, "batch handled one at a time instead", "topic", topic, "messages", len(batch), "reason", err)
 			continue
 		}
 		took := time.Since(start)
@@ -329,7 +340,7 @@ func (c *member) processAll(stop, work context.Context, msgs []kafkago.Message) 
 			done[i] = true
 			c.log.Debug("event handled", "type", batch[n].Envelope.Type, "booking_id", batch[n].Envelope.BookingID,
 				"trace_id", TraceID(batch[n].Trace), "topic", topic, "partition", msgs[i].Partition,
-				"waited", start.Sub(msgs[i].Time), "took", took, "batch", len(batch))
+				"waited", start.Sub(sentAt(msgs[i])), "took", took, "batch", len(batch))
 		}
 	}
 	handled := make([]kafkago.Message, 0, len(msgs))
@@ -510,8 +521,17 @@ func (c *Consumer) handle(ctx context.Context, msg kafkago.Message) error {
 	}
 	c.log.Debug("event handled", "type", env.Type, "booking_id", env.BookingID,
 		"trace_id", TraceID(traceparent), "topic", c.cfg.Cluster.Unqualified(msg.Topic), "partition", msg.Partition,
-		"waited", start.Sub(msg.Time), "took", time.Since(start))
+		"waited", start.Sub(sentAt(msg)), "took", time.Since(start))
 	return nil
+}
+
+// sentAt is when msg was sent: its publisher's header, or else (a message from another producer)
+// its Kafka timestamp, to the millisecond.
+func sentAt(msg kafkago.Message) time.Time {
+	if ns, err := strconv.ParseInt(headerValue(msg.Headers, event.HeaderSentAt), 10, 64); err == nil {
+		return time.Unix(0, ns)
+	}
+	return msg.Time
 }
 
 // deadLetter parks msg on <topic>.dlt with the reason in headers. If that fails the caller

@@ -411,7 +411,7 @@ func TestBatchHandlerTakesWhatWasFetchedTogetherAndFallsBackOneByOne(t *testing.
 	var mu sync.Mutex
 	var handled []string // in the order they took effect
 	var strangers []string
-	batches, refused, largest := 0, 0, 0
+	refused, largest := 0, 0
 	done := make(chan struct{})
 	record := func(ids ...string) {
 		handled = append(handled, ids...)
@@ -423,9 +423,8 @@ func TestBatchHandlerTakesWhatWasFetchedTogetherAndFallsBackOneByOne(t *testing.
 		Batch: map[string]kafka.BatchHandler{topic: func(_ context.Context, batch []kafka.Delivery) error {
 			mu.Lock()
 			defer mu.Unlock()
-			batches++
 			largest = max(largest, len(batch))
-			if batches == 1 {
+			if refused == 0 && len(batch) >= 2 { // the first batch of several (a lone event may come first)
 				refused = len(batch)
 				return errors.New("refused: the careful path decides these")
 			}
@@ -458,6 +457,50 @@ func TestBatchHandlerTakesWhatWasFetchedTogetherAndFallsBackOneByOne(t *testing.
 	}
 	if largest < 2 || refused < 2 {
 		t.Errorf("largest batch %d, refused batch %d: messages waiting together were not batched", largest, refused)
+	}
+}
+
+// TestALoneEventTakesTheBatchPath: one event fetched alone goes to its topic's batch handler
+// too (a few prepared statements, where the one-by-one path takes several), not to the ordinary
+// handler; its ordinary handler is the fallback, as for any batch refused.
+func TestALoneEventTakesTheBatchPath(t *testing.T) {
+	const topic = "test-lone"
+	cluster := broker(t, topic)
+	pub := kafka.NewPublisher(cluster, quiet)
+	defer pub.Close()
+	env := envelope(t)
+	if err := pub.Publish(context.Background(), kafka.Message{Topic: topic, Key: "k", Envelope: env}); err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var batches [][]string
+	oneByOne := 0
+	done := make(chan struct{})
+	c := kafka.NewConsumer(kafka.ConsumerConfig{Cluster: cluster, GroupID: "test", Topics: []string{topic},
+		Batch: map[string]kafka.BatchHandler{topic: func(_ context.Context, batch []kafka.Delivery) error {
+			mu.Lock()
+			defer mu.Unlock()
+			var ids []string
+			for _, d := range batch {
+				ids = append(ids, d.Envelope.BookingID)
+			}
+			batches = append(batches, ids)
+			if len(batches) == 1 {
+				close(done)
+			}
+			return nil
+		}}},
+		kafka.Handlers{event.TypeTicketIssued: func(context.Context, event.Envelope) error {
+			mu.Lock()
+			defer mu.Unlock()
+			oneByOne++
+			return nil
+		}}, pub, quiet)
+	runUntil(t, c, done, 20*time.Second, func() string { return "the batch handler was not called" })
+	mu.Lock()
+	defer mu.Unlock()
+	if len(batches) != 1 || fmt.Sprint(batches[0]) != fmt.Sprint([]string{env.BookingID}) || oneByOne != 0 {
+		t.Errorf("batch handler got %v, ordinary handler %d calls; want one batch of the one event and no ordinary call", batches, oneByOne)
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"strings"
 	"time"
 
@@ -60,6 +61,7 @@ const PublishBatch = 500
 // Publish writes the messages and returns once the broker has acknowledged all of them.
 func (p *Publisher) Publish(ctx context.Context, msgs ...Message) error {
 	out := make([]kafkago.Message, 0, len(msgs))
+	sentAt := []byte(strconv.FormatInt(time.Now().UnixNano(), 10))
 	for _, m := range msgs {
 		env := m.Envelope
 		if env.Traceparent == "" {
@@ -76,6 +78,7 @@ func (p *Publisher) Publish(ctx context.Context, msgs ...Message) error {
 			Headers: []kafkago.Header{
 				{Key: event.HeaderType, Value: []byte(env.Type)},
 				{Key: event.HeaderTraceparent, Value: []byte(env.Traceparent)},
+				{Key: event.HeaderSentAt, Value: sentAt},
 			},
 		})
 	}
@@ -88,6 +91,15 @@ func (p *Publisher) Publish(ctx context.Context, msgs ...Message) error {
 // publishRaw forwards an already-encoded message to a topic named as the cluster names it, used
 // for dead letters.
 func (p *Publisher) publishRaw(ctx context.Context, msg kafkago.Message) error {
+	// Sent now, not when the message was first published: its next consumer's wait starts here.
+	sentAt := []byte(strconv.FormatInt(time.Now().UnixNano(), 10))
+	headers := make([]kafkago.Header, 0, len(msg.Headers)+1)
+	for _, h := range msg.Headers {
+		if h.Key != event.HeaderSentAt {
+			headers = append(headers, h)
+		}
+	}
+	msg.Headers = append(headers, kafkago.Header{Key: event.HeaderSentAt, Value: sentAt})
 	return p.writer.WriteMessages(ctx, msg)
 }
 

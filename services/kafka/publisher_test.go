@@ -2,7 +2,11 @@ package kafka_test
 
 import (
 	"context"
+	"strconv"
 	"testing"
+	"time"
+
+	kafkago "github.com/segmentio/kafka-go"
 
 	"github.com/boxoffice/boxoffice/services/event"
 	"github.com/boxoffice/boxoffice/services/kafka"
@@ -37,5 +41,42 @@ func TestOneCallIsOneProducePerPartition(t *testing.T) {
 	got := consume(t, cluster, topic, pub, func(context.Context, event.Envelope) error { return nil }, 1501)
 	if len(got) != 1501 {
 		t.Errorf("read %d messages back; want 1501", len(got))
+	}
+}
+
+// TestMessagesSayWhenTheyWereSent: every published message carries its send time to the
+// nanosecond (sent-at), which a consumer times its wait from; Kafka's own timestamp has whole
+// milliseconds, as much as a hop's wait on one machine.
+func TestMessagesSayWhenTheyWereSent(t *testing.T) {
+	const topic = "ticket-details"
+	cluster := broker(t, topic)
+	pub := kafka.NewPublisher(cluster, quiet)
+	t.Cleanup(func() { _ = pub.Close() })
+	ctx := context.Background()
+	before := time.Now()
+	if err := pub.Publish(ctx, kafka.Message{Topic: topic, Key: "k", Envelope: envelope(t)}); err != nil {
+		t.Fatal(err)
+	}
+	after := time.Now()
+	r := kafkago.NewReader(kafkago.ReaderConfig{Brokers: cluster.Brokers, Topic: cluster.Topic(topic), MinBytes: 1, MaxBytes: 1 << 20, MaxWait: 500 * time.Millisecond})
+	t.Cleanup(func() { _ = r.Close() })
+	readCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	m, err := r.ReadMessage(readCtx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sent []string
+	for _, h := range m.Headers {
+		if h.Key == event.HeaderSentAt {
+			sent = append(sent, string(h.Value))
+		}
+	}
+	if len(sent) != 1 {
+		t.Fatalf("message has %d %s headers (%q); want one", len(sent), event.HeaderSentAt, sent)
+	}
+	ns, err := strconv.ParseInt(sent[0], 10, 64)
+	if at := time.Unix(0, ns); err != nil || at.Before(before) || at.After(after) {
+		t.Errorf("%s = %q; want Unix nanoseconds between %v and %v", event.HeaderSentAt, sent[0], before, after)
 	}
 }
