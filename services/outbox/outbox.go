@@ -8,19 +8,22 @@ package outbox
 import (
 	"cmp"
 	"context"
+	"database/sql/driver"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"hash/fnv"
 	"log/slog"
 	"regexp"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/jmoiron/sqlx"
+	"github.com/lib/pq"
 
 	"github.com/boxoffice/boxoffice/services/event"
 	"github.com/boxoffice/boxoffice/services/kafka"
-	"github.com/boxoffice/boxoffice/services/prepared"
 )
 
 // Publisher is what the relay publishes through.
@@ -93,12 +96,14 @@ func QueueFrom(table string, topics, keys, envelopes int) string {
 // them. It wakes at once when told a transaction queued something (Notify) and polls as a
 // fallback, for messages queued by another process sharing the table or left by a crash.
 type Relay struct {
-	db     *sqlx.DB
-	table  string
-	pub    Publisher
-	log    *slog.Logger
-	wake   chan struct{}
-	lockID int64
+	db    *sqlx.DB
+	table string
+	pub   Publisher
+	log   *slog.Logger
+	wake  chan struct{}
+	// beginAndTake is the drain's first round trip and prepareTake what it needs on a
+	// connection first (see drain).
+	beginAndTake, prepareTake string
 }
 
 // pollInterval is how long a message can wait when no one notified the relay.
@@ -112,8 +117,11 @@ const batchSize = kafka.PublishBatch
 func NewRelay(db *sqlx.DB, table string, pub Publisher, log *slog.Logger) *Relay {
 	h := fnv.New64a()
 	_, _ = h.Write([]byte("outbox:" + table))
-	return &Relay{db: db, table: table, pub: pub, log: log.With("outbox", table),
-		wake: make(chan struct{}, 1), lockID: int64(h.Sum64() >> 1)}
+	r := &Relay{db: db, table: table, pub: pub, log: log.With("outbox", table), wake: make(chan struct{}, 1)}
+	if tableName.MatchString(table) { // Run refuses any other name before a statement is sent
+		r.beginAndTake, r.prepareTake = takeQueries(table, int64(h.Sum64()>>1))
+	}
+	return r
 }
 
 // Notify tells the relay that a transaction queued messages. It never blocks.
@@ -165,30 +173,48 @@ func (r *Relay) Run(ctx context.Context) error {
 // advisory lock lets one relay at a time take, publish and delete. It reports whether a full
 // batch was sent (so there may be more).
 //
-// The lock and the take are one statement, so a drain is three round trips (BEGIN, take,
-// COMMIT) besides the publish: at low rates every event is drained alone, and the five a drain
-// used to cost were a quarter of a booking's statements. The statement's snapshot may be older
-// than the lock, and see rows the relay that held the lock has just published and deleted
-// (TestTwoRelaysShareATableWithoutDuplicates caught a read doing that), but a DELETE takes only
-// rows that are still there: such a row is skipped, never returned twice. The rows are gone
-// only when the transaction commits, after the publish: a failed publish or a crash puts them
-// back, to be published again (delivery is at least once anyway).
-func (r *Relay) drain(ctx context.Context) (bool, error) {
-	// The delete need not wait for the disk (synchronous_commit off, for this transaction only):
-	// if a crash loses it, the rows are published again, which every consumer's inbox absorbs,
-	// while a queued event itself is as durable as the change that queued it.
+// A drain is two round trips besides the publish: BEGIN and the take go to PostgreSQL as one
+// simple query (lib/pq waits for every statement's answer, so a BEGIN of its own was a round
+// trip before each hop's publish; drains were a third of all statements), and COMMIT. The take
+// locks and deletes in one statement. Its snapshot may be older than the lock, and see rows the
+// relay that held the lock has just published and deleted (TestTwoRelaysShareATableWithoutDuplicates
+// caught a read doing that), but a DELETE takes only rows that are still there: such a row is
+// skipped, never returned twice. The rows are gone only when the transaction commits, after the
+// publish: a failed publish or a crash puts them back, to be published again (delivery is at
+// least once anyway).
+func (r *Relay) drain(ctx context.Context) (more bool, err error) {
 	start := time.Now()
-	take, err := prepared.ForTx(ctx, r.db, takeStatement(r.table))
+	conn, err := r.db.Connx(ctx)
 	if err != nil {
 		return false, fmt.Errorf("outbox: %w", err)
 	}
-	tx, err := r.db.BeginTxx(ctx, nil)
-	if err != nil {
-		return false, fmt.Errorf("outbox: %w", err)
-	}
-	defer func() { _ = tx.Rollback() }()
+	// The transaction is the driver's, not database/sql's: the connection goes back to the pool
+	// only once it has ended, and is discarded when that is uncertain (a failed COMMIT or
+	// ROLLBACK, a context cancelled mid-statement).
+	inTx, discard := false, false
+	defer func() {
+		if inTx && !discard {
+			_, rbErr := conn.ExecContext(context.WithoutCancel(ctx), `ROLLBACK`)
+			discard = rbErr != nil
+		}
+		if discard {
+			_ = conn.Raw(func(any) error { return driver.ErrBadConn })
+		}
+		_ = conn.Close()
+	}()
+	inTx = true
 	var rows []outboxRow
-	if err := take.Select(ctx, tx, &rows, r.lockID, batchSize); err != nil {
+	err = conn.SelectContext(ctx, &rows, r.beginAndTake)
+	var pqErr *pq.Error
+	if errors.As(err, &pqErr) && pqErr.Code == "26000" { // a connection that has not prepared the take yet
+		if _, err = conn.ExecContext(ctx, `ROLLBACK; `+r.prepareTake); err == nil {
+			err = conn.SelectContext(ctx, &rows, r.beginAndTake)
+		}
+	}
+	if err != nil {
+		// A plan gone stale (a newer process migrated the table) stays so on this connection:
+		// a fresh one prepares the take afresh.
+		discard = errors.As(err, &pqErr) && pqErr.Code == "0A000"
 		return false, fmt.Errorf("outbox: take from %s: %w", r.table, err)
 	}
 	if len(rows) == 0 {
@@ -204,14 +230,28 @@ func (r *Relay) drain(ctx context.Context) (bool, error) {
 		return false, err
 	}
 	published := time.Now()
-	if err := tx.Commit(); err != nil {
-		return false, fmt.Errorf("outbox: commit: %w", err)
+	if _, err := conn.ExecContext(ctx, `COMMIT`); err != nil {
+		return false, fmt.Errorf("outbox: commit: %w", err) // the deferred ROLLBACK decides the connection's fate
 	}
+	inTx = false
 	// Where a hop's time goes, for scripts/hops.sh: the take (BEGIN and the locking delete), the
 	// publish (until the broker acknowledged) and the commit of the delete.
 	r.log.Debug("outbox published", "messages", len(msgs), "take", taken.Sub(start),
 		"publish", published.Sub(taken), "commit", time.Since(published))
 	return len(msgs) == batchSize, nil
+}
+
+// takeQueries are the simple query that begins a drain's transaction and takes its rows (a
+// simple query carries no parameters, so the lock and the batch size are literals), and the
+// PREPARE of the take it executes, sent on each connection once: planning it on every drain
+// cost PostgreSQL more than the BEGIN's round trip saved. The delete need not wait for the disk
+// (synchronous_commit off, for this transaction only): if a crash loses it, the rows are
+// published again, which every consumer's inbox absorbs, while a queued event itself is as
+// durable as the change that queued it.
+func takeQueries(table string, lockID int64) (beginAndTake, prepareTake string) {
+	name := "boxoffice_take_" + strings.TrimSuffix(table, ".outbox")
+	return fmt.Sprintf(`BEGIN READ WRITE; EXECUTE %s(%d, %d)`, name, lockID, batchSize),
+		fmt.Sprintf(`PREPARE %s(bigint, bigint) AS %s`, name, takeStatement(table))
 }
 
 // takeStatement deletes and returns the oldest rows of table, up to $2, if this transaction gets

@@ -229,3 +229,37 @@ func TestRelaysStatementTakesABacklogByIndex(t *testing.T) {
 		t.Errorf("the relay's statement, planned on an empty outbox, would walk a backlog once a row:\n%s", plan)
 	}
 }
+
+// TestAFailedPublishEndsTheRelaysTransaction: the relay begins its transaction itself, in the
+// query that takes the rows, so database/sql does not know of it. A publish that fails must
+// end it before the connection goes back to the pool: otherwise the next statement on that
+// connection would run inside the relay's transaction, with its deleted rows and its
+// synchronous_commit off. One connection in the pool, so the test gets the relay's.
+func TestAFailedPublishEndsTheRelaysTransaction(t *testing.T) {
+	conn := dbtest.NewMigrated(t, nil)
+	conn.SetMaxOpenConns(1)
+	pub := &flakyPublisher{failing: true}
+	relay := outbox.NewRelay(conn, table, pub, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	queue(t, conn, "show-a", "show-b")
+	run(t, relay)
+	relay.Notify()
+	waitFor(t, "a failed attempt", func() bool { pub.mu.Lock(); defer pub.mu.Unlock(); return pub.calls >= 1 })
+
+	var session struct {
+		Mode    string `db:"mode"`
+		InWrite bool   `db:"in_write"`
+		Queued  int    `db:"queued"`
+	}
+	if err := conn.Get(&session, `SELECT current_setting('synchronous_commit') AS mode,
+		pg_current_xact_id_if_assigned() IS NOT NULL AS in_write, (SELECT count(*) FROM web.outbox) AS queued`); err != nil {
+		t.Fatal(err)
+	}
+	if session.Mode != "on" || session.InWrite {
+		t.Errorf("after a failed publish the pooled connection has synchronous_commit=%s and is inside a write transaction: %v; want on and outside",
+			session.Mode, session.InWrite)
+	}
+	if session.Queued != 2 {
+		t.Errorf("after a failed publish the outbox holds %d messages; want both still queued", session.Queued)
+	}
+	queue(t, conn, "show-c") // a transaction of database/sql's own can begin on that connection
+}
