@@ -87,6 +87,36 @@ type Projection struct {
 	relay    *outbox.Relay
 	metrics  *metrics // nil: not measured
 	log      *slog.Logger
+	// recordedHere holds the bookings this process recorded and queued for booking-movie,
+	// until its own projection reads them back (see onRequestedBatch).
+	recordedHere recentIDs
+}
+
+// recentIDs is a set of booking ids, bounded: past its limit it starts again empty, which only
+// costs the statements it was saving.
+type recentIDs struct {
+	mu  sync.Mutex
+	ids map[string]struct{}
+}
+
+const recentIDsLimit = 50_000
+
+func (r *recentIDs) add(id string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.ids == nil || len(r.ids) >= recentIDsLimit {
+		r.ids = make(map[string]struct{})
+	}
+	r.ids[id] = struct{}{}
+}
+
+// take reports whether id was in the set, and removes it.
+func (r *recentIDs) take(id string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	_, ok := r.ids[id]
+	delete(r.ids, id)
+	return ok
 }
 
 // OutboxTable is where the web queues the booking requests it publishes.
@@ -201,6 +231,7 @@ func (p *Projection) Record(ctx context.Context, env event.Envelope, req event.B
 		return first.BookingID, nil
 	}
 	if publish {
+		p.recordedHere.add(env.BookingID)
 		p.relay.Notify()
 	}
 	p.onChange(req.ShowID, nil) // a new booking: only its show's seat maps have anything to hear
@@ -388,8 +419,13 @@ func (p *Projection) recordMany(ctx context.Context, batch []*recording) ([]bool
 }
 
 // onRequested records a booking read from booking-movie. It is usually recorded already, by
-// this web process when the person pressed Book; a replay, or another replica's booking, is not.
+// this web process when the person pressed Book: then it was stored and its show's seat maps
+// told in that statement, and reading it back costs nothing (a round trip per booking that
+// changed nothing, before). A replay, or another replica's booking, is recorded.
 func (p *Projection) onRequested(ctx context.Context, env event.Envelope, req event.BookingRequested) error {
+	if p.recordedHere.take(env.BookingID) {
+		return nil
+	}
 	return p.recordRequested(ctx, []event.Envelope{env}, []event.BookingRequested{req})
 }
 
@@ -401,11 +437,17 @@ func (p *Projection) onRequestedBatch(ctx context.Context, batch []kafka.Deliver
 		if d.Envelope.Type != event.TypeBookingRequested {
 			return fmt.Errorf("%w: a %s event", errNotBatchable, d.Envelope.Type)
 		}
+		if p.recordedHere.take(d.Envelope.BookingID) {
+			continue
+		}
 		var req event.BookingRequested
 		if err := d.Envelope.Decode(&req); err != nil {
 			return err
 		}
 		envs, reqs = append(envs, d.Envelope), append(reqs, req)
+	}
+	if len(envs) == 0 {
+		return nil
 	}
 	return p.recordRequested(ctx, envs, reqs)
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/boxoffice/boxoffice/db/dbtest"
 	"github.com/boxoffice/boxoffice/services/event"
+	"github.com/boxoffice/boxoffice/services/kafka"
 	"github.com/boxoffice/boxoffice/services/outbox"
 )
 
@@ -229,5 +230,61 @@ func TestAPressIsStoredIfAndOnlyIfItsCallerIsToldSo(t *testing.T) {
 	}
 	if _, err := press(context.Background(), "C1"); err != nil {
 		t.Errorf("a press after all that: %v", err)
+	}
+}
+
+// TestABookingRecordedHereIsNotRecordedAgainWhenReadBack: the web reads booking-movie back to
+// record the bookings other replicas and replays bring. One it recorded itself at the Book press
+// is stored already and its show's seat maps were told then: reading it back costs no statement
+// and tells the maps nothing twice. A booking from elsewhere is still recorded, and told.
+func TestABookingRecordedHereIsNotRecordedAgainWhenReadBack(t *testing.T) {
+	for _, path := range []string{"batch", "one by one"} {
+		t.Run(path, func(t *testing.T) {
+			ctx := context.Background()
+			conn := dbtest.NewMigrated(t, nil)
+			log := slog.New(slog.NewTextHandler(io.Discard, nil))
+			var mapsTold atomic.Int64
+			p := NewProjection(conn, func(_ string, news *StageNews) {
+				if news == nil {
+					mapsTold.Add(1)
+				}
+			}, outbox.NewRelay(conn, OutboxTable, nil, log), log)
+			booking := func(seat string) (event.Envelope, event.BookingRequested) {
+				req := event.BookingRequested{ShowID: "ldn-1-20261127-1930", Seats: []string{seat}, CustomerName: "Ada",
+					Phone: "+447700900123", Card: event.Card{Brand: "visa", Last4: "4242"}}
+				env, err := event.New(event.TypeBookingRequested, uuid.NewString(), req, time.Now())
+				if err != nil {
+					t.Fatal(err)
+				}
+				return env, req
+			}
+			here, hereReq := booking("A1")
+			if _, err := p.Record(ctx, here, hereReq, "+44•••••••123", nil, true); err != nil {
+				t.Fatal(err)
+			}
+			elsewhere, elsewhereReq := booking("A2")
+			if path == "batch" {
+				if err := p.onRequestedBatch(ctx, []kafka.Delivery{{Envelope: here}, {Envelope: elsewhere}}); err != nil {
+					t.Fatal(err)
+				}
+			} else {
+				for _, d := range []struct {
+					env event.Envelope
+					req event.BookingRequested
+				}{{here, hereReq}, {elsewhere, elsewhereReq}} {
+					if err := p.onRequested(ctx, d.env, d.req); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			if n := mapsTold.Load(); n != 2 {
+				t.Errorf("seat maps were told %d times of two new bookings; want once each", n)
+			}
+			for _, id := range []string{here.BookingID, elsewhere.BookingID} {
+				if b, err := p.Booking(ctx, id); err != nil || b.Status != StatusRequested || len(b.Stages) != 1 {
+					t.Errorf("booking %s: %+v, %v; want it requested, with its first stage", id, b, err)
+				}
+			}
+		})
 	}
 }

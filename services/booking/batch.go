@@ -51,12 +51,10 @@ func (s *Service) HandleRequestedBatch(ctx context.Context, batch []kafka.Delive
 		ids = append(ids, d.Envelope.BookingID)
 		eventIDs = append(eventIDs, d.Envelope.ID)
 	}
-	if decided, err := s.store.DecidedAmong(ctx, ids); err != nil || decided > 0 {
-		if err == nil {
-			err = fmt.Errorf("%w: %d of the bookings already decided", errNotBatchable, decided)
-		}
-		return err
-	}
+	// A request handled before, or a booking decided before under another event id, is found
+	// inside DecideBatch's transaction (the inbox and the bookings' key), which then rolls back
+	// and sends the batch down the careful path. A read to look first cost every batch a round
+	// trip on the booking's path, to spare a replay one rolled-back transaction per batch.
 	look := s.newBatchLookup()
 	var wanted []ShowSeat
 	for i := range requests {

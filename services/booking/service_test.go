@@ -351,9 +351,21 @@ func TestBatchDecidesAsOneAtATimeWould(t *testing.T) {
 	}
 
 	// Delivered again (a crash before the offsets were committed): refused whole, and the one at
-	// a time path announces nothing twice.
+	// a time path announces nothing twice. The same bookings under new event ids (a request
+	// published again) are refused too, by the bookings' key rather than the inbox.
 	if err := batched.HandleRequestedBatch(ctx, batch); err == nil {
 		t.Fatal("a batch decided before was decided again")
+	}
+	republished := make([]kafka.Delivery, len(batch))
+	for i, d := range batch {
+		republished[i] = d
+		republished[i].Envelope.ID = uuid.NewString()
+	}
+	if err := batched.HandleRequestedBatch(ctx, republished); err == nil {
+		t.Fatal("bookings decided before were decided again under new event ids")
+	}
+	if h := held(batchConn); h != held(oneConn) {
+		t.Errorf("after the refused batches, held seats %s, want %s", h, held(oneConn))
 	}
 	for i, d := range batch {
 		if err := batched.HandleRequested(ctx, d.Envelope, reqs[i]); err != nil {

@@ -329,15 +329,6 @@ type Decision struct {
 	HoldExpiresAt *time.Time     `json:"hold_expires_at"`
 }
 
-// DecidedAmong counts the bookings of ids already decided.
-func (s *Store) DecidedAmong(ctx context.Context, ids []string) (int, error) {
-	var n int
-	if err := prepared.Get(ctx, s.db, &n, `SELECT count(*) FROM booking.bookings WHERE id = ANY($1::uuid[])`, pq.Array(ids)); err != nil {
-		return 0, fmt.Errorf("look up %d bookings: %w", len(ids), err)
-	}
-	return n, nil
-}
-
 // SeatLabels lists every seat label of a screen.
 func (s *Store) SeatLabels(ctx context.Context, screenID string) ([]string, error) {
 	var labels []string
