@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strconv"
@@ -25,10 +26,20 @@ type Message struct {
 
 // Publisher writes events to Kafka. It is the only writer in Boxoffice, so every message gets
 // the same headers and the same delivery settings.
+//
+// It has two kafka-go writers, alike but for their batch size: kafka-go allocates each batch's
+// room for BatchSize messages up front (76 KB at 500), and nearly every call carries a few
+// messages, a relay's drain at ordinary rates. Small calls go to the small writer, large ones
+// (a drain after an outage) to the large one; either way a call's messages for one partition go
+// in one produce request (see PublishBatch). A call returns once its messages are
+// acknowledged, so a caller's calls stay in order whichever writer each took.
 type Publisher struct {
-	writer  *kafkago.Writer
-	cluster Cluster
+	small, large *kafkago.Writer
+	cluster      Cluster
 }
+
+// smallPublish is the most messages a call takes through the small writer.
+const smallPublish = 32
 
 // NewPublisher returns a publisher tuned for latency: kafka-go's default 1 s batch delay would
 // add a second to every hop. Hash balancing keeps one key on one partition, which is what keeps
@@ -40,16 +51,27 @@ type Publisher struct {
 // The 1 ms that STACK.md measured as the fast setting held every event of every hop for that
 // millisecond (README "Performance" has the figures).
 func NewPublisher(cluster Cluster, log *slog.Logger) *Publisher {
-	return &Publisher{cluster: cluster, writer: &kafkago.Writer{
-		Addr:                   kafkago.TCP(cluster.Brokers...),
-		Balancer:               &kafkago.Hash{},
-		BatchTimeout:           time.Nanosecond,
-		BatchSize:              PublishBatch,
-		RequiredAcks:           kafkago.RequireAll,
-		AllowAutoTopicCreation: false,
-		WriteTimeout:           10 * time.Second,
-		ErrorLogger:            errorLogger(log, "kafka-writer"),
-	}}
+	writer := func(batchSize int) *kafkago.Writer {
+		return &kafkago.Writer{
+			Addr:                   kafkago.TCP(cluster.Brokers...),
+			Balancer:               &kafkago.Hash{},
+			BatchTimeout:           time.Nanosecond,
+			BatchSize:              batchSize,
+			RequiredAcks:           kafkago.RequireAll,
+			AllowAutoTopicCreation: false,
+			WriteTimeout:           10 * time.Second,
+			ErrorLogger:            errorLogger(log, "kafka-writer"),
+		}
+	}
+	return &Publisher{cluster: cluster, small: writer(smallPublish), large: writer(PublishBatch)}
+}
+
+// writerFor is the writer for a call of n messages.
+func (p *Publisher) writerFor(n int) *kafkago.Writer {
+	if n <= smallPublish {
+		return p.small
+	}
+	return p.large
 }
 
 // PublishBatch is the most messages a Publish call should carry (a relay's drain takes no more):
@@ -82,7 +104,7 @@ func (p *Publisher) Publish(ctx context.Context, msgs ...Message) error {
 			},
 		})
 	}
-	if err := p.writer.WriteMessages(ctx, out...); err != nil {
+	if err := p.writerFor(len(out)).WriteMessages(ctx, out...); err != nil {
 		return fmt.Errorf("publish %d event(s) to %s: %w", len(out), out[0].Topic, err)
 	}
 	return nil
@@ -100,11 +122,11 @@ func (p *Publisher) publishRaw(ctx context.Context, msg kafkago.Message) error {
 		}
 	}
 	msg.Headers = append(headers, kafkago.Header{Key: event.HeaderSentAt, Value: sentAt})
-	return p.writer.WriteMessages(ctx, msg)
+	return p.small.WriteMessages(ctx, msg)
 }
 
 // Close flushes and closes the writer.
-func (p *Publisher) Close() error { return p.writer.Close() }
+func (p *Publisher) Close() error { return errors.Join(p.small.Close(), p.large.Close()) }
 
 type traceKey struct{}
 
