@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 	_ "time/tzdata" // theatres name their time zone; don't depend on the host's zoneinfo
 
@@ -168,10 +169,27 @@ func (b BookingDetails) LocalStart() time.Time { return InZone(b.StartsAt, b.Tim
 
 // InZone converts t to the named zone, or leaves it in UTC if the zone is unknown.
 func InZone(t time.Time, zone string) time.Time {
-	if loc, err := time.LoadLocation(zone); err == nil {
+	if loc := location(zone); loc != nil {
 		return t.In(loc)
 	}
 	return t.UTC()
+}
+
+// zones caches time.LoadLocation, which reads and parses the zone's file on every call: several
+// times a booking (its stages, its ticket, its pages), for the handful of zones theatres have.
+// Only zones that exist are kept, so the cache is bounded by the zone database.
+var zones sync.Map // name → *time.Location
+
+func location(zone string) *time.Location {
+	if loc, ok := zones.Load(zone); ok {
+		return loc.(*time.Location)
+	}
+	loc, err := time.LoadLocation(zone)
+	if err != nil {
+		return nil
+	}
+	zones.Store(zone, loc)
+	return loc
 }
 
 // SeatsConfirmed says the booking service recorded the booking and holds its seats until

@@ -58,3 +58,20 @@ func TestMaskPhoneKeepsOnlyTheLastThreeDigits(t *testing.T) {
 }
 
 func jsonMarshal(v any) ([]byte, error) { return json.Marshal(v) }
+
+// TestInZoneShowsTheTheatresClock: a show's time is shown on its theatre's clock, the same on
+// every call (the zones are cached), and an unknown zone leaves it in UTC rather than failing.
+func TestInZoneShowsTheTheatresClock(t *testing.T) {
+	at := time.Date(2026, 7, 1, 18, 30, 0, 0, time.UTC)
+	for range 2 {
+		if got := InZone(at, "Europe/London").Format("15:04 MST"); got != "19:30 BST" {
+			t.Errorf("18:30 UTC in London on 1 July: %s, want 19:30 BST", got)
+		}
+		if got := InZone(at, "Asia/Kolkata").Format("15:04"); got != "00:00" {
+			t.Errorf("18:30 UTC in Kolkata: %s, want 00:00", got)
+		}
+		if got := InZone(at, "Nowhere/Atlantis"); got.Location() != time.UTC || !got.Equal(at) {
+			t.Errorf("an unknown zone gave %v, want the time in UTC", got)
+		}
+	}
+}
