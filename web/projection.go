@@ -110,13 +110,19 @@ func (r *recentIDs) add(id string) {
 	r.ids[id] = struct{}{}
 }
 
-// take reports whether id was in the set, and removes it.
-func (r *recentIDs) take(id string) bool {
+func (r *recentIDs) has(id string) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	_, ok := r.ids[id]
-	delete(r.ids, id)
 	return ok
+}
+
+func (r *recentIDs) forget(ids ...string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, id := range ids {
+		delete(r.ids, id)
+	}
 }
 
 // OutboxTable is where the web queues the booking requests it publishes.
@@ -423,7 +429,8 @@ func (p *Projection) recordMany(ctx context.Context, batch []*recording) ([]bool
 // told in that statement, and reading it back costs nothing (a round trip per booking that
 // changed nothing, before). A replay, or another replica's booking, is recorded.
 func (p *Projection) onRequested(ctx context.Context, env event.Envelope, req event.BookingRequested) error {
-	if p.recordedHere.take(env.BookingID) {
+	if p.recordedHere.has(env.BookingID) {
+		p.recordedHere.forget(env.BookingID)
 		return nil
 	}
 	return p.recordRequested(ctx, []event.Envelope{env}, []event.BookingRequested{req})
@@ -433,11 +440,13 @@ func (p *Projection) onRequested(ctx context.Context, env event.Envelope, req ev
 func (p *Projection) onRequestedBatch(ctx context.Context, batch []kafka.Delivery) error {
 	envs := make([]event.Envelope, 0, len(batch))
 	reqs := make([]event.BookingRequested, 0, len(batch))
+	var recordedHere []string // forgotten only once the batch succeeds: a refused one is handled one by one
 	for _, d := range batch {
 		if d.Envelope.Type != event.TypeBookingRequested {
 			return fmt.Errorf("%w: a %s event", errNotBatchable, d.Envelope.Type)
 		}
-		if p.recordedHere.take(d.Envelope.BookingID) {
+		if p.recordedHere.has(d.Envelope.BookingID) {
+			recordedHere = append(recordedHere, d.Envelope.BookingID)
 			continue
 		}
 		var req event.BookingRequested
@@ -446,10 +455,13 @@ func (p *Projection) onRequestedBatch(ctx context.Context, batch []kafka.Deliver
 		}
 		envs, reqs = append(envs, d.Envelope), append(reqs, req)
 	}
-	if len(envs) == 0 {
-		return nil
+	if len(envs) > 0 {
+		if err := p.recordRequested(ctx, envs, reqs); err != nil {
+			return err
+		}
 	}
-	return p.recordRequested(ctx, envs, reqs)
+	p.recordedHere.forget(recordedHere...)
+	return nil
 }
 
 // requestedRow is a booking request as recordRequested hands it to PostgreSQL.

@@ -238,7 +238,7 @@ func TestAPressIsStoredIfAndOnlyIfItsCallerIsToldSo(t *testing.T) {
 // is stored already and its show's seat maps were told then: reading it back costs no statement
 // and tells the maps nothing twice. A booking from elsewhere is still recorded, and told.
 func TestABookingRecordedHereIsNotRecordedAgainWhenReadBack(t *testing.T) {
-	for _, path := range []string{"batch", "one by one"} {
+	for _, path := range []string{"batch", "one by one", "a refused batch, then one by one"} {
 		t.Run(path, func(t *testing.T) {
 			ctx := context.Background()
 			conn := dbtest.NewMigrated(t, nil)
@@ -263,6 +263,16 @@ func TestABookingRecordedHereIsNotRecordedAgainWhenReadBack(t *testing.T) {
 				t.Fatal(err)
 			}
 			elsewhere, elsewhereReq := booking("A2")
+			if path == "a refused batch, then one by one" {
+				// Another type of event in the batch: refused, and the consumer goes one by one.
+				other, err := event.New(event.TypeSeatsConfirmed, here.BookingID, event.SeatsConfirmed{}, time.Now())
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := p.onRequestedBatch(ctx, []kafka.Delivery{{Envelope: here}, {Envelope: elsewhere}, {Envelope: other}}); err == nil {
+					t.Fatal("a batch with another type of event was taken")
+				}
+			}
 			if path == "batch" {
 				if err := p.onRequestedBatch(ctx, []kafka.Delivery{{Envelope: here}, {Envelope: elsewhere}}); err != nil {
 					t.Fatal(err)

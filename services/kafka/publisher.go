@@ -66,7 +66,11 @@ func NewPublisher(cluster Cluster, log *slog.Logger) *Publisher {
 	return &Publisher{cluster: cluster, small: writer(smallPublish), large: writer(PublishBatch)}
 }
 
-// writerFor is the writer for a call of n messages.
+// writerFor is the writer for a call of n messages. A call of up to smallPublish messages goes
+// in one request per partition only while no other call is filling the same partition's batch
+// in the same writer: true of the relays (one per outbox, each with a topic of its own, its
+// drains one at a time), which is what keeps a key's events in order. Two callers publishing
+// to one topic at once could see their calls' messages split over requests.
 func (p *Publisher) writerFor(n int) *kafkago.Writer {
 	if n <= smallPublish {
 		return p.small

@@ -17,6 +17,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/jmoiron/sqlx"
@@ -104,6 +105,34 @@ type Relay struct {
 	// beginAndTake is the drain's first round trip and prepareTake what it needs on a
 	// connection first (see drain).
 	beginAndTake, prepareTake string
+	preparedOn                preparedConns
+}
+
+// preparedConns are the driver connections the take is prepared on, so each is prepared once
+// before its first drain (not found missing by a failed EXECUTE, an ERROR in the server's log
+// each time). Closed connections stay listed until the list passes its limit and starts again
+// empty: then a live connection's PREPARE finds the statement there, which is fine too.
+type preparedConns struct {
+	mu    sync.Mutex
+	conns map[any]struct{}
+}
+
+const preparedConnsLimit = 1000
+
+func (p *preparedConns) has(dc any) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	_, ok := p.conns[dc]
+	return ok
+}
+
+func (p *preparedConns) add(dc any) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.conns == nil || len(p.conns) >= preparedConnsLimit {
+		p.conns = make(map[any]struct{})
+	}
+	p.conns[dc] = struct{}{}
 }
 
 // pollInterval is how long a message can wait when no one notified the relay.
@@ -194,7 +223,11 @@ func (r *Relay) drain(ctx context.Context) (more bool, err error) {
 	inTx, discard := false, false
 	defer func() {
 		if inTx && !discard {
-			_, rbErr := conn.ExecContext(context.WithoutCancel(ctx), `ROLLBACK`)
+			// Not the caller's context, which may be why we are here, but not forever either: a
+			// ROLLBACK that fails or times out discards the connection, ending the transaction.
+			rbCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			_, rbErr := conn.ExecContext(rbCtx, `ROLLBACK`)
+			cancel()
 			discard = rbErr != nil
 		}
 		if discard {
@@ -202,11 +235,20 @@ func (r *Relay) drain(ctx context.Context) (more bool, err error) {
 		}
 		_ = conn.Close()
 	}()
+	var driverConn any
+	_ = conn.Raw(func(dc any) error { driverConn = dc; return nil })
+	var pqErr *pq.Error
+	if !r.preparedOn.has(driverConn) {
+		// 42P05: prepared already, by another relay of this table sharing the pool.
+		if _, err := conn.ExecContext(ctx, r.prepareTake); err != nil && !(errors.As(err, &pqErr) && pqErr.Code == "42P05") {
+			return false, fmt.Errorf("outbox: prepare the take from %s: %w", r.table, err)
+		}
+		r.preparedOn.add(driverConn)
+	}
 	inTx = true
 	var rows []outboxRow
 	err = conn.SelectContext(ctx, &rows, r.beginAndTake)
-	var pqErr *pq.Error
-	if errors.As(err, &pqErr) && pqErr.Code == "26000" { // a connection that has not prepared the take yet
+	if errors.As(err, &pqErr) && pqErr.Code == "26000" { // prepared once but gone (DISCARD ALL, say)
 		if _, err = conn.ExecContext(ctx, `ROLLBACK; `+r.prepareTake); err == nil {
 			err = conn.SelectContext(ctx, &rows, r.beginAndTake)
 		}
@@ -243,7 +285,7 @@ func (r *Relay) drain(ctx context.Context) (more bool, err error) {
 
 // takeQueries are the simple query that begins a drain's transaction and takes its rows (a
 // simple query carries no parameters, so the lock and the batch size are literals), and the
-// PREPARE of the take it executes, sent on each connection once: planning it on every drain
+// PREPARE of the take it executes, sent on each connection once before its first drain: planning it on every drain
 // cost PostgreSQL more than the BEGIN's round trip saved. The delete need not wait for the disk
 // (synchronous_commit off, for this transaction only): if a crash loses it, the rows are
 // published again, which every consumer's inbox absorbs, while a queued event itself is as
