@@ -35,7 +35,7 @@ test: postgres chromium ## unit, integration, end-to-end and real-browser tests
 bench: build postgres ## the load scenarios against a fresh system, in under three minutes, printing one table; ARGS go to `boxoffice loadtest`
 	scripts/bench.sh $(ARGS)
 
-hops: build postgres ## where one hop's time goes, at a light load: per consumer its wait and handling, per outbox relay its take, publish and commit; ARGS go to `boxoffice loadtest`
+hops: build postgres ## where one hop's time goes, at a light load: per consumer its wait and handling, per outbox relay its drains' take, publish and commit, its fast lane's publish and delete; ARGS go to `boxoffice loadtest`
 	scripts/hops.sh $(ARGS)
 
 chaos: postgres ## the crash test: SIGKILL random parts (broker and PostgreSQL too) KILLS times under load; KAFKA=apache for three Apache Kafka brokers

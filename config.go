@@ -40,6 +40,7 @@ type Config struct {
 	ConsumerMaxStall  time.Duration  // CONSUMER_MAX_STALL: how long a failing message is retried before the DLT
 	ConsumerReaders   int            // CONSUMER_READERS: members each consumer group runs in this process
 	ConsumerOneByOne  bool           // CONSUMER_ONE_BY_ONE: every event to its ordinary handler, no batch handlers
+	OutboxDrainOnly   bool           // OUTBOX_DRAIN_ONLY: relays publish only what they take from their tables, no fast lane
 	Payment           Provider       // PAYMENT_PROVIDER, PAYMENT_API_URL, PAYMENT_API_KEY
 	SMS               Provider       // SMS_PROVIDER, SMS_API_URL, SMS_API_KEY
 }
@@ -139,6 +140,7 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 	cfg.SecureCookies = boolVar("SECURE_COOKIES")
 	cfg.LoadTestCatalog = boolVar("LOADTEST_CATALOG")
 	cfg.ConsumerOneByOne = boolVar("CONSUMER_ONE_BY_ONE")
+	cfg.OutboxDrainOnly = boolVar("OUTBOX_DRAIN_ONLY")
 	cfg.KafkaNamespace = get("KAFKA_NAMESPACE", "")
 	if !namespacePattern.MatchString(cfg.KafkaNamespace) {
 		errs = append(errs, fmt.Errorf("KAFKA_NAMESPACE=%q: letters, digits, '-' and '_' only, at most 40", cfg.KafkaNamespace))

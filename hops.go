@@ -15,7 +15,7 @@ import (
 // TargetHops reads a debug log (LOG_LEVEL=debug, JSON lines) and prints where each hop's time
 // went: for every consumer, how long its events waited from being sent to being handled (the
 // broker and the client's fetch) and how long handling took (the service's database work); for
-// every outbox relay, its take, publish and commit. scripts/hops.sh runs a light load and feeds
+// every outbox relay, its drains' take, publish and commit, and its fast lane's publish and delete. scripts/hops.sh runs a light load and feeds
 // its log here.
 const TargetHops = "hops"
 
@@ -30,6 +30,7 @@ type hopLine struct {
 	Took     time.Duration `json:"took"`
 	Outbox   string        `json:"outbox"`
 	Messages int           `json:"messages"`
+	Lane     string        `json:"lane"` // "fast": the relay's fast lane, not a drain
 	Take     time.Duration `json:"take"`
 	Publish  time.Duration `json:"publish"`
 	Commit   time.Duration `json:"commit"`
@@ -72,8 +73,8 @@ func runHops(args []string, stdin io.Reader, stdout io.Writer) error {
 	}
 	fmt.Fprintln(stdout, "waited: from the producer sending the event to its handler starting (the broker, the client's fetch, events ahead of it);")
 	fmt.Fprintln(stdout, "handled: the handler (database work and commit; a batch's whole time, once for each of its events);")
-	fmt.Fprintln(stdout, "take: BEGIN and the locking delete of the relay's rows;")
-	fmt.Fprintln(stdout, "publish: until the broker acknowledged; commit: the delete's commit, after the event is on its way")
+	fmt.Fprintln(stdout, "take: BEGIN and the locking delete of a drain's rows (the fast lane publishes committed events from memory, without one);")
+	fmt.Fprintln(stdout, "publish: until the broker acknowledged; commit: the delete (its commit, or the fast lane's statement), after the event is on its way")
 	return nil
 }
 
@@ -95,7 +96,11 @@ func summarizeHops(r io.Reader) ([]hopStep, error) {
 			times[key{where, "2 handled"}] = append(times[key{where, "2 handled"}], l.Took)
 		case "outbox published":
 			where := l.Outbox + " relay"
-			times[key{where, "1 take"}] = append(times[key{where, "1 take"}], l.Take)
+			if l.Lane == "fast" { // published from memory: no take
+				where = l.Outbox + " fast lane"
+			} else {
+				times[key{where, "1 take"}] = append(times[key{where, "1 take"}], l.Take)
+			}
 			times[key{where, "2 publish"}] = append(times[key{where, "2 publish"}], l.Publish)
 			times[key{where, "3 commit"}] = append(times[key{where, "3 commit"}], l.Commit)
 		}

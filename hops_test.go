@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -26,11 +27,11 @@ func TestHopsSummarizeWhereABookingsTimeWent(t *testing.T) {
 		got[s.Where+" "+s.Step] = s
 	}
 	for _, want := range []string{
-		"web.outbox relay take", "web.outbox relay publish", "web.outbox relay commit",
-		"booking reads booking-movie waited", "booking reads booking-movie handled", "booking.outbox relay publish",
-		"payment reads movie-found waited", "payment reads movie-found handled", "payment.outbox relay publish",
-		"notification reads payment-topic waited", "notification reads payment-topic handled", "notification.outbox relay publish",
-		"ticket reads notification-sent waited", "ticket reads notification-sent handled", "ticket.outbox relay publish",
+		"web.outbox fast lane publish", "web.outbox fast lane commit",
+		"booking reads booking-movie waited", "booking reads booking-movie handled", "booking.outbox fast lane publish",
+		"payment reads movie-found waited", "payment reads movie-found handled", "payment.outbox fast lane publish",
+		"notification reads payment-topic waited", "notification reads payment-topic handled", "notification.outbox fast lane publish",
+		"ticket reads notification-sent waited", "ticket reads notification-sent handled", "ticket.outbox fast lane publish",
 		"web reads ticket-details waited", "web reads ticket-details handled",
 	} {
 		s, ok := got[want]
@@ -66,5 +67,25 @@ func TestHopsSkipWhatIsNotATiming(t *testing.T) {
 	err = runHops(nil, strings.NewReader(`{"msg":"boxoffice started"}`), &out)
 	if err == nil || !strings.Contains(err.Error(), "LOG_LEVEL=debug") {
 		t.Errorf("a log without timings gave %v; want an error naming LOG_LEVEL=debug", err)
+	}
+}
+
+// TestHopsTellTheFastLaneFromDrains: a relay's fast lane publishes without a take, so its lines
+// are summarized apart from its drains', and give no take of zero.
+func TestHopsTellTheFastLaneFromDrains(t *testing.T) {
+	log := `{"msg":"outbox published","outbox":"web.outbox","messages":1,"take":300000,"publish":500000,"commit":400000}
+{"msg":"outbox published","outbox":"web.outbox","messages":2,"lane":"fast","publish":600000,"commit":200000}
+`
+	steps, err := summarizeHops(strings.NewReader(log))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, s := range steps {
+		got = append(got, fmt.Sprintf("%s %s %.1f", s.Where, s.Step, s.Times.P50))
+	}
+	want := "[web.outbox fast lane publish 0.6 web.outbox fast lane commit 0.2 web.outbox relay take 0.3 web.outbox relay publish 0.5 web.outbox relay commit 0.4]"
+	if fmt.Sprint(got) != want {
+		t.Errorf("summary %v; want %s", got, want)
 	}
 }

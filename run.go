@@ -25,6 +25,7 @@ import (
 	"github.com/boxoffice/boxoffice/services/kafka"
 	"github.com/boxoffice/boxoffice/services/notification"
 	"github.com/boxoffice/boxoffice/services/notification/sms"
+	"github.com/boxoffice/boxoffice/services/outbox"
 	"github.com/boxoffice/boxoffice/services/payment"
 	"github.com/boxoffice/boxoffice/services/payment/gateway"
 	"github.com/boxoffice/boxoffice/services/ticket"
@@ -137,7 +138,7 @@ func runWith(ctx context.Context, target string, cfg Config, stdout io.Writer, o
 	}
 	if wants(TargetBooking) {
 		svc := booking.NewService(bookingDB, pub, cfg.HoldDuration, now, log)
-		actors = append(actors, consumerActor("booking", svc.Consumer(cluster, pub), cfg), actor{name: "booking-outbox", run: svc.Relay().Run},
+		actors = append(actors, consumerActor("booking", svc.Consumer(cluster, pub), cfg), relayActor("booking-outbox", svc.Relay(), cfg),
 			actor{name: "booking-hold-sweeper", run: svc.RunHoldSweeper})
 	}
 	cards, err := paymentProvider(cfg.Payment, paymentDB)
@@ -150,18 +151,18 @@ func runWith(ctx context.Context, target string, cfg Config, stdout io.Writer, o
 	}
 	if wants(TargetPayment) {
 		svc := payment.NewService(paymentDB, cards, pub, now, log)
-		actors = append(actors, consumerActor("payment", svc.Consumer(cluster, pub), cfg), actor{name: "payment-outbox", run: svc.Relay().Run})
+		actors = append(actors, consumerActor("payment", svc.Consumer(cluster, pub), cfg), relayActor("payment-outbox", svc.Relay(), cfg))
 	}
 	if wants(TargetNotification) {
 		svc := notification.NewService(notificationDB, texts, pub, now, log)
 		for i, c := range svc.Consumers(cluster, pub) {
 			actors = append(actors, consumerActor(fmt.Sprintf("notification-%d", i+1), c, cfg))
 		}
-		actors = append(actors, actor{name: "notification-outbox", run: svc.Relay().Run})
+		actors = append(actors, relayActor("notification-outbox", svc.Relay(), cfg))
 	}
 	if wants(TargetTicket) {
 		svc := ticket.NewService(ticketDB, pub, now, log)
-		actors = append(actors, consumerActor("ticket", svc.Consumer(cluster, pub), cfg), actor{name: "ticket-outbox", run: svc.Relay().Run})
+		actors = append(actors, consumerActor("ticket", svc.Consumer(cluster, pub), cfg), relayActor("ticket-outbox", svc.Relay(), cfg))
 	}
 	// The ops port listens before the part reports itself started, so a health check made
 	// right after start-up finds it.
@@ -197,7 +198,7 @@ func runWith(ctx context.Context, target string, cfg Config, stdout io.Writer, o
 			return err
 		}
 		actors = append(actors, httpActor, scheduleActor(conn, now, cfg.LoadTestCatalog, log),
-			actor{name: "web-outbox", run: server.Relay().Run})
+			relayActor("web-outbox", server.Relay(), cfg))
 		for i, c := range server.Projection().Consumers(cluster, cfg.WebInstance, pub) {
 			actors = append(actors, consumerActor(fmt.Sprintf("web-projection-%d", i+1), c, cfg))
 		}
@@ -335,6 +336,13 @@ func poolSize(part string, readers int) int {
 		return 12 + 2*readers
 	}
 	return 12 + readers
+}
+
+func relayActor(name string, r *outbox.Relay, cfg Config) actor {
+	if cfg.OutboxDrainOnly {
+		r.DrainOnly()
+	}
+	return actor{name: name, run: r.Run}
 }
 
 func consumerActor(name string, c *kafka.Consumer, cfg Config) actor {

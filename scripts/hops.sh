@@ -3,8 +3,8 @@
 # nearly idle and the figures are the pipeline's floor, not a queue) against a fresh Boxoffice,
 # as make bench runs it but logging every event at debug level, then `boxoffice hops` over the
 # log: per consumer how long its events waited (broker and fetch) and how long handling took,
-# per outbox relay its take, publish and commit. Arguments go to `boxoffice loadtest`, e.g.
-# scripts/hops.sh -rate 100 -duration 20s.
+# per outbox relay its drains' take, publish and commit and its fast lane's publish and delete.
+# Arguments go to `boxoffice loadtest`, e.g. scripts/hops.sh -rate 100 -duration 20s.
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo"

@@ -131,7 +131,7 @@ const OutboxTable = "web.outbox"
 // NewProjection returns the projection. onChange is called after each stage is stored, with the
 // stage as news its streams can apply without reading the booking again, and with nil news for a
 // new booking (its streams read it when they connect, but its show's seat maps have changed);
-// relay is woken after a booking request is queued.
+// relay is handed each booking request queued, once committed (its fast lane).
 func NewProjection(db *sqlx.DB, onChange func(showID string, change *StageNews), relay *outbox.Relay, log *slog.Logger) *Projection {
 	p := &Projection{db: db, onChange: onChange, relay: relay, log: log}
 	p.recorder = &recorder{store: p.recordMany, single: func(ctx context.Context, rec *recording) (bool, error) {
@@ -214,8 +214,9 @@ func (p *Projection) Record(ctx context.Context, env event.Envelope, req event.B
 		rec.key, rec.hash = claim.Key, claim.Hash
 	}
 	if publish {
-		if rec.envelope, err = outbox.Encode(ctx, env); err != nil {
-			return "", err
+		rec.event = outbox.Stamp(ctx, env)
+		if rec.envelope, err = json.Marshal(rec.event); err != nil {
+			return "", fmt.Errorf("encode booking %s: %w", env.BookingID, err)
 		}
 	}
 	recorded, err := p.recorder.record(ctx, rec)
@@ -237,8 +238,7 @@ func (p *Projection) Record(ctx context.Context, env event.Envelope, req event.B
 		return first.BookingID, nil
 	}
 	if publish {
-		p.recordedHere.add(env.BookingID)
-		p.relay.Notify()
+		p.recordedHere.add(env.BookingID) // its booking-movie event went to the relay's fast lane
 	}
 	p.onChange(req.ShowID, nil) // a new booking: only its show's seat maps have anything to hear
 	return "", nil
@@ -250,8 +250,9 @@ type recording struct {
 	env         event.Envelope
 	req         event.BookingRequested
 	phoneMasked string
-	key, hash   string // the idempotency claim, if any
-	envelope    []byte // the booking-movie event for the outbox, if publish
+	key, hash   string         // the idempotency claim, if any
+	envelope    []byte         // the booking-movie event for the outbox, if publish
+	event       event.Envelope // the same, for the relay's fast lane
 	publish     bool
 	done        chan recordOutcome
 }
@@ -391,7 +392,11 @@ func (p *Projection) recordMany(ctx context.Context, batch []*recording) ([]bool
 	if err != nil {
 		return nil, fmt.Errorf("encode %d bookings: %w", len(rows), err)
 	}
-	var proceeded []int
+	// The recordings that went on, each with its booking-movie event's outbox row if it has one.
+	var proceeded []struct {
+		N      int           `db:"n"`
+		Queued sql.NullInt64 `db:"queued"`
+	}
 	if err := prepared.Select(ctx, p.db, &proceeded, `WITH r AS (
 			SELECT * FROM jsonb_to_recordset($1::jsonb) AS r (n int, id uuid, show_id text, seats text[], customer_name text,
 				phone_masked text, card_brand text, card_last4 text, at timestamptz, key text, hash text, detail text,
@@ -413,13 +418,25 @@ func (p *Projection) recordMany(ctx context.Context, batch []*recording) ([]bool
 		), queued AS (
 			INSERT INTO `+OutboxTable+` (topic, key, envelope)
 			SELECT $3, show_id, envelope FROM proceed WHERE envelope IS NOT NULL ORDER BY n
+			RETURNING id, envelope->>'event_id' AS event_id
 		)
-		SELECT n FROM proceed`, string(raw), StatusRequested, event.TopicBookingMovie); err != nil {
+		SELECT p.n, q.id AS queued FROM proceed p LEFT JOIN queued q ON q.event_id = p.envelope->>'event_id'
+		ORDER BY q.id`, string(raw), StatusRequested, event.TopicBookingMovie); err != nil {
 		return nil, fmt.Errorf("record %d bookings: %w", len(batch), err)
 	}
 	recorded := make([]bool, len(batch))
-	for _, n := range proceeded {
-		recorded[n] = true
+	var queuedIDs []int64
+	var queued []kafka.Message
+	for _, r := range proceeded {
+		recorded[r.N] = true
+		if r.Queued.Valid {
+			rec := batch[r.N]
+			queuedIDs = append(queuedIDs, r.Queued.Int64)
+			queued = append(queued, kafka.Message{Topic: event.TopicBookingMovie, Key: rec.req.ShowID, Envelope: rec.event})
+		}
+	}
+	if len(queued) > 0 {
+		p.relay.Committed(queuedIDs, queued)
 	}
 	return recorded, nil
 }

@@ -73,7 +73,7 @@ func (s *Service) HandleRequestedBatch(ctx context.Context, batch []kafka.Delive
 
 	expires := s.now().Add(s.holdFor).UTC()
 	var decisions []Decision
-	err := s.store.DecideBatch(ctx, eventIDs, wanted, func(held map[ShowSeat]bool) ([]Decision, error) {
+	queuedIDs, queued, err := s.store.DecideBatch(ctx, eventIDs, wanted, func(held map[ShowSeat]bool) ([]Decision, error) {
 		decisions = decisions[:0]
 		for _, r := range requests {
 			env := r.delivery.Envelope
@@ -111,7 +111,7 @@ func (s *Service) HandleRequestedBatch(ctx context.Context, batch []kafka.Delive
 	if err != nil {
 		return err
 	}
-	s.relay.Notify()
+	s.relay.Committed(queuedIDs, queued)
 	for i, d := range decisions {
 		logCtx := kafka.WithTrace(ctx, requests[i].delivery.Trace)
 		if d.Status == "confirmed" {

@@ -395,7 +395,7 @@ func TestBatchRecordsNothingWhenTheDatabaseRefusesASeat(t *testing.T) {
 		t.Fatal(err)
 	}
 	expires := now.Add(time.Minute)
-	err = store.DecideBatch(ctx, []string{env.ID}, nil, func(map[booking.ShowSeat]bool) ([]booking.Decision, error) {
+	_, _, err = store.DecideBatch(ctx, []string{env.ID}, nil, func(map[booking.ShowSeat]bool) ([]booking.Decision, error) {
 		// Blind to what is held, as a decider racing another would be.
 		return []booking.Decision{{BookingID: env.BookingID, ShowID: req.ShowID, Seats: req.Seats, CustomerName: "Ada",
 			PhoneMasked: "•••", AmountCents: 1395, Currency: "GBP", Status: "confirmed", Outcome: outcome, HoldExpiresAt: &expires}}, nil

@@ -353,19 +353,21 @@ var errBatchDisturbed = errors.New("batch disturbed")
 // seats (one prepared statement), the bookings, seats and outcomes (another), COMMIT. It was
 // seven, each statement planned again on every call; at the rates where most batches hold a
 // request or two, that was paid per request.
-func (s *Store) DecideBatch(ctx context.Context, eventIDs []string, wanted []ShowSeat, decide func(held map[ShowSeat]bool) ([]Decision, error)) error {
+//
+// It returns the outcomes it queued and their outbox rows' ids, for the relay's fast lane.
+func (s *Store) DecideBatch(ctx context.Context, eventIDs []string, wanted []ShowSeat, decide func(held map[ShowSeat]bool) ([]Decision, error)) (queued []int64, outcomes []kafka.Message, err error) {
 	// Prepared before the transaction takes its connection: preparing needs one of its own.
 	check, err := prepared.ForTx(ctx, s.db, decideBatchCheck)
 	if err != nil {
-		return fmt.Errorf("decide batch: %w", err)
+		return nil, nil, fmt.Errorf("decide batch: %w", err)
 	}
 	record, err := prepared.ForTx(ctx, s.db, decideBatchRecord)
 	if err != nil {
-		return fmt.Errorf("decide batch: %w", err)
+		return nil, nil, fmt.Errorf("decide batch: %w", err)
 	}
 	tx, err := s.db.BeginTxx(ctx, nil)
 	if err != nil {
-		return fmt.Errorf("decide batch: %w", err)
+		return nil, nil, fmt.Errorf("decide batch: %w", err)
 	}
 	defer func() { _ = tx.Rollback() }()
 
@@ -379,10 +381,10 @@ func (s *Store) DecideBatch(ctx context.Context, eventIDs []string, wanted []Sho
 		Labels pq.StringArray `db:"held_labels"`
 	}
 	if err := check.Get(ctx, tx, &checked, pq.Array(eventIDs), pq.Array(wantedShows), pq.Array(wantedLabels)); err != nil {
-		return fmt.Errorf("decide batch: inbox and held seats: %w", err)
+		return nil, nil, fmt.Errorf("decide batch: inbox and held seats: %w", err)
 	}
 	if checked.Fresh != len(eventIDs) {
-		return fmt.Errorf("%w: %d of %d requests handled before", errBatchDisturbed, len(eventIDs)-checked.Fresh, len(eventIDs))
+		return nil, nil, fmt.Errorf("%w: %d of %d requests handled before", errBatchDisturbed, len(eventIDs)-checked.Fresh, len(eventIDs))
 	}
 	held := make(map[ShowSeat]bool, len(checked.Shows))
 	for i := range checked.Shows {
@@ -390,15 +392,15 @@ func (s *Store) DecideBatch(ctx context.Context, eventIDs []string, wanted []Sho
 	}
 	decisions, err := decide(held)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 
 	rows, err := json.Marshal(decisions)
 	if err != nil {
-		return fmt.Errorf("decide batch: encode: %w", err)
+		return nil, nil, fmt.Errorf("decide batch: encode: %w", err)
 	}
 	var shows, labels, holders []string
-	outcomes := make([]kafka.Message, len(decisions))
+	outcomes = make([]kafka.Message, len(decisions))
 	for i, d := range decisions {
 		if d.Status == "confirmed" {
 			for _, seat := range d.Seats {
@@ -409,27 +411,28 @@ func (s *Store) DecideBatch(ctx context.Context, eventIDs []string, wanted []Sho
 	}
 	topics, keys, envelopes, err := outbox.Columns(ctx, outcomes)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	var recorded struct {
-		Bookings int `db:"bookings"`
-		Seats    int `db:"seats"`
+		Bookings int           `db:"bookings"`
+		Seats    int           `db:"seats"`
+		Queued   pq.Int64Array `db:"queued"`
 	}
 	if err := record.Get(ctx, tx, &recorded, string(rows), pq.Array(shows), pq.Array(labels), pq.Array(holders),
 		pq.Array(topics), pq.Array(keys), pq.Array(envelopes)); err != nil {
-		return fmt.Errorf("decide batch: record: %w", err)
+		return nil, nil, fmt.Errorf("decide batch: record: %w", err)
 	}
 	if recorded.Bookings != len(decisions) {
-		return fmt.Errorf("%w: %d of %d bookings were recorded before", errBatchDisturbed, len(decisions)-recorded.Bookings, len(decisions))
+		return nil, nil, fmt.Errorf("%w: %d of %d bookings were recorded before", errBatchDisturbed, len(decisions)-recorded.Bookings, len(decisions))
 	}
 	if recorded.Seats != len(shows) {
 		s.log.WarnContext(ctx, "double sale stopped by the database constraint alone; deciding the batch one by one", "seats", len(shows), "held", recorded.Seats)
-		return fmt.Errorf("%w: %d of %d seats were taken meanwhile", errBatchDisturbed, len(shows)-recorded.Seats, len(shows))
+		return nil, nil, fmt.Errorf("%w: %d of %d seats were taken meanwhile", errBatchDisturbed, len(shows)-recorded.Seats, len(shows))
 	}
 	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("decide batch: %w", err)
+		return nil, nil, fmt.Errorf("decide batch: %w", err)
 	}
-	return nil
+	return recorded.Queued, outcomes, nil
 }
 
 // decideBatchCheck records a batch's event ids in the inbox ($1) and reads which of the wanted
@@ -452,7 +455,7 @@ const decideBatchCheck = `WITH recorded AS (
 // decideBatchRecord records a batch's decisions ($1, booking rows as JSON), the seats the
 // confirmed ones hold ($2 shows, $3 labels, $4 bookings) and their outcomes in the outbox ($5
 // topics, $6 keys, $7 envelopes: outbox.Columns), and counts the bookings and seats
-// that were new: fewer means the transaction must not commit. The seats' foreign key is checked
+// that were new: fewer means the transaction must not commit. It returns the outbox rows' ids. The seats' foreign key is checked
 // at the end of the statement, where it sees the bookings inserted beside them.
 var decideBatchRecord = `WITH recorded AS (
 		INSERT INTO booking.bookings (id, show_id, seats, customer_name, phone_masked, amount_cents, currency,
@@ -468,4 +471,5 @@ var decideBatchRecord = `WITH recorded AS (
 	), queued AS (
 		` + outbox.QueueFrom(OutboxTable, 5, 6, 7) + `
 	)
-	SELECT (SELECT count(*) FROM recorded) AS bookings, (SELECT count(*) FROM held) AS seats`
+	SELECT (SELECT count(*) FROM recorded) AS bookings, (SELECT count(*) FROM held) AS seats,
+		ARRAY(SELECT id FROM queued) AS queued`

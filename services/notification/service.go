@@ -12,7 +12,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"slices"
 	"strings"
 	"time"
 
@@ -196,6 +195,7 @@ type sentText struct {
 	status  string // delivered or failed
 	result  event.NotificationResult
 	outcome []byte // the notification-sent event, encoded
+	event   event.Envelope
 }
 
 // send texts one customer. The provider refusing the message is an outcome; an error means the
@@ -225,7 +225,7 @@ func (s *Service) send(ctx context.Context, env event.Envelope, t text, phone st
 	if err != nil {
 		return sentText{}, fmt.Errorf("encode notification outcome: %w", err)
 	}
-	return sentText{cause: env, trace: kafka.TraceFrom(ctx), kind: t.kind, status: status, result: result, outcome: raw}, nil
+	return sentText{cause: env, trace: kafka.TraceFrom(ctx), kind: t.kind, status: status, result: result, outcome: raw, event: outcome}, nil
 }
 
 // record stores sent texts in one statement, so one round trip and its own transaction: each
@@ -238,7 +238,11 @@ func (s *Service) record(ctx context.Context, texts []sentText) error {
 		eventIDs[i], ids[i], kinds[i], statuses[i] = t.cause.ID, t.cause.BookingID, t.kind, t.status
 		providerIDs[i], errs[i], outcomes[i] = t.result.MessageID, t.result.Error, string(t.outcome)
 	}
-	var recorded []string
+	// The causes recorded, each with its outcome's outbox row.
+	var recorded []struct {
+		EventID string `db:"event_id"`
+		Queued  int64  `db:"queued"`
+	}
 	if err := prepared.Select(ctx, s.db, &recorded, `WITH sent AS (
 			SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::jsonb[])
 				WITH ORDINALITY AS t (event_id, booking_id, kind, status, provider_id, error, outcome_event, n)
@@ -252,8 +256,9 @@ func (s *Service) record(ctx context.Context, texts []sentText) error {
 			INSERT INTO `+OutboxTable+` (topic, key, envelope)
 			SELECT $8, t.booking_id, t.outcome_event FROM sent t JOIN message m ON m.booking_id = t.booking_id::uuid AND m.kind = t.kind
 			ORDER BY t.n
+			RETURNING id, envelope->>'event_id' AS outcome_id
 		)
-		SELECT t.event_id FROM sent t JOIN message m ON m.booking_id = t.booking_id::uuid AND m.kind = t.kind`,
+		SELECT t.event_id, q.id AS queued FROM queued q JOIN sent t ON t.outcome_event->>'event_id' = q.outcome_id ORDER BY q.id`,
 		pq.Array(eventIDs), pq.Array(ids), pq.Array(kinds), pq.Array(statuses), pq.Array(providerIDs), pq.Array(errs), pq.Array(outcomes),
 		event.TopicNotificationSent); err != nil {
 		return fmt.Errorf("record %d sms: %w", n, err)
@@ -261,9 +266,19 @@ func (s *Service) record(ctx context.Context, texts []sentText) error {
 	if len(recorded) == 0 {
 		return nil
 	}
-	s.relay.Notify()
+	byCause := make(map[string]sentText, n)
 	for _, t := range texts {
-		if slices.Contains(recorded, t.cause.ID) {
+		byCause[t.cause.ID] = t
+	}
+	queuedIDs, queued := make([]int64, len(recorded)), make([]kafka.Message, len(recorded))
+	recordedCauses := make(map[string]bool, len(recorded))
+	for i, r := range recorded {
+		recordedCauses[r.EventID] = true
+		queuedIDs[i], queued[i] = r.Queued, kafka.Message{Topic: event.TopicNotificationSent, Key: byCause[r.EventID].cause.BookingID, Envelope: byCause[r.EventID].event}
+	}
+	s.relay.Committed(queuedIDs, queued)
+	for _, t := range texts {
+		if recordedCauses[t.cause.ID] {
 			s.log.InfoContext(kafka.WithTrace(ctx, t.trace), "sms "+t.status, "booking_id", t.cause.BookingID, "kind", t.kind, "error", t.result.Error)
 		}
 	}

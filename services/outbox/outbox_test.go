@@ -230,6 +230,30 @@ func TestRelaysStatementTakesABacklogByIndex(t *testing.T) {
 	}
 }
 
+// TestFastLanesDeleteFindsItsRowsByIndex: the fast lane's delete, planned once while its table
+// is empty, finds its rows by key when a backlog waits, without a join over the table.
+func TestFastLanesDeleteFindsItsRowsByIndex(t *testing.T) {
+	ctx := context.Background()
+	conn := dbtest.NewMigrated(t, nil)
+	session, err := conn.Connx(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer session.Close()
+	for _, stmt := range []string{`VACUUM ANALYZE web.outbox`, `PREPARE delete_fast(bigint[]) AS ` + outbox.DeleteFastStatement(table)} {
+		if _, err := session.ExecContext(ctx, stmt); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var plan string
+	if err := session.GetContext(ctx, &plan, `EXPLAIN (FORMAT JSON) EXECUTE delete_fast('{1,2,3}')`); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(plan, "Nested Loop") || strings.Count(plan, "= ANY") < 2 {
+		t.Errorf("the fast lane's delete, planned on an empty outbox, would walk a backlog once a row:\n%s", plan)
+	}
+}
+
 // TestAFailedPublishEndsTheRelaysTransaction: the relay begins its transaction itself, in the
 // query that takes the rows, so database/sql does not know of it. A publish that fails must
 // end it before the connection goes back to the pool: otherwise the next statement on that

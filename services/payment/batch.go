@@ -182,17 +182,23 @@ type outcome struct {
 func (s *Service) finishAll(ctx context.Context, outcomes []outcome) error {
 	n := len(outcomes)
 	ids, statuses, refs, codes, failures, events, causes := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+	envelopes := make(map[string]event.Envelope, n)
 	for i, o := range outcomes {
-		_, raw, err := s.newOutcome(kafka.WithTrace(ctx, o.trace), o.cause.BookingID, o.eventType, o.payload)
+		env, raw, err := s.newOutcome(kafka.WithTrace(ctx, o.trace), o.cause.BookingID, o.eventType, o.payload)
 		if err != nil {
 			return err
 		}
+		envelopes[o.cause.BookingID] = env
 		if f, ok := o.payload.(event.PaymentFailed); ok {
 			codes[i], failures[i] = f.Code, f.Reason
 		}
 		ids[i], statuses[i], refs[i], events[i], causes[i] = o.cause.BookingID, o.status, o.chargeRef, string(raw), o.cause.ID
 	}
-	var won []string
+	// Each payment won, with its queued outcome's outbox row, in the order queued.
+	var won []struct {
+		BookingID string `db:"booking_id"`
+		Queued    int64  `db:"queued"`
+	}
 	err := prepared.Select(ctx, s.db, &won, `WITH outcome AS (
 			SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::jsonb[], $7::text[])
 				WITH ORDINALITY AS o (booking_id, status, gateway_ref, failure_code, failure, outcome_event, cause, n)
@@ -208,20 +214,21 @@ func (s *Service) finishAll(ctx context.Context, outcomes []outcome) error {
 		), queued AS (
 			INSERT INTO `+OutboxTable+` (topic, key, envelope)
 			SELECT $8, o.booking_id, o.outcome_event FROM outcome o JOIN won USING (booking_id) ORDER BY o.n
+			RETURNING id, key
 		)
-		SELECT booking_id FROM won`,
+		SELECT key AS booking_id, id AS queued FROM queued ORDER BY id`,
 		pq.Array(ids), pq.Array(statuses), pq.Array(refs), pq.Array(codes), pq.Array(failures), pq.Array(events), pq.Array(causes),
 		event.TopicPayment)
 	if err != nil {
 		return fmt.Errorf("record %d payments: %w", n, err)
 	}
-	if len(won) > 0 {
-		s.relay.Notify()
-	}
 	decided := make(map[string]bool, len(won))
-	for _, id := range won {
-		decided[id] = true
+	queuedIDs, queued := make([]int64, len(won)), make([]kafka.Message, len(won))
+	for i, w := range won {
+		decided[w.BookingID] = true
+		queuedIDs[i], queued[i] = w.Queued, kafka.Message{Topic: event.TopicPayment, Key: w.BookingID, Envelope: envelopes[w.BookingID]}
 	}
+	s.relay.Committed(queuedIDs, queued)
 	for i, o := range outcomes {
 		if decided[o.cause.BookingID] {
 			s.log.InfoContext(kafka.WithTrace(ctx, o.trace), "payment "+o.status, "booking_id", o.cause.BookingID, "code", codes[i], "batch", n)

@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"log/slog"
 	"math/big"
-	"slices"
 	"time"
 
 	"github.com/google/uuid"
@@ -121,6 +120,7 @@ type issue struct {
 	trace  string
 	ticket event.TicketIssued
 	raw    []byte // the ticket-details event, encoded
+	event  event.Envelope
 }
 
 // newIssue draws a new ticket for a booking, with its ticket-details event.
@@ -150,7 +150,7 @@ func (s *Service) newIssue(ctx context.Context, cause event.Envelope, b event.Bo
 	if err != nil {
 		return issue{}, fmt.Errorf("encode ticket: %w", err)
 	}
-	return issue{cause: cause, trace: kafka.TraceFrom(ctx), ticket: t, raw: raw}, nil
+	return issue{cause: cause, trace: kafka.TraceFrom(ctx), ticket: t, raw: raw, event: issued}, nil
 }
 
 // ticketRow is an issue as issueAll hands it to PostgreSQL: a ticket.tickets row, and the id of
@@ -196,7 +196,11 @@ func (s *Service) issueAll(ctx context.Context, issues []issue) error {
 	if err != nil {
 		return fmt.Errorf("encode %d tickets: %w", len(rows), err)
 	}
-	var recorded []string
+	// The tickets recorded, each with its ticket-details event's outbox row.
+	var recorded []struct {
+		TicketID string `db:"ticket_id"`
+		Queued   int64  `db:"queued"`
+	}
 	if err := prepared.Select(ctx, s.db, &recorded, `WITH issue AS (
 			SELECT r.*, e.j->>'event_id' AS event_id, e.j->>'booking_id' AS key, e.n
 			FROM jsonb_array_elements($1::jsonb) WITH ORDINALITY AS e (j, n), jsonb_populate_record(NULL::ticket.tickets, e.j) AS r
@@ -213,16 +217,28 @@ func (s *Service) issueAll(ctx context.Context, issues []issue) error {
 		), queued AS (
 			INSERT INTO `+OutboxTable+` (topic, key, envelope)
 			SELECT $2, i.key, i.outcome_event FROM issue i JOIN ticket USING (id) ORDER BY i.n
+			RETURNING id, envelope->>'event_id' AS outcome_id
 		)
-		SELECT id::text FROM ticket`, string(raw), event.TopicTicketDetails); err != nil {
+		SELECT i.id::text AS ticket_id, q.id AS queued FROM queued q JOIN issue i ON i.outcome_event->>'event_id' = q.outcome_id ORDER BY q.id`, string(raw), event.TopicTicketDetails); err != nil {
 		return fmt.Errorf("issue %d tickets: %w", len(issues), err)
 	}
 	if len(recorded) == 0 {
 		return nil
 	}
-	s.relay.Notify()
+	byTicket := make(map[string]issue, len(issues))
 	for _, is := range issues {
-		if slices.Contains(recorded, is.ticket.TicketID) { // the booking's one ticket, not a twin drawn in the same batch
+		byTicket[is.ticket.TicketID] = is
+	}
+	queuedIDs, queued := make([]int64, len(recorded)), make([]kafka.Message, len(recorded))
+	issued := make(map[string]bool, len(recorded))
+	for i, r := range recorded {
+		is := byTicket[r.TicketID]
+		issued[r.TicketID] = true
+		queuedIDs[i], queued[i] = r.Queued, kafka.Message{Topic: event.TopicTicketDetails, Key: is.cause.BookingID, Envelope: is.event}
+	}
+	s.relay.Committed(queuedIDs, queued)
+	for _, is := range issues {
+		if issued[is.ticket.TicketID] { // the booking's one ticket, not a twin drawn in the same batch
 			s.log.InfoContext(kafka.WithTrace(ctx, is.trace), "ticket issued", "booking_id", is.cause.BookingID,
 				"ticket_id", is.ticket.TicketID, "code", is.ticket.Code, "batch", len(issues))
 		}
