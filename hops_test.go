@@ -12,7 +12,9 @@ import (
 func TestHopsSummarizeWhereABookingsTimeWent(t *testing.T) {
 	c := startAll(t)
 	show := c.futureShow()
-	for _, seat := range []string{"A1", "A2"} {
+	// Four bookings, so each step has two samples or more even if a drain (the relay's poll)
+	// took an event or two from the fast lane.
+	for _, seat := range []string{"A1", "A2", "A3", "A4"} {
 		b := c.mustBook(show.ID, []string{seat}, cardApproves)
 		if st := c.waitFinal(b.BookingID); st.Status != "ticketed" {
 			t.Fatalf("booking %s ended %s, want ticketed", b.BookingID, st.Status)

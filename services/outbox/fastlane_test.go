@@ -81,6 +81,17 @@ func debugLog(b *logBuffer) *slog.Logger {
 	return slog.New(slog.NewTextHandler(b, &slog.HandlerOptions{Level: slog.LevelDebug}))
 }
 
+// startWithLaneOpen runs a relay logging at debug level and waits until its start-up drain
+// (of the empty table) has opened the fast lane.
+func startWithLaneOpen(t *testing.T, conn *sqlx.DB, pub outbox.Publisher) (*outbox.Relay, *logBuffer) {
+	t.Helper()
+	log := &logBuffer{}
+	relay := outbox.NewRelay(conn, table, pub, debugLog(log))
+	run(t, relay)
+	waitFor(t, "the start-up drain to open the fast lane", func() bool { return log.count("fast lane open") == 1 })
+	return relay, log
+}
+
 func outboxLeft(t *testing.T, conn *sqlx.DB) int {
 	var left int
 	if err := conn.Get(&left, `SELECT count(*) FROM web.outbox`); err != nil {
@@ -118,10 +129,7 @@ func TestFastLanePublishesCommittedMessagesWithoutATake(t *testing.T) {
 	conn := dbtest.NewMigrated(t, nil)
 	conn.SetMaxOpenConns(1) // the relay's connection is the one asked afterwards
 	pub := &flakyPublisher{}
-	var log logBuffer
-	relay := outbox.NewRelay(conn, table, pub, debugLog(&log))
-	run(t, relay)
-	waitFor(t, "the start-up drain to open the fast lane", func() bool { return log.count("fast lane open") == 1 })
+	relay, log := startWithLaneOpen(t, conn, pub)
 
 	want := keys("show", 0, 12)
 	queueCommitted(t, conn, relay, want[:4]...)
@@ -150,10 +158,7 @@ func TestFastLanePublishesCommittedMessagesWithoutATake(t *testing.T) {
 func TestFastLaneKeepsOrderThroughAnOutage(t *testing.T) {
 	conn := dbtest.NewMigrated(t, nil)
 	pub := &flakyPublisher{}
-	var log logBuffer
-	relay := outbox.NewRelay(conn, table, pub, debugLog(&log))
-	run(t, relay)
-	waitFor(t, "the start-up drain to open the fast lane", func() bool { return log.count("fast lane open") == 1 })
+	relay, log := startWithLaneOpen(t, conn, pub)
 	pub.mu.Lock()
 	pub.failing = true
 	pub.mu.Unlock()
@@ -273,10 +278,7 @@ func TestDrainOnlyPublishesCommittedMessagesByTheTake(t *testing.T) {
 func TestRowsAnotherProcessLeftGoOutUnderLoad(t *testing.T) {
 	conn := dbtest.NewMigrated(t, nil)
 	pub := &flakyPublisher{}
-	var log logBuffer
-	relay := outbox.NewRelay(conn, table, pub, debugLog(&log))
-	run(t, relay)
-	waitFor(t, "the start-up drain to open the fast lane", func() bool { return log.count("fast lane open") == 1 })
+	relay, _ := startWithLaneOpen(t, conn, pub)
 
 	stop := make(chan struct{})
 	busy := make(chan struct{})

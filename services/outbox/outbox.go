@@ -369,7 +369,8 @@ func (r *Relay) Run(ctx context.Context) error {
 	backoff := 50 * time.Millisecond
 	drainNext := true // the first pass drains: what a crash left goes before anything newer
 	// The poll is kept however busy the fast lane is: rows another process left (it crashed,
-	// say) wait at most pollInterval under any load, as they did when every Notify drained.
+	// say) wait at most two poll intervals under any load, as they waited for the next Notify
+	// when every Notify drained.
 	var lastDrain time.Time
 	for {
 		if ctx.Err() != nil {
@@ -379,8 +380,13 @@ func (r *Relay) Run(ctx context.Context) error {
 			return nil
 		}
 		// A drain goes first when one is wanted: a row queued by Add may be older than the
-		// messages waiting in memory, and the drain takes both kinds in the order queued.
-		if drainNext || r.drainWanted.Swap(false) || time.Since(lastDrain) >= pollInterval {
+		// messages waiting in memory, and the drain takes both kinds in the order queued. The
+		// poll waits for the lane to be empty (its rows are someone else's, with no order to
+		// keep against this process's, and the lane's own would go twice), unless it is
+		// overdue by a whole interval: then the lane has been busy that long.
+		sinceDrain := time.Since(lastDrain)
+		pollDue := sinceDrain >= pollInterval && (!r.fast.ready() || sinceDrain >= 2*pollInterval)
+		if drainNext || r.drainWanted.Swap(false) || pollDue {
 			lastDrain = time.Now()
 			droppedBefore := r.fast.drops()
 			closed := r.fast.closed()
