@@ -409,7 +409,7 @@ func (r *Relay) Run(ctx context.Context) error {
 				// The lane opens only after a drain that held the table's lock and found nothing
 				// to take, and began after the last overflow: then every row queued before it
 				// is published. A drain that took rows, or found another replica's relay
-				// draining, is followed by another, a moment later if the table was locked.
+				// draining, is followed by another a moment later.
 				if !emptied || !r.fast.reopen(droppedBefore) {
 					drainNext = true
 					if !emptied {
