@@ -238,10 +238,11 @@ func (s *Service) record(ctx context.Context, texts []sentText) error {
 		eventIDs[i], ids[i], kinds[i], statuses[i] = t.cause.ID, t.cause.BookingID, t.kind, t.status
 		providerIDs[i], errs[i], outcomes[i] = t.result.MessageID, t.result.Error, string(t.outcome)
 	}
-	// The causes recorded, each with its outcome's outbox row.
+	// The outcomes recorded, each with its cause and its outbox row.
 	var recorded []struct {
-		EventID string `db:"event_id"`
-		Queued  int64  `db:"queued"`
+		CauseID   string `db:"event_id"`
+		OutcomeID string `db:"outcome_id"`
+		Queued    int64  `db:"queued"`
 	}
 	if err := prepared.Select(ctx, s.db, &recorded, `WITH sent AS (
 			SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::jsonb[])
@@ -258,7 +259,7 @@ func (s *Service) record(ctx context.Context, texts []sentText) error {
 			ORDER BY t.n
 			RETURNING id, envelope->>'event_id' AS outcome_id
 		)
-		SELECT t.event_id, q.id AS queued FROM queued q JOIN sent t ON t.outcome_event->>'event_id' = q.outcome_id ORDER BY q.id`,
+		SELECT t.event_id, q.outcome_id, q.id AS queued FROM queued q JOIN sent t ON t.outcome_event->>'event_id' = q.outcome_id ORDER BY q.id`,
 		pq.Array(eventIDs), pq.Array(ids), pq.Array(kinds), pq.Array(statuses), pq.Array(providerIDs), pq.Array(errs), pq.Array(outcomes),
 		event.TopicNotificationSent); err != nil {
 		return fmt.Errorf("record %d sms: %w", n, err)
@@ -266,15 +267,16 @@ func (s *Service) record(ctx context.Context, texts []sentText) error {
 	if len(recorded) == 0 {
 		return nil
 	}
-	byCause := make(map[string]sentText, n)
+	byOutcome := make(map[string]sentText, n)
 	for _, t := range texts {
-		byCause[t.cause.ID] = t
+		byOutcome[t.event.ID] = t
 	}
 	queuedIDs, queued := make([]int64, len(recorded)), make([]kafka.Message, len(recorded))
 	recordedCauses := make(map[string]bool, len(recorded))
 	for i, r := range recorded {
-		recordedCauses[r.EventID] = true
-		queuedIDs[i], queued[i] = r.Queued, kafka.Message{Topic: event.TopicNotificationSent, Key: byCause[r.EventID].cause.BookingID, Envelope: byCause[r.EventID].event}
+		t := byOutcome[r.OutcomeID]
+		recordedCauses[r.CauseID] = true
+		queuedIDs[i], queued[i] = r.Queued, kafka.Message{Topic: event.TopicNotificationSent, Key: t.cause.BookingID, Envelope: t.event}
 	}
 	s.relay.Committed(queuedIDs, queued)
 	for _, t := range texts {
