@@ -42,7 +42,7 @@ func Add(ctx context.Context, tx *sqlx.Tx, table string, msgs ...kafka.Message) 
 		return fmt.Errorf("outbox: %q is not a <schema>.outbox table", table)
 	}
 	for _, m := range msgs {
-		raw, err := Encode(ctx, m.Envelope)
+		raw, err := encode(ctx, m.Envelope)
 		if err != nil {
 			return err
 		}
@@ -54,10 +54,8 @@ func Add(ctx context.Context, tx *sqlx.Tx, table string, msgs ...kafka.Message) 
 	return nil
 }
 
-// Encode is an envelope as an outbox row holds it, for a statement that queues it itself. The
-// relay publishes later, without the handler's context: the trace goes with the event, so one
-// booking stays one trace across every service.
-func Encode(ctx context.Context, env event.Envelope) ([]byte, error) {
+// encode is an envelope as an outbox row holds it, stamped (Stamp).
+func encode(ctx context.Context, env event.Envelope) ([]byte, error) {
 	raw, err := json.Marshal(Stamp(ctx, env))
 	if err != nil {
 		return nil, fmt.Errorf("outbox: encode %s: %w", env.Type, err)
@@ -66,8 +64,9 @@ func Encode(ctx context.Context, env event.Envelope) ([]byte, error) {
 }
 
 // Stamp is env with the trace its outbox row carries: ctx's, a span of its own, unless it has
-// one. A message handed to Relay.Committed must be stamped as its row was encoded, so the fast
-// lane publishes what the drain would.
+// one. The relay publishes without the handler's context, so the trace goes with the event and
+// one booking stays one trace across every service. A message handed to Relay.Committed must be
+// stamped as its row was encoded, so the fast lane publishes what the drain would.
 func Stamp(ctx context.Context, env event.Envelope) event.Envelope {
 	if env.Traceparent == "" {
 		env.Traceparent = kafka.NextSpan(kafka.TraceFrom(ctx))
@@ -76,7 +75,7 @@ func Stamp(ctx context.Context, env event.Envelope) event.Envelope {
 }
 
 // Columns is msgs as the three arrays a batch's outbox insert takes (see QueueFrom), each
-// envelope encoded as Encode does: for a statement that queues a batch of decisions itself, where
+// envelope encoded as Add encodes it: for a statement that queues a batch of decisions itself, where
 // one INSERT each would cost a round trip each. It stamps msgs' envelopes in place (Stamp), for
 // Relay.Committed.
 func Columns(ctx context.Context, msgs []kafka.Message) (topics, keys, envelopes []string, err error) {
@@ -84,9 +83,9 @@ func Columns(ctx context.Context, msgs []kafka.Message) (topics, keys, envelopes
 	for i := range msgs {
 		m := &msgs[i]
 		m.Envelope = Stamp(ctx, m.Envelope)
-		raw, err := json.Marshal(m.Envelope)
+		raw, err := encode(ctx, m.Envelope)
 		if err != nil {
-			return nil, nil, nil, fmt.Errorf("outbox: encode %s: %w", m.Envelope.Type, err)
+			return nil, nil, nil, err
 		}
 		topics[i], keys[i], envelopes[i] = m.Topic, m.Key, string(raw)
 	}
