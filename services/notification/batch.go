@@ -11,6 +11,7 @@ import (
 
 	"github.com/boxoffice/boxoffice/services/event"
 	"github.com/boxoffice/boxoffice/services/kafka"
+	"github.com/boxoffice/boxoffice/services/notification/sms"
 	"github.com/boxoffice/boxoffice/services/prepared"
 )
 
@@ -45,8 +46,9 @@ func (s *Service) HandleContactsBatch(ctx context.Context, batch []kafka.Deliver
 }
 
 // HandlePaymentBatch texts the customers of the payment outcomes fetched together: one lookup
-// for them all, the provider called for all of them concurrently, and one statement recording
-// them, where one at a time each costs three round trips and a commit in a row. The steps are
+// for them all, the provider asked for all the texts at once (one request where it takes a
+// batch, concurrent calls where not), and one statement recording them, where one at a time each
+// costs three round trips and a commit in a row. The steps are
 // notify's, so when anything is out of the ordinary the batch returns an error and the consumer
 // handles the events one at a time; a text already sent in the batch is sent again with the same
 // idempotency key, and the provider delivers nothing new.
@@ -88,7 +90,40 @@ func (s *Service) HandlePaymentBatch(ctx context.Context, batch []kafka.Delivery
 		}
 	}
 
+	sent, err := s.sendAll(ctx, batch, envs, texts, known)
+	if err != nil {
+		return err
+	}
+	return s.record(ctx, sent)
+}
+
+// sendAll sends the batch's texts: in one request where the provider takes them together, else
+// sendsAtOnce at a time.
+func (s *Service) sendAll(ctx context.Context, batch []kafka.Delivery, envs []event.Envelope, texts []text, known []contactState) ([]sentText, error) {
 	sent := make([]sentText, len(envs))
+	if batcher, ok := s.sender.(sms.BatchSender); ok {
+		msgs := make([]sms.Message, len(envs))
+		for i := range envs {
+			msgs[i] = smsFor(envs[i], texts[i], known[i].Phone.String)
+		}
+		receipts, err := batcher.SendAll(ctx, msgs)
+		if err == nil && len(receipts) != len(msgs) {
+			err = fmt.Errorf("the provider answered %d", len(receipts))
+		}
+		if err != nil {
+			return nil, fmt.Errorf("send a batch of %d: %w", len(msgs), err)
+		}
+		for i, r := range receipts {
+			var refused error
+			if r.Refused != nil {
+				refused = r.Refused
+			}
+			if sent[i], err = s.sent(kafka.WithTrace(ctx, batch[i].Trace), envs[i], texts[i], r.ProviderID, refused); err != nil {
+				return nil, err
+			}
+		}
+		return sent, nil
+	}
 	var sends errgroup.Group
 	sends.SetLimit(sendsAtOnce)
 	for i := range envs {
@@ -98,7 +133,7 @@ func (s *Service) HandlePaymentBatch(ctx context.Context, batch []kafka.Delivery
 		})
 	}
 	if err := sends.Wait(); err != nil {
-		return fmt.Errorf("send a batch of %d: %w", len(envs), err)
+		return nil, fmt.Errorf("send a batch of %d: %w", len(envs), err)
 	}
-	return s.record(ctx, sent)
+	return sent, nil
 }

@@ -201,11 +201,22 @@ type sentText struct {
 // send texts one customer. The provider refusing the message is an outcome; an error means the
 // provider could not be asked, and the caller retries.
 func (s *Service) send(ctx context.Context, env event.Envelope, t text, phone string) (sentText, error) {
+	providerID, sendErr := s.sender.Send(ctx, smsFor(env, t, phone))
+	return s.sent(ctx, env, t, providerID, sendErr)
+}
+
+// smsFor is the text of t to phone. Its key makes a resend after a crash between sending and
+// recording deliver nothing new.
+func smsFor(env event.Envelope, t text, phone string) sms.Message {
+	return sms.Message{Key: env.BookingID + "/" + t.kind, Phone: phone, Body: t.body}
+}
+
+// sent is the outcome of sending t: delivered with the provider's id, refused for good, or an
+// error worth retrying.
+func (s *Service) sent(ctx context.Context, env event.Envelope, t text, providerID string, sendErr error) (sentText, error) {
 	result := t.result
 	result.Kind = t.kind
 	status, eventType := "delivered", event.TypeNotificationSent
-	// The key makes a resend after a crash between sending and recording deliver nothing new.
-	providerID, sendErr := s.sender.Send(ctx, sms.Message{Key: env.BookingID + "/" + t.kind, Phone: phone, Body: t.body})
 	var refused *sms.DeliveryError
 	switch {
 	case sendErr == nil:

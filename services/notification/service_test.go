@@ -9,6 +9,7 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -138,18 +139,67 @@ func smsRecord(t *testing.T, conn *sqlx.DB) map[string]string {
 // and texted in a few statements, with the texts and outcomes one by one gives: a confirmation,
 // a failed payment's text, and a number the provider refuses. A batch seen again is refused, and
 // the one-by-one path it falls back to texts nobody twice. An outcome whose contact is not read
-// yet sends the batch down that path before anyone is texted.
+// yet sends the batch down that path before anyone is texted. A provider that takes a batch in
+// one request is asked once for the batch's texts; one that does not, once for each.
 func TestBatchTextsAsOneAtATimeWould(t *testing.T) {
+	t.Run("provider takes a batch", func(t *testing.T) {
+		testBatchTextsAsOneAtATimeWould(t, func(s *sms.Sandbox) countedSender { return &batchSender{sender: sender{sandbox: s}} })
+	})
+	t.Run("provider takes one text at a time", func(t *testing.T) {
+		testBatchTextsAsOneAtATimeWould(t, func(s *sms.Sandbox) countedSender { return &sender{sandbox: s} })
+	})
+}
+
+// countedSender is an SMS provider that counts the requests it was sent.
+type countedSender interface {
+	sms.Sender
+	requests() (sends, batches int)
+}
+
+// sender is the sandbox taking one text a request (a field, not embedded: it must not offer
+// the sandbox's SendAll).
+type sender struct {
+	sandbox        *sms.Sandbox
+	mu             sync.Mutex
+	sends, batches int
+}
+
+func (s *sender) Send(ctx context.Context, msg sms.Message) (string, error) {
+	s.mu.Lock()
+	s.sends++
+	s.mu.Unlock()
+	return s.sandbox.Send(ctx, msg)
+}
+
+func (s *sender) requests() (int, int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.sends, s.batches
+}
+
+// batchSender is the sandbox taking a batch of texts a request too.
+type batchSender struct{ sender }
+
+func (s *batchSender) SendAll(ctx context.Context, msgs []sms.Message) ([]sms.Receipt, error) {
+	s.mu.Lock()
+	s.batches++
+	s.mu.Unlock()
+	return s.sandbox.SendAll(ctx, msgs)
+}
+
+func testBatchTextsAsOneAtATimeWould(t *testing.T, provider func(*sms.Sandbox) countedSender) {
 	ctx := context.Background()
 	type side struct {
-		conn  *sqlx.DB
-		inbox *sms.Sandbox
-		svc   *notification.Service
+		conn     *sqlx.DB
+		inbox    *sms.Sandbox
+		provider countedSender
+		svc      *notification.Service
 	}
 	newSide := func() side {
 		conn := dbtest.NewMigrated(t, nil)
 		inbox := sms.NewSandbox(conn, time.Now)
-		return side{conn, inbox, notification.NewService(conn, inbox, nil, time.Now, slog.New(slog.NewTextHandler(io.Discard, nil)))}
+		p := provider(inbox)
+		return side{conn, inbox, p, notification.NewService(conn, p, nil, time.Now, slog.New(slog.NewTextHandler(io.Discard, nil)))}
 	}
 	one, batched := newSide(), newSide()
 	details := event.BookingDetails{MovieTitle: "Orbital Decay", TheatreName: "Boxoffice Bankside", ScreenNumber: 2,
@@ -197,6 +247,12 @@ func TestBatchTextsAsOneAtATimeWould(t *testing.T) {
 	handleOneByOne(one, outcomes)
 	if err := batched.svc.HandlePaymentBatch(ctx, outcomes); err != nil {
 		t.Fatal(err)
+	}
+	sends, batches := batched.provider.requests()
+	if _, takesBatches := batched.provider.(sms.BatchSender); takesBatches && (sends != 0 || batches != 1) {
+		t.Errorf("the batch of %d asked the provider %d times one by one and %d times in a batch; want one batch", len(outcomes), sends, batches)
+	} else if !takesBatches && sends != len(outcomes) {
+		t.Errorf("the batch of %d sent %d texts, want each once", len(outcomes), sends)
 	}
 	want, got := smsRecord(t, one.conn), smsRecord(t, batched.conn)
 	for _, d := range outcomes {

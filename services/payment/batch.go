@@ -27,19 +27,13 @@ const chargesAtOnce = 8
 
 // HandleConfirmedBatch charges the confirmed bookings fetched together. One at a time, each costs
 // three commits in a row (open the row, the processor's call, the outcome); here the rows are
-// opened in one statement, the processor is called for all of them concurrently, and the
-// outcomes are recorded in one statement. Each step is one that HandleSeatsConfirmed takes and is
+// opened in one statement, the processor is asked for all the charges at once (one request where
+// it takes a batch, concurrent calls where not), and the outcomes are recorded in one statement. Each step is one that HandleSeatsConfirmed takes and is
 // safe to repeat, so when anything is out of the ordinary the batch returns an error after any
 // step and the consumer handles the events one at a time: the rows already opened are found
 // open, and the processor answers a repeated charge with its first answer (the booking id is the
 // idempotency key), so no card is charged twice.
 func (s *Service) HandleConfirmedBatch(ctx context.Context, batch []kafka.Delivery) error {
-	type charge struct {
-		delivery   kafka.Delivery
-		c          event.SeatsConfirmed
-		result     gateway.ChargeResult
-		answeredAt time.Time // when the processor answered: was the hold still on?
-	}
 	ctx = kafka.WithTrace(ctx, batch[0].Trace) // the batch's own work, in the trace of its first event
 	now := s.now()
 	charges := make([]*charge, 0, len(batch))
@@ -83,18 +77,8 @@ func (s *Service) HandleConfirmedBatch(ctx context.Context, batch []kafka.Delive
 		}
 	}
 
-	var calls errgroup.Group
-	calls.SetLimit(chargesAtOnce)
-	for _, ch := range charges {
-		calls.Go(func() (err error) {
-			ch.result, err = s.processor.Charge(kafka.WithTrace(ctx, ch.delivery.Trace),
-				chargeRequest(ch.delivery.Envelope.BookingID, ch.c.Card, ch.c.Booking))
-			ch.answeredAt = s.now()
-			return err
-		})
-	}
-	if err := calls.Wait(); err != nil {
-		return fmt.Errorf("charge a batch of %d: %w", len(charges), err)
+	if err := s.chargeAll(ctx, charges); err != nil {
+		return err
 	}
 
 	outcomes := make([]outcome, 0, len(charges))
@@ -115,6 +99,51 @@ func (s *Service) HandleConfirmedBatch(ctx context.Context, batch []kafka.Delive
 		outcomes = append(outcomes, o)
 	}
 	return s.finishAll(ctx, outcomes)
+}
+
+// charge is one confirmed booking of a batch, and the processor's answer to its charge.
+type charge struct {
+	delivery   kafka.Delivery
+	c          event.SeatsConfirmed
+	result     gateway.ChargeResult
+	answeredAt time.Time // when the processor answered: was the hold still on?
+}
+
+// chargeAll asks the processor for the batch's charges: in one request where it takes them
+// together, else chargesAtOnce at a time.
+func (s *Service) chargeAll(ctx context.Context, charges []*charge) error {
+	if batcher, ok := s.processor.(gateway.BatchCharger); ok {
+		reqs := make([]gateway.ChargeRequest, len(charges))
+		for i, ch := range charges {
+			reqs[i] = chargeRequest(ch.delivery.Envelope.BookingID, ch.c.Card, ch.c.Booking)
+		}
+		results, err := batcher.ChargeAll(ctx, reqs)
+		if err != nil {
+			return fmt.Errorf("charge a batch of %d: %w", len(charges), err)
+		}
+		if len(results) != len(reqs) {
+			return fmt.Errorf("charge a batch of %d: the processor answered %d", len(reqs), len(results))
+		}
+		answeredAt := s.now()
+		for i, ch := range charges {
+			ch.result, ch.answeredAt = results[i], answeredAt
+		}
+		return nil
+	}
+	var calls errgroup.Group
+	calls.SetLimit(chargesAtOnce)
+	for _, ch := range charges {
+		calls.Go(func() (err error) {
+			ch.result, err = s.processor.Charge(kafka.WithTrace(ctx, ch.delivery.Trace),
+				chargeRequest(ch.delivery.Envelope.BookingID, ch.c.Card, ch.c.Booking))
+			ch.answeredAt = s.now()
+			return err
+		})
+	}
+	if err := calls.Wait(); err != nil {
+		return fmt.Errorf("charge a batch of %d: %w", len(charges), err)
+	}
+	return nil
 }
 
 // opening is a charge about to be made.

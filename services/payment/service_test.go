@@ -380,7 +380,7 @@ func batchFixture(t *testing.T, clk *clock) (*sqlx.DB, *slowCharger, *payment.Se
 }
 
 // confirmation is a seats-confirmed event for a sandbox test card, its hold ending at holdEnds.
-func confirmation(t *testing.T, card string, holdEnds time.Time) (kafka.Delivery, event.SeatsConfirmed) {
+func confirmation(t testing.TB, card string, holdEnds time.Time) (kafka.Delivery, event.SeatsConfirmed) {
 	t.Helper()
 	tok, err := gateway.NewSandbox(nil).Tokenize(context.Background(), card)
 	if err != nil {
@@ -470,6 +470,89 @@ func TestBatchChargesAsOneAtATimeWould(t *testing.T) {
 	}
 	if again := outcomesByBooking(t, batchConn); !maps.Equal(again, got) || batchCharger.calls != len(cards) {
 		t.Errorf("after the redelivery: %v and %d charges; want %v and %d", again, batchCharger.calls, got, len(cards))
+	}
+}
+
+// batchCharger is the sandbox taking a batch of charges in one request, counting its requests.
+type batchCharger struct {
+	*countingCharger
+	sandbox           *gateway.Sandbox
+	batches, requests int
+	batchFail         error
+}
+
+func (c *batchCharger) ChargeAll(ctx context.Context, reqs []gateway.ChargeRequest) ([]gateway.ChargeResult, error) {
+	c.mu.Lock()
+	c.batches++
+	c.requests += len(reqs)
+	fail := c.batchFail
+	c.mu.Unlock()
+	if fail != nil {
+		return nil, fail
+	}
+	return c.sandbox.ChargeAll(ctx, reqs)
+}
+
+// TestBatchChargesInOneRequestWhereTheProcessorTakesThem: a processor with a batch endpoint is
+// asked once for a batch's charges, with the outcomes one by one gives. When that request fails
+// the batch records nothing and is retried; the retry charges each card once.
+func TestBatchChargesInOneRequestWhereTheProcessorTakesThem(t *testing.T) {
+	ctx := context.Background()
+	clk := &clock{at: time.Date(2026, 11, 25, 18, 0, 0, 0, time.UTC)}
+	oneConn, _, oneByOne := batchFixture(t, clk)
+	conn := dbtest.NewMigrated(t, nil)
+	sandbox := gateway.NewSandbox(conn)
+	charger := &batchCharger{countingCharger: &countingCharger{Processor: sandbox}, sandbox: sandbox}
+	batched := payment.NewService(conn, charger, nil, clk.Now, slog.New(slog.NewTextHandler(io.Discard, nil)))
+
+	var batch []kafka.Delivery
+	cards := []string{"4242424242424242", "4000000000000002", "5555555555554444", "4000000000009995", "4242424242424242"}
+	for _, card := range cards {
+		d, c := confirmation(t, card, clk.Now().Add(10*time.Minute))
+		batch = append(batch, d)
+		if err := oneByOne.HandleSeatsConfirmed(ctx, d.Envelope, c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := batched.HandleConfirmedBatch(ctx, batch); err != nil {
+		t.Fatal(err)
+	}
+	want, got := outcomesByBooking(t, oneConn), outcomesByBooking(t, conn)
+	for _, d := range batch {
+		id := d.Envelope.BookingID
+		if got[id] != want[id] || !strings.Contains(want[id], "→") {
+			t.Errorf("booking %s: batch %q, one by one %q", id, got[id], want[id])
+		}
+	}
+	if charger.batches != 1 || charger.requests != len(cards) || charger.calls != 0 {
+		t.Errorf("%d batch requests for %d charges and %d single charges; want one request for all %d", charger.batches, charger.requests, charger.calls, len(cards))
+	}
+
+	charger.batchFail = errors.New("processor unreachable")
+	var retried []kafka.Delivery
+	for range 2 {
+		d, _ := confirmation(t, "4242424242424242", clk.Now().Add(10*time.Minute))
+		retried = append(retried, d)
+	}
+	if err := batched.HandleConfirmedBatch(ctx, retried); err == nil {
+		t.Fatal("a batch whose processor request failed was handled")
+	}
+	for _, d := range retried {
+		if o := outcomesByBooking(t, conn)[d.Envelope.BookingID]; strings.Contains(o, "→") {
+			t.Errorf("booking %s has an outcome %q after its charge failed to reach the processor", d.Envelope.BookingID, o)
+		}
+	}
+	charger.batchFail = nil
+	if err := batched.HandleConfirmedBatch(ctx, retried); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range retried {
+		if o := outcomesByBooking(t, conn)[d.Envelope.BookingID]; o != "succeeded: → payment.succeeded:" {
+			t.Errorf("booking %s after the retry: %q, want paid", d.Envelope.BookingID, o)
+		}
+	}
+	if l := readLedger(t, conn); l != (ledger{charges: len(cards) + 2, approved: 3 + 2}) {
+		t.Errorf("sandbox ledger %+v, want each of %d cards charged once, 5 approved", l, len(cards)+2)
 	}
 }
 

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/jmoiron/sqlx"
+	"github.com/lib/pq"
 
 	"github.com/boxoffice/boxoffice/services/prepared"
 )
@@ -23,6 +24,21 @@ import (
 // new and returns the first message's id, so a retry after a crash never texts twice.
 type Sender interface {
 	Send(ctx context.Context, msg Message) (providerID string, err error)
+}
+
+// BatchSender is a provider that takes many messages in one request: receipts[i] answers msgs[i],
+// each honouring its Key as Send does. An error means no receipt of the call can be relied on,
+// and repeating the whole call is safe. The notification service uses it where a provider offers
+// it and calls Send concurrently where not.
+type BatchSender interface {
+	SendAll(ctx context.Context, msgs []Message) (receipts []Receipt, err error)
+}
+
+// Receipt is a provider's answer to one message of a batch: the message's id, or the
+// provider's final "no" for it.
+type Receipt struct {
+	ProviderID string
+	Refused    *DeliveryError
 }
 
 // Message is one text to send.
@@ -58,8 +74,8 @@ func (s *Sandbox) Send(ctx context.Context, msg Message) (string, error) {
 	if msg.Key == "" {
 		return "", fmt.Errorf("sandbox sms: idempotency key required")
 	}
-	if strings.HasSuffix(digitsOf(msg.Phone), SandboxUndeliverableSuffix) {
-		return "", &DeliveryError{Reason: "The number cannot receive text messages (sandbox: numbers ending in 0000 always fail)."}
+	if refused := sandboxRefusal(msg); refused != nil {
+		return "", refused
 	}
 	// The insert answers with the message's id; a message sent before under the key is read
 	// instead. One round trip in the usual case.
@@ -68,10 +84,90 @@ func (s *Sandbox) Send(ctx context.Context, msg Message) (string, error) {
 		VALUES ($1, $2, $3, $4, $5) ON CONFLICT (idempotency_key) DO NOTHING RETURNING id`,
 		"sms_"+randomHex(10), msg.Key, msg.Phone, msg.Body, s.now())
 	if errors.Is(err, sql.ErrNoRows) {
-		err = prepared.Get(ctx, s.db, &id, `SELECT id FROM sms_sandbox.messages WHERE idempotency_key = $1`, msg.Key)
+		return s.sentBefore(ctx, msg.Key)
 	}
 	if err != nil {
 		return "", fmt.Errorf("sandbox sms: %w", err)
+	}
+	return id, nil
+}
+
+// SendAll is Send for many messages in one round trip and one commit. The sandbox's inbox lives
+// in Boxoffice's own database, so each message's commit is Boxoffice's cost where a real
+// provider's would be its own; one commit a batch keeps the sandbox from being the bottleneck it
+// would not be in production.
+func (s *Sandbox) SendAll(ctx context.Context, msgs []Message) ([]Receipt, error) {
+	receipts := make([]Receipt, len(msgs))
+	var ids, keys, phones, bodies []string
+	at := make(map[string][]int, len(msgs)) // the messages under each key, in case one comes twice
+	for i, msg := range msgs {
+		if msg.Key == "" {
+			return nil, fmt.Errorf("sandbox sms: idempotency key required")
+		}
+		if refused := sandboxRefusal(msg); refused != nil {
+			receipts[i].Refused = refused
+			continue
+		}
+		if _, seen := at[msg.Key]; !seen {
+			ids, keys, phones, bodies = append(ids, "sms_"+randomHex(10)), append(keys, msg.Key), append(phones, msg.Phone), append(bodies, msg.Body)
+		}
+		at[msg.Key] = append(at[msg.Key], i)
+	}
+	if len(keys) == 0 {
+		return receipts, nil
+	}
+	// What the insert stored, and what the inbox held before it for the keys it skipped.
+	var stored []struct {
+		Key string `db:"idempotency_key"`
+		ID  string `db:"id"`
+	}
+	err := prepared.Select(ctx, s.db, &stored, `WITH inserted AS (
+			INSERT INTO sms_sandbox.messages (id, idempotency_key, phone, body, sent_at)
+			SELECT id, key, phone, body, $5 FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS m (id, key, phone, body)
+			ON CONFLICT (idempotency_key) DO NOTHING
+			RETURNING idempotency_key, id
+		)
+		SELECT * FROM inserted
+		UNION ALL
+		SELECT idempotency_key, id FROM sms_sandbox.messages
+		WHERE idempotency_key = ANY($2::text[]) AND idempotency_key NOT IN (SELECT idempotency_key FROM inserted)`,
+		pq.Array(ids), pq.Array(keys), pq.Array(phones), pq.Array(bodies), s.now())
+	if err != nil {
+		return nil, fmt.Errorf("sandbox sms: send %d: %w", len(keys), err)
+	}
+	for _, m := range stored {
+		for _, i := range at[m.Key] {
+			receipts[i].ProviderID = m.ID
+		}
+		delete(at, m.Key)
+	}
+	// A key neither inserted nor seen was sent by a concurrent request that committed after
+	// this statement's snapshot: the inbox has its message now.
+	for key, indexes := range at {
+		id, err := s.sentBefore(ctx, key)
+		if err != nil {
+			return nil, err
+		}
+		for _, i := range indexes {
+			receipts[i].ProviderID = id
+		}
+	}
+	return receipts, nil
+}
+
+// sandboxRefusal is the sandbox's final "no" for a message to an undeliverable number, or nil.
+func sandboxRefusal(msg Message) *DeliveryError {
+	if strings.HasSuffix(digitsOf(msg.Phone), SandboxUndeliverableSuffix) {
+		return &DeliveryError{Reason: "The number cannot receive text messages (sandbox: numbers ending in 0000 always fail)."}
+	}
+	return nil
+}
+
+// sentBefore is the id of the message an insert found already sent under key.
+func (s *Sandbox) sentBefore(ctx context.Context, key string) (string, error) {
+	var id string
+	if err := prepared.Get(ctx, s.db, &id, `SELECT id FROM sms_sandbox.messages WHERE idempotency_key = $1`, key); err != nil {
+		return "", fmt.Errorf("sandbox sms: look up key %q: %w", key, err)
 	}
 	return id, nil
 }

@@ -44,3 +44,59 @@ func TestSandboxRefusesUndeliverableNumbers(t *testing.T) {
 		t.Errorf("err %v, want a DeliveryError with a reason", err)
 	}
 }
+
+// TestSandboxSendAllDeliversAsSendWould: each message of a batch is answered as Send answers
+// it: delivered once per key (a key sent before keeps its first id, a key twice in the batch is
+// one text), an undeliverable number refused with a reason; a repeat of the batch puts nothing
+// new in the inbox.
+func TestSandboxSendAllDeliversAsSendWould(t *testing.T) {
+	sandbox := sms.NewSandbox(dbtest.NewMigrated(t, nil), time.Now)
+	ctx := context.Background()
+	phone := "+447700900123"
+	before, err := sandbox.Send(ctx, sms.Message{Key: "sent-before", Phone: phone, Body: "First."})
+	if err != nil {
+		t.Fatal(err)
+	}
+	msgs := []sms.Message{
+		{Key: "new", Phone: phone, Body: "You're booked."},
+		{Key: "sent-before", Phone: phone, Body: "Second."},
+		{Key: "refused", Phone: "+44 7700 900000", Body: "Never arrives."},
+		{Key: "twice", Phone: phone, Body: "Once."},
+		{Key: "twice", Phone: phone, Body: "Once."},
+	}
+	receipts, err := sandbox.SendAll(ctx, msgs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := receipts[0]; r.ProviderID == "" || r.Refused != nil {
+		t.Errorf("a new message: %+v, want delivered", r)
+	}
+	if r := receipts[1]; r.ProviderID != before {
+		t.Errorf("a key sent before: %+v, want its first id %s", r, before)
+	}
+	if r := receipts[2]; r.Refused == nil || r.Refused.Reason == "" || r.ProviderID != "" {
+		t.Errorf("an undeliverable number: %+v, want refused with a reason", r)
+	}
+	if receipts[3] != receipts[4] || receipts[3].ProviderID == "" {
+		t.Errorf("one key twice: %+v and %+v, want one delivered text", receipts[3], receipts[4])
+	}
+	again, err := sandbox.SendAll(ctx, msgs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range msgs {
+		if (again[i].Refused == nil) != (receipts[i].Refused == nil) || again[i].ProviderID != receipts[i].ProviderID {
+			t.Errorf("%s repeated: %+v, want %+v", msgs[i].Key, again[i], receipts[i])
+		}
+	}
+	inbox, err := sandbox.Inbox(ctx, "", 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(inbox) != 3 {
+		t.Errorf("%d texts in the inbox, want 3 (sent before, new, twice once): %+v", len(inbox), inbox)
+	}
+	if _, err := sandbox.SendAll(ctx, []sms.Message{{Phone: phone, Body: "x"}}); err == nil {
+		t.Error("a message without an idempotency key was taken")
+	}
+}

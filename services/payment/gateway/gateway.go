@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/jmoiron/sqlx"
+	"github.com/lib/pq"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/boxoffice/boxoffice/services/event"
 	"github.com/boxoffice/boxoffice/services/prepared"
@@ -34,6 +36,14 @@ type Charger interface {
 // refund with the same key returns the first result and moves no money.
 type Refunder interface {
 	Refund(ctx context.Context, req RefundRequest) (RefundResult, error)
+}
+
+// BatchCharger is a processor that takes many charges in one request. results[i] answers
+// reqs[i] and each honours its IdempotencyKey as Charge does; an error means no answer of the
+// call can be relied on, and repeating the whole call is safe. The payment service uses it
+// where a processor offers it and calls Charge concurrently where not.
+type BatchCharger interface {
+	ChargeAll(ctx context.Context, reqs []ChargeRequest) (results []ChargeResult, err error)
 }
 
 // Processor is what the payment service needs of a card processor.
@@ -180,25 +190,18 @@ func (s *Sandbox) Charge(ctx context.Context, req ChargeRequest) (ChargeResult, 
 	if req.IdempotencyKey == "" {
 		return ChargeResult{}, errors.New("sandbox charge: idempotency key required")
 	}
-	card, known := sandboxCardForToken(req.Card.Token)
-	if card.delay > 0 {
+	result, delay := sandboxAnswer(req)
+	if delay > 0 {
 		// Only here is asking the ledger first worth its round trip: a repeat answers at once
 		// instead of waiting out the delay again.
 		if res, found, err := s.recorded(ctx, req.IdempotencyKey); err != nil || found {
 			return res, err
 		}
 		select {
-		case <-time.After(card.delay):
+		case <-time.After(delay):
 		case <-ctx.Done():
 			return ChargeResult{}, ctx.Err()
 		}
-	}
-	result := ChargeResult{Approved: true, Reference: "ch_sandbox_" + randomHex(12)}
-	switch {
-	case !known:
-		result = ChargeResult{Reference: result.Reference, DeclineCode: DeclineGeneric, DeclineReason: "The card token is not known to the sandbox."}
-	case card.declineCode != "":
-		result = ChargeResult{Reference: result.Reference, DeclineCode: card.declineCode, DeclineReason: card.declineReason}
 	}
 	// The insert answers with what it recorded; if the key was charged before (a repeat, or a
 	// concurrent duplicate), the ledger is read for what it holds.
@@ -210,16 +213,114 @@ func (s *Sandbox) Charge(ctx context.Context, req ChargeRequest) (ChargeResult, 
 		req.IdempotencyKey, result.Reference, req.Card.Token, req.AmountCents, req.Currency,
 		result.Approved, result.DeclineCode, result.DeclineReason)
 	if errors.Is(err, sql.ErrNoRows) {
-		res, found, err := s.recorded(ctx, req.IdempotencyKey)
-		if err == nil && !found {
-			err = fmt.Errorf("sandbox charge: key %q neither recorded nor found", req.IdempotencyKey)
-		}
-		return res, err
+		return s.mustBeRecorded(ctx, req.IdempotencyKey)
 	}
 	if err != nil {
 		return ChargeResult{}, fmt.Errorf("sandbox charge: %w", err)
 	}
 	return ChargeResult(charged), nil
+}
+
+// ChargeAll is Charge for many requests in one round trip and one commit, as a processor's
+// batch endpoint is one request: results[i] answers reqs[i], each once per idempotency key. The
+// sandbox's ledger lives in Boxoffice's own database, so each charge's commit is Boxoffice's cost
+// where a real processor's would be its own; one commit a batch keeps the sandbox from being the
+// bottleneck it would not be in production. The slow test card is charged on its own, so it
+// still takes its time.
+func (s *Sandbox) ChargeAll(ctx context.Context, reqs []ChargeRequest) ([]ChargeResult, error) {
+	results := make([]ChargeResult, len(reqs))
+	var slow errgroup.Group
+	var keys, refs, tokens, currencies, codes, reasons []string
+	var amounts []int64
+	var approvals []bool
+	at := make(map[string][]int, len(reqs)) // the requests under each key, in case one comes twice
+	for i, req := range reqs {
+		if req.IdempotencyKey == "" {
+			return nil, errors.New("sandbox charge: idempotency key required")
+		}
+		result, delay := sandboxAnswer(req)
+		if delay > 0 {
+			slow.Go(func() (err error) {
+				results[i], err = s.Charge(ctx, req)
+				return err
+			})
+			continue
+		}
+		if _, seen := at[req.IdempotencyKey]; !seen {
+			keys, refs, tokens, amounts, currencies = append(keys, req.IdempotencyKey), append(refs, result.Reference), append(tokens, req.Card.Token), append(amounts, req.AmountCents), append(currencies, req.Currency)
+			approvals, codes, reasons = append(approvals, result.Approved), append(codes, result.DeclineCode), append(reasons, result.DeclineReason)
+		}
+		at[req.IdempotencyKey] = append(at[req.IdempotencyKey], i)
+	}
+	if len(keys) > 0 {
+		// What the insert recorded, and what the ledger held before it for the keys it skipped.
+		var charged []struct {
+			Key string `db:"idempotency_key"`
+			ledgerCharge
+		}
+		err := prepared.Select(ctx, s.db, &charged, `WITH inserted AS (
+				INSERT INTO payment_sandbox.charges
+					(idempotency_key, reference, card_token, amount_cents, currency, approved, decline_code, decline_reason)
+				SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::boolean[], $7::text[], $8::text[])
+				ON CONFLICT (idempotency_key) DO NOTHING
+				RETURNING idempotency_key, approved, reference, decline_code, decline_reason
+			)
+			SELECT * FROM inserted
+			UNION ALL
+			SELECT idempotency_key, approved, reference, decline_code, decline_reason FROM payment_sandbox.charges
+			WHERE idempotency_key = ANY($1::text[]) AND idempotency_key NOT IN (SELECT idempotency_key FROM inserted)`,
+			pq.Array(keys), pq.Array(refs), pq.Array(tokens), pq.Array(amounts), pq.Array(currencies),
+			pq.Array(approvals), pq.Array(codes), pq.Array(reasons))
+		if err != nil {
+			_ = slow.Wait()
+			return nil, fmt.Errorf("sandbox charge %d: %w", len(keys), err)
+		}
+		for _, c := range charged {
+			for _, i := range at[c.Key] {
+				results[i] = ChargeResult(c.ledgerCharge)
+			}
+			delete(at, c.Key)
+		}
+		// A key neither inserted nor seen was charged by a concurrent request that committed
+		// after this statement's snapshot: the ledger has its answer now.
+		for key, indexes := range at {
+			res, err := s.mustBeRecorded(ctx, key)
+			if err != nil {
+				_ = slow.Wait()
+				return nil, err
+			}
+			for _, i := range indexes {
+				results[i] = res
+			}
+		}
+	}
+	if err := slow.Wait(); err != nil {
+		return nil, err
+	}
+	return results, nil
+}
+
+// sandboxAnswer is the sandbox's answer to a charge of the test card behind the token, and how
+// long that card takes to give it.
+func sandboxAnswer(req ChargeRequest) (ChargeResult, time.Duration) {
+	card, known := sandboxCardForToken(req.Card.Token)
+	result := ChargeResult{Approved: true, Reference: "ch_sandbox_" + randomHex(12)}
+	switch {
+	case !known:
+		result = ChargeResult{Reference: result.Reference, DeclineCode: DeclineGeneric, DeclineReason: "The card token is not known to the sandbox."}
+	case card.declineCode != "":
+		result = ChargeResult{Reference: result.Reference, DeclineCode: card.declineCode, DeclineReason: card.declineReason}
+	}
+	return result, card.delay
+}
+
+// mustBeRecorded is the answer recorded under a key that an insert found taken.
+func (s *Sandbox) mustBeRecorded(ctx context.Context, key string) (ChargeResult, error) {
+	res, found, err := s.recorded(ctx, key)
+	if err == nil && !found {
+		err = fmt.Errorf("sandbox charge: key %q neither recorded nor found", key)
+	}
+	return res, err
 }
 
 // ledgerCharge is a charge's answer as the ledger holds it.

@@ -4,6 +4,8 @@ import (
 	"context"
 	"database/sql"
 	"database/sql/driver"
+	"fmt"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -124,4 +126,127 @@ func (s countingStmt) Exec(args []driver.Value) (driver.Result, error) {
 func (s countingStmt) Query(args []driver.Value) (driver.Rows, error) {
 	s.n.Add(1)
 	return s.Stmt.Query(args)
+}
+
+// TestSandboxChargeAllAnswersAsChargeWould: a batch of quick cards is one statement, whatever
+// its cards say, and each request gets the answer Charge gives it: approvals, both declines, an
+// unknown token declined, a key charged before answered as first charged (even from another
+// card), a key twice in the batch charged once. A repeat of the batch moves no money.
+func TestSandboxChargeAllAnswersAsChargeWould(t *testing.T) {
+	conn, statements := countedDB(t)
+	sandbox := gateway.NewSandbox(conn)
+	ctx := context.Background()
+	request := func(key, number string) gateway.ChargeRequest {
+		card, err := sandbox.Tokenize(ctx, number)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return gateway.ChargeRequest{IdempotencyKey: key, Card: card, AmountCents: 1395, Currency: "GBP"}
+	}
+	before, err := sandbox.Charge(ctx, request("charged-before", "4000000000000002"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	unknown := request("unknown", "4242424242424242")
+	unknown.Card.Token = "tok_live_4242_0123456789abcdef"
+	reqs := []gateway.ChargeRequest{
+		request("pays", "4242424242424242"),
+		request("declined", "4000000000000002"),
+		request("insufficient", "4000000000009995"),
+		unknown,
+		request("charged-before", "4242424242424242"),
+		request("twice", "5555555555554444"),
+		request("twice", "4000000000000002"),
+	}
+	start := statements.Load()
+	results, err := sandbox.ChargeAll(ctx, reqs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := statements.Load() - start; n != 1 {
+		t.Errorf("a batch of %d quick charges took %d statements, want 1", len(reqs), n)
+	}
+	want := []struct {
+		approved bool
+		code     string
+	}{{true, ""}, {false, gateway.DeclineGeneric}, {false, gateway.DeclineInsufficientFunds}, {false, gateway.DeclineGeneric},
+		{false, gateway.DeclineGeneric}, {true, ""}, {true, ""}}
+	for i, w := range want {
+		if r := results[i]; r.Approved != w.approved || r.DeclineCode != w.code || r.Reference == "" {
+			t.Errorf("%s (%s): %+v, want approved=%v code=%q", reqs[i].IdempotencyKey, reqs[i].Card.Token, r, w.approved, w.code)
+		}
+	}
+	if results[4] != before {
+		t.Errorf("the key charged before answered %+v, want its first answer %+v", results[4], before)
+	}
+	if results[5] != results[6] {
+		t.Errorf("one key twice in a batch answered %+v and %+v, want one charge", results[5], results[6])
+	}
+	again, err := sandbox.ChargeAll(ctx, reqs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range reqs {
+		if again[i] != results[i] {
+			t.Errorf("%s repeated: %+v, want the first answer %+v", reqs[i].IdempotencyKey, again[i], results[i])
+		}
+	}
+	var rows int
+	if err := conn.Get(&rows, `SELECT count(*) FROM payment_sandbox.charges`); err != nil || rows != 6 {
+		t.Errorf("%d ledger rows (err %v), want one for each of the 6 keys", rows, err)
+	}
+	if _, err := sandbox.ChargeAll(ctx, []gateway.ChargeRequest{{Card: reqs[0].Card, AmountCents: 1}}); err == nil {
+		t.Error("a charge without an idempotency key was taken")
+	}
+}
+
+// TestSandboxChargeAllRacingChargeChargesOnce: a batch and single charges of the same keys at
+// the same moment (a redelivery meeting the first delivery) record one charge per key, and
+// both callers hear the same answer for it.
+func TestSandboxChargeAllRacingChargeChargesOnce(t *testing.T) {
+	conn, _ := countedDB(t)
+	sandbox := gateway.NewSandbox(conn)
+	ctx := context.Background()
+	card, err := sandbox.Tokenize(ctx, "4242424242424242")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for round := range 20 {
+		reqs := make([]gateway.ChargeRequest, 8)
+		for i := range reqs {
+			reqs[i] = gateway.ChargeRequest{IdempotencyKey: fmt.Sprintf("round-%d-%d", round, i), Card: card, AmountCents: 1395, Currency: "GBP"}
+		}
+		singles := make([]gateway.ChargeResult, len(reqs))
+		var batch []gateway.ChargeResult
+		var wg sync.WaitGroup
+		errs := make(chan error, len(reqs)+1)
+		wg.Go(func() {
+			var err error
+			batch, err = sandbox.ChargeAll(ctx, reqs)
+			errs <- err
+		})
+		for i, req := range reqs {
+			wg.Go(func() {
+				var err error
+				singles[i], err = sandbox.Charge(ctx, req)
+				errs <- err
+			})
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		for i := range reqs {
+			if batch[i] != singles[i] || !batch[i].Approved {
+				t.Fatalf("%s: the batch heard %+v, the single charge %+v; want one approval", reqs[i].IdempotencyKey, batch[i], singles[i])
+			}
+		}
+	}
+	var rows int
+	if err := conn.Get(&rows, `SELECT count(*) FROM payment_sandbox.charges`); err != nil || rows != 20*8 {
+		t.Errorf("%d ledger rows (err %v), want %d", rows, err, 20*8)
+	}
 }
