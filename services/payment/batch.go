@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/lib/pq"
@@ -27,12 +28,13 @@ const chargesAtOnce = 8
 
 // HandleConfirmedBatch charges the confirmed bookings fetched together. One at a time, each costs
 // three commits in a row (open the row, the processor's call, the outcome); here the rows are
-// opened in one statement, the processor is asked for all the charges at once (one request where
-// it takes a batch, concurrent calls where not), and the outcomes are recorded in one statement. Each step is one that HandleSeatsConfirmed takes and is
-// safe to repeat, so when anything is out of the ordinary the batch returns an error after any
-// step and the consumer handles the events one at a time: the rows already opened are found
-// open, and the processor answers a repeated charge with its first answer (the booking id is the
-// idempotency key), so no card is charged twice.
+// opened in one statement, the processor is asked for all the charges at once (one request
+// where it takes a batch, concurrent calls where not), and the outcomes are recorded in one
+// statement. Each step is one that HandleSeatsConfirmed takes and is safe to repeat, so when
+// anything is out of the ordinary the batch returns an error after any step and the consumer
+// handles the events one at a time: the rows already opened are found open, and the processor
+// answers a repeated charge with its first answer (the booking id is the idempotency key), so
+// no card is charged twice.
 func (s *Service) HandleConfirmedBatch(ctx context.Context, batch []kafka.Delivery) error {
 	ctx = kafka.WithTrace(ctx, batch[0].Trace) // the batch's own work, in the trace of its first event
 	now := s.now()
@@ -117,16 +119,21 @@ func (s *Service) chargeAll(ctx context.Context, charges []*charge) error {
 		for i, ch := range charges {
 			reqs[i] = chargeRequest(ch.delivery.Envelope.BookingID, ch.c.Card, ch.c.Booking)
 		}
-		results, err := batcher.ChargeAll(ctx, reqs)
+		// Each approval is judged by when it was given, not by when the slowest of the batch was.
+		answeredAt := make([]time.Time, len(reqs))
+		results, err := batcher.ChargeAll(ctx, reqs, func(i int) { answeredAt[i] = s.now() })
 		if err != nil {
 			return fmt.Errorf("charge a batch of %d: %w", len(charges), err)
 		}
 		if len(results) != len(reqs) {
 			return fmt.Errorf("charge a batch of %d: the processor answered %d", len(reqs), len(results))
 		}
-		answeredAt := s.now()
+		returned := s.now()
 		for i, ch := range charges {
-			ch.result, ch.answeredAt = results[i], answeredAt
+			ch.result, ch.answeredAt = results[i], answeredAt[i]
+			if ch.answeredAt.IsZero() {
+				ch.answeredAt = returned // a processor that does not say: the call's own end
+			}
 		}
 		return nil
 	}
@@ -160,6 +167,9 @@ type opening struct {
 // one by one would not have opened (an open row is charged, and refunded, when its hold runs out
 // where a booking without one fails uncharged).
 func (s *Service) openAll(ctx context.Context, openings []opening) (map[string]string, error) {
+	// In the order of their booking ids, so two batches sharing bookings (members' fetches
+	// mixing during a rebalance) cannot wait on each other.
+	openings = slices.SortedFunc(slices.Values(openings), func(a, b opening) int { return strings.Compare(a.bookingID, b.bookingID) })
 	n := len(openings)
 	ids, currencies, brands, last4s, tokens := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
 	amounts := make([]int64, n)

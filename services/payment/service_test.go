@@ -478,24 +478,26 @@ type batchCharger struct {
 	*countingCharger
 	sandbox           *gateway.Sandbox
 	batches, requests int
-	batchFail         error
+	batchFail         error // the answer to every batch request is lost after the sandbox charged
 }
 
-func (c *batchCharger) ChargeAll(ctx context.Context, reqs []gateway.ChargeRequest) ([]gateway.ChargeResult, error) {
+func (c *batchCharger) ChargeAll(ctx context.Context, reqs []gateway.ChargeRequest, answered func(int)) ([]gateway.ChargeResult, error) {
 	c.mu.Lock()
 	c.batches++
 	c.requests += len(reqs)
 	fail := c.batchFail
 	c.mu.Unlock()
+	results, err := c.sandbox.ChargeAll(ctx, reqs, answered)
 	if fail != nil {
-		return nil, fail
+		return nil, fail // the processor charged, and the answer was lost on its way back
 	}
-	return c.sandbox.ChargeAll(ctx, reqs)
+	return results, err
 }
 
 // TestBatchChargesInOneRequestWhereTheProcessorTakesThem: a processor with a batch endpoint is
-// asked once for a batch's charges, with the outcomes one by one gives. When that request fails
-// the batch records nothing and is retried; the retry charges each card once.
+// asked once for a batch's charges, with the outcomes one by one gives. When the answer to that
+// request is lost after the processor charged, the batch records nothing, and the one-by-one
+// path that follows gets the first answers: each card charged once.
 func TestBatchChargesInOneRequestWhereTheProcessorTakesThem(t *testing.T) {
 	ctx := context.Background()
 	clk := &clock{at: time.Date(2026, 11, 25, 18, 0, 0, 0, time.UTC)}
@@ -543,8 +545,14 @@ func TestBatchChargesInOneRequestWhereTheProcessorTakesThem(t *testing.T) {
 		}
 	}
 	charger.batchFail = nil
-	if err := batched.HandleConfirmedBatch(ctx, retried); err != nil {
-		t.Fatal(err)
+	for _, d := range retried {
+		var c event.SeatsConfirmed
+		if err := d.Envelope.Decode(&c); err != nil {
+			t.Fatal(err)
+		}
+		if err := batched.HandleSeatsConfirmed(ctx, d.Envelope, c); err != nil {
+			t.Fatal(err)
+		}
 	}
 	for _, d := range retried {
 		if o := outcomesByBooking(t, conn)[d.Envelope.BookingID]; o != "succeeded: → payment.succeeded:" {
@@ -553,6 +561,34 @@ func TestBatchChargesInOneRequestWhereTheProcessorTakesThem(t *testing.T) {
 	}
 	if l := readLedger(t, conn); l != (ledger{charges: len(cards) + 2, approved: 3 + 2}) {
 		t.Errorf("sandbox ledger %+v, want each of %d cards charged once, 5 approved", l, len(cards)+2)
+	}
+	if charger.calls != 2 {
+		t.Errorf("the one-by-one path asked the processor %d times, want once for each of the 2 bookings", charger.calls)
+	}
+}
+
+// TestBatchJudgesEachChargeByItsOwnAnswerInOneRequest: in one batch request too, a charge
+// approved while its hold was on counts as paid although the slow test card in the same
+// request kept the request open past that hold's end.
+func TestBatchJudgesEachChargeByItsOwnAnswerInOneRequest(t *testing.T) {
+	ctx := context.Background()
+	conn := dbtest.NewMigrated(t, nil)
+	sandbox := gateway.NewSandbox(conn)
+	charger := &batchCharger{countingCharger: &countingCharger{Processor: sandbox}, sandbox: sandbox}
+	svc := payment.NewService(conn, charger, nil, time.Now, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	quick, _ := confirmation(t, "4242424242424242", time.Now().Add(gateway.SlowCardDelay/3))
+	slow, _ := confirmation(t, "4000000000003063", time.Now().Add(10*time.Minute))
+	if err := svc.HandleConfirmedBatch(ctx, []kafka.Delivery{quick, slow}); err != nil {
+		t.Fatal(err)
+	}
+	got := outcomesByBooking(t, conn)
+	for _, d := range []kafka.Delivery{quick, slow} {
+		if got[d.Envelope.BookingID] != "succeeded: → payment.succeeded:" {
+			t.Errorf("booking %s: %q; want paid (approved while its hold was on)", d.Envelope.BookingID, got[d.Envelope.BookingID])
+		}
+	}
+	if l := readLedger(t, conn); l != (ledger{charges: 2, approved: 2}) || charger.batches != 1 {
+		t.Errorf("sandbox ledger %+v in %d requests, want two charges in one and no refund", l, charger.batches)
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -98,7 +99,7 @@ func (s *Sandbox) Send(ctx context.Context, msg Message) (string, error) {
 // would not be in production.
 func (s *Sandbox) SendAll(ctx context.Context, msgs []Message) ([]Receipt, error) {
 	receipts := make([]Receipt, len(msgs))
-	var ids, keys, phones, bodies []string
+	var deliverable []Message
 	at := make(map[string][]int, len(msgs)) // the messages under each key, in case one comes twice
 	for i, msg := range msgs {
 		if msg.Key == "" {
@@ -109,12 +110,19 @@ func (s *Sandbox) SendAll(ctx context.Context, msgs []Message) ([]Receipt, error
 			continue
 		}
 		if _, seen := at[msg.Key]; !seen {
-			ids, keys, phones, bodies = append(ids, "sms_"+randomHex(10)), append(keys, msg.Key), append(phones, msg.Phone), append(bodies, msg.Body)
+			deliverable = append(deliverable, msg)
 		}
 		at[msg.Key] = append(at[msg.Key], i)
 	}
-	if len(keys) == 0 {
+	if len(deliverable) == 0 {
 		return receipts, nil
+	}
+	// In the order of their keys, so two batches sharing keys cannot wait on each other.
+	slices.SortFunc(deliverable, func(a, b Message) int { return strings.Compare(a.Key, b.Key) })
+	n := len(deliverable)
+	ids, keys, phones, bodies := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+	for i, msg := range deliverable {
+		ids[i], keys[i], phones[i], bodies[i] = "sms_"+randomHex(10), msg.Key, msg.Phone, msg.Body
 	}
 	// What the insert stored, and what the inbox held before it for the keys it skipped.
 	var stored []struct {

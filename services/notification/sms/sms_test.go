@@ -3,6 +3,8 @@ package sms_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -98,5 +100,52 @@ func TestSandboxSendAllDeliversAsSendWould(t *testing.T) {
 	}
 	if _, err := sandbox.SendAll(ctx, []sms.Message{{Phone: phone, Body: "x"}}); err == nil {
 		t.Error("a message without an idempotency key was taken")
+	}
+}
+
+// TestSandboxSendAllRacingSendTextsOnce: a batch and single sends of the same keys at the same
+// moment (a redelivery meeting the first delivery) store one text per key, and both callers
+// hear the same message id for it.
+func TestSandboxSendAllRacingSendTextsOnce(t *testing.T) {
+	conn := dbtest.NewMigrated(t, nil)
+	sandbox := sms.NewSandbox(conn, time.Now)
+	ctx := context.Background()
+	for round := range 20 {
+		msgs := make([]sms.Message, 8)
+		for i := range msgs {
+			msgs[i] = sms.Message{Key: fmt.Sprintf("round-%d-%d", round, i), Phone: "+447700900123", Body: "You're booked."}
+		}
+		singles := make([]string, len(msgs))
+		var batch []sms.Receipt
+		var wg sync.WaitGroup
+		errs := make(chan error, len(msgs)+1)
+		wg.Go(func() {
+			var err error
+			batch, err = sandbox.SendAll(ctx, msgs)
+			errs <- err
+		})
+		for i, msg := range msgs {
+			wg.Go(func() {
+				var err error
+				singles[i], err = sandbox.Send(ctx, msg)
+				errs <- err
+			})
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		for i := range msgs {
+			if batch[i].ProviderID != singles[i] || batch[i].Refused != nil {
+				t.Fatalf("%s: the batch heard %+v, the single send %q; want one message", msgs[i].Key, batch[i], singles[i])
+			}
+		}
+	}
+	var rows int
+	if err := conn.Get(&rows, `SELECT count(*) FROM sms_sandbox.messages`); err != nil || rows != 20*8 {
+		t.Errorf("%d texts (err %v), want %d", rows, err, 20*8)
 	}
 }

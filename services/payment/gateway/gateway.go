@@ -10,6 +10,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -40,10 +41,13 @@ type Refunder interface {
 
 // BatchCharger is a processor that takes many charges in one request. results[i] answers
 // reqs[i] and each honours its IdempotencyKey as Charge does; an error means no answer of the
-// call can be relied on, and repeating the whole call is safe. The payment service uses it
-// where a processor offers it and calls Charge concurrently where not.
+// call can be relied on, and repeating the whole call is safe. answered, if not nil, is called
+// (perhaps concurrently) once for each request as its answer arrives, which for a processor
+// that answers some requests later than others is before the call returns: the payment
+// service judges each approval by when it was given. The payment service uses it where a
+// processor offers it and calls Charge concurrently where not.
 type BatchCharger interface {
-	ChargeAll(ctx context.Context, reqs []ChargeRequest) (results []ChargeResult, err error)
+	ChargeAll(ctx context.Context, reqs []ChargeRequest, answered func(i int)) (results []ChargeResult, err error)
 }
 
 // Processor is what the payment service needs of a card processor.
@@ -222,37 +226,61 @@ func (s *Sandbox) Charge(ctx context.Context, req ChargeRequest) (ChargeResult, 
 }
 
 // ChargeAll is Charge for many requests in one round trip and one commit, as a processor's
-// batch endpoint is one request: results[i] answers reqs[i], each once per idempotency key. The
-// sandbox's ledger lives in Boxoffice's own database, so each charge's commit is Boxoffice's cost
-// where a real processor's would be its own; one commit a batch keeps the sandbox from being the
-// bottleneck it would not be in production. The slow test card is charged on its own, so it
-// still takes its time.
-func (s *Sandbox) ChargeAll(ctx context.Context, reqs []ChargeRequest) ([]ChargeResult, error) {
-	results := make([]ChargeResult, len(reqs))
-	var slow errgroup.Group
-	var keys, refs, tokens, currencies, codes, reasons []string
-	var amounts []int64
-	var approvals []bool
-	at := make(map[string][]int, len(reqs)) // the requests under each key, in case one comes twice
-	for i, req := range reqs {
+// batch endpoint is one request. The sandbox's ledger lives in Boxoffice's own database, so each
+// charge's commit is Boxoffice's cost where a real processor's would be its own; one commit a
+// batch keeps the sandbox from being the bottleneck it would not be in production. The slow test
+// card is charged on its own, so it still takes its time, and the batch's other answers are
+// given (answered) without waiting for it.
+func (s *Sandbox) ChargeAll(ctx context.Context, reqs []ChargeRequest, answered func(i int)) ([]ChargeResult, error) {
+	for _, req := range reqs {
 		if req.IdempotencyKey == "" {
 			return nil, errors.New("sandbox charge: idempotency key required")
 		}
-		result, delay := sandboxAnswer(req)
+	}
+	if answered == nil {
+		answered = func(int) {}
+	}
+	results := make([]ChargeResult, len(reqs))
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var slow errgroup.Group
+	type quickCharge struct {
+		req    ChargeRequest
+		answer ChargeResult
+	}
+	var quick []quickCharge
+	at := make(map[string][]int, len(reqs)) // the requests under each key, in case one comes twice
+	for i, req := range reqs {
+		answer, delay := sandboxAnswer(req)
 		if delay > 0 {
 			slow.Go(func() (err error) {
-				results[i], err = s.Charge(ctx, req)
+				if results[i], err = s.Charge(ctx, req); err == nil {
+					answered(i)
+				}
 				return err
 			})
 			continue
 		}
 		if _, seen := at[req.IdempotencyKey]; !seen {
-			keys, refs, tokens, amounts, currencies = append(keys, req.IdempotencyKey), append(refs, result.Reference), append(tokens, req.Card.Token), append(amounts, req.AmountCents), append(currencies, req.Currency)
-			approvals, codes, reasons = append(approvals, result.Approved), append(codes, result.DeclineCode), append(reasons, result.DeclineReason)
+			quick = append(quick, quickCharge{req, answer})
 		}
 		at[req.IdempotencyKey] = append(at[req.IdempotencyKey], i)
 	}
-	if len(keys) > 0 {
+	fail := func(err error) ([]ChargeResult, error) {
+		cancel()
+		_ = slow.Wait()
+		return nil, err
+	}
+	if len(quick) > 0 {
+		// In the order of their keys, so two batches sharing keys cannot wait on each other.
+		slices.SortFunc(quick, func(a, b quickCharge) int { return strings.Compare(a.req.IdempotencyKey, b.req.IdempotencyKey) })
+		n := len(quick)
+		keys, refs, tokens, currencies, codes, reasons := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+		amounts, approvals := make([]int64, n), make([]bool, n)
+		for i, q := range quick {
+			keys[i], refs[i], tokens[i], amounts[i], currencies[i] = q.req.IdempotencyKey, q.answer.Reference, q.req.Card.Token, q.req.AmountCents, q.req.Currency
+			approvals[i], codes[i], reasons[i] = q.answer.Approved, q.answer.DeclineCode, q.answer.DeclineReason
+		}
 		// What the insert recorded, and what the ledger held before it for the keys it skipped.
 		var charged []struct {
 			Key string `db:"idempotency_key"`
@@ -272,12 +300,12 @@ func (s *Sandbox) ChargeAll(ctx context.Context, reqs []ChargeRequest) ([]Charge
 			pq.Array(keys), pq.Array(refs), pq.Array(tokens), pq.Array(amounts), pq.Array(currencies),
 			pq.Array(approvals), pq.Array(codes), pq.Array(reasons))
 		if err != nil {
-			_ = slow.Wait()
-			return nil, fmt.Errorf("sandbox charge %d: %w", len(keys), err)
+			return fail(fmt.Errorf("sandbox charge %d: %w", n, err))
 		}
 		for _, c := range charged {
 			for _, i := range at[c.Key] {
 				results[i] = ChargeResult(c.ledgerCharge)
+				answered(i)
 			}
 			delete(at, c.Key)
 		}
@@ -286,11 +314,11 @@ func (s *Sandbox) ChargeAll(ctx context.Context, reqs []ChargeRequest) ([]Charge
 		for key, indexes := range at {
 			res, err := s.mustBeRecorded(ctx, key)
 			if err != nil {
-				_ = slow.Wait()
-				return nil, err
+				return fail(err)
 			}
 			for _, i := range indexes {
 				results[i] = res
+				answered(i)
 			}
 		}
 	}

@@ -159,7 +159,7 @@ func TestSandboxChargeAllAnswersAsChargeWould(t *testing.T) {
 		request("twice", "4000000000000002"),
 	}
 	start := statements.Load()
-	results, err := sandbox.ChargeAll(ctx, reqs)
+	results, err := sandbox.ChargeAll(ctx, reqs, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -182,7 +182,7 @@ func TestSandboxChargeAllAnswersAsChargeWould(t *testing.T) {
 	if results[5] != results[6] {
 		t.Errorf("one key twice in a batch answered %+v and %+v, want one charge", results[5], results[6])
 	}
-	again, err := sandbox.ChargeAll(ctx, reqs)
+	again, err := sandbox.ChargeAll(ctx, reqs, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -195,7 +195,7 @@ func TestSandboxChargeAllAnswersAsChargeWould(t *testing.T) {
 	if err := conn.Get(&rows, `SELECT count(*) FROM payment_sandbox.charges`); err != nil || rows != 6 {
 		t.Errorf("%d ledger rows (err %v), want one for each of the 6 keys", rows, err)
 	}
-	if _, err := sandbox.ChargeAll(ctx, []gateway.ChargeRequest{{Card: reqs[0].Card, AmountCents: 1}}); err == nil {
+	if _, err := sandbox.ChargeAll(ctx, []gateway.ChargeRequest{{Card: reqs[0].Card, AmountCents: 1}}, nil); err == nil {
 		t.Error("a charge without an idempotency key was taken")
 	}
 }
@@ -222,7 +222,7 @@ func TestSandboxChargeAllRacingChargeChargesOnce(t *testing.T) {
 		errs := make(chan error, len(reqs)+1)
 		wg.Go(func() {
 			var err error
-			batch, err = sandbox.ChargeAll(ctx, reqs)
+			batch, err = sandbox.ChargeAll(ctx, reqs, nil)
 			errs <- err
 		})
 		for i, req := range reqs {
@@ -248,5 +248,49 @@ func TestSandboxChargeAllRacingChargeChargesOnce(t *testing.T) {
 	var rows int
 	if err := conn.Get(&rows, `SELECT count(*) FROM payment_sandbox.charges`); err != nil || rows != 20*8 {
 		t.Errorf("%d ledger rows (err %v), want %d", rows, err, 20*8)
+	}
+}
+
+// TestSandboxChargeAllAnswersQuickCardsFirst: in a batch with the slow test card, the quick
+// card's answer is given (answered) as soon as it is recorded, not when the slow one's is, and
+// both are charged once. A batch with a request that has no idempotency key is refused whole:
+// not even its slow card is charged later.
+func TestSandboxChargeAllAnswersQuickCardsFirst(t *testing.T) {
+	conn, _ := countedDB(t)
+	sandbox := gateway.NewSandbox(conn)
+	ctx := context.Background()
+	request := func(key, number string) gateway.ChargeRequest {
+		card, err := sandbox.Tokenize(ctx, number)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return gateway.ChargeRequest{IdempotencyKey: key, Card: card, AmountCents: 1395, Currency: "GBP"}
+	}
+	reqs := []gateway.ChargeRequest{request("slow", "4000000000003063"), request("quick", "4242424242424242")}
+	var mu sync.Mutex
+	answeredAt := map[int]time.Time{}
+	results, err := sandbox.ChargeAll(ctx, reqs, func(i int) {
+		mu.Lock()
+		defer mu.Unlock()
+		answeredAt[i] = time.Now()
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !results[0].Approved || !results[1].Approved || results[0].Reference == results[1].Reference {
+		t.Errorf("results %+v, want two approvals", results)
+	}
+	if len(answeredAt) != 2 || answeredAt[0].Sub(answeredAt[1]) < gateway.SlowCardDelay/2 {
+		t.Errorf("answered at %v; want the quick card's answer well before the slow card's", answeredAt)
+	}
+
+	refused := []gateway.ChargeRequest{request("slow-refused", "4000000000003063"), {Card: reqs[1].Card, AmountCents: 1}}
+	if _, err := sandbox.ChargeAll(ctx, refused, nil); err == nil {
+		t.Fatal("a batch with a request without an idempotency key was taken")
+	}
+	time.Sleep(gateway.SlowCardDelay + 500*time.Millisecond)
+	var rows int
+	if err := conn.Get(&rows, `SELECT count(*) FROM payment_sandbox.charges WHERE idempotency_key = 'slow-refused'`); err != nil || rows != 0 {
+		t.Errorf("%d charges of the refused batch's slow card (err %v), want none", rows, err)
 	}
 }
