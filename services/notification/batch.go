@@ -47,11 +47,12 @@ func (s *Service) HandleContactsBatch(ctx context.Context, batch []kafka.Deliver
 
 // HandlePaymentBatch texts the customers of the payment outcomes fetched together: one lookup
 // for them all, the provider asked for all the texts at once (one request where it takes a
-// batch, concurrent calls where not), and one statement recording them, where one at a time each
-// costs three round trips and a commit in a row. The steps are
-// notify's, so when anything is out of the ordinary the batch returns an error and the consumer
-// handles the events one at a time; a text already sent in the batch is sent again with the same
-// idempotency key, and the provider delivers nothing new.
+// batch, concurrent calls where not), and one statement recording them, where one at a time
+// each costs three round trips and a commit in a row. The steps are notify's, so when anything
+// is out of the ordinary the batch returns an error and the consumer handles the events one at
+// a time; a text already sent in the batch is sent again with the same idempotency key, and the
+// provider delivers nothing new. (The batch request goes under the trace of the batch's first
+// event; each outcome keeps its own booking's trace.)
 func (s *Service) HandlePaymentBatch(ctx context.Context, batch []kafka.Delivery) error {
 	ctx = kafka.WithTrace(ctx, batch[0].Trace) // the batch's own work, in the trace of its first event
 	envs := make([]event.Envelope, 0, len(batch))
