@@ -136,13 +136,7 @@ func TestSandboxChargeAllAnswersAsChargeWould(t *testing.T) {
 	conn, statements := countedDB(t)
 	sandbox := gateway.NewSandbox(conn)
 	ctx := context.Background()
-	request := func(key, number string) gateway.ChargeRequest {
-		card, err := sandbox.Tokenize(ctx, number)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return gateway.ChargeRequest{IdempotencyKey: key, Card: card, AmountCents: 1395, Currency: "GBP"}
-	}
+	request := func(key, number string) gateway.ChargeRequest { return chargeOf(t, sandbox, key, number) }
 	before, err := sandbox.Charge(ctx, request("charged-before", "4000000000000002"))
 	if err != nil {
 		t.Fatal(err)
@@ -259,13 +253,7 @@ func TestSandboxChargeAllAnswersQuickCardsFirst(t *testing.T) {
 	conn, _ := countedDB(t)
 	sandbox := gateway.NewSandbox(conn)
 	ctx := context.Background()
-	request := func(key, number string) gateway.ChargeRequest {
-		card, err := sandbox.Tokenize(ctx, number)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return gateway.ChargeRequest{IdempotencyKey: key, Card: card, AmountCents: 1395, Currency: "GBP"}
-	}
+	request := func(key, number string) gateway.ChargeRequest { return chargeOf(t, sandbox, key, number) }
 	reqs := []gateway.ChargeRequest{request("slow", "4000000000003063"), request("quick", "4242424242424242")}
 	var mu sync.Mutex
 	answeredAt := map[int]time.Time{}
@@ -293,4 +281,14 @@ func TestSandboxChargeAllAnswersQuickCardsFirst(t *testing.T) {
 	if err := conn.Get(&rows, `SELECT count(*) FROM payment_sandbox.charges WHERE idempotency_key = 'slow-refused'`); err != nil || rows != 0 {
 		t.Errorf("%d charges of the refused batch's slow card (err %v), want none", rows, err)
 	}
+}
+
+// chargeOf is a request to charge the sandbox test card number under key.
+func chargeOf(t *testing.T, sandbox *gateway.Sandbox, key, number string) gateway.ChargeRequest {
+	t.Helper()
+	card, err := sandbox.Tokenize(context.Background(), number)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return gateway.ChargeRequest{IdempotencyKey: key, Card: card, AmountCents: 1395, Currency: "GBP"}
 }
