@@ -542,7 +542,9 @@ func sentAt(msg kafkago.Message) time.Time {
 }
 
 // deadLetter parks msg on <topic>.dlt with the reason in headers. If that fails the caller
-// retries, so a message is never committed without landing somewhere.
+// retries, so a message is never committed without landing somewhere. Like every effect here it
+// is at least once: a rebalance between the park and the commit has the partition's next member
+// park it again (re-driving both copies is harmless: handlers are idempotent).
 func (c *Consumer) deadLetter(ctx context.Context, msg kafkago.Message, cause error, attempts int) error {
 	headers := append([]kafkago.Header{}, msg.Headers...)
 	headers = append(headers,
