@@ -14,6 +14,7 @@ import (
 
 	"github.com/boxoffice/boxoffice/services/kafka"
 	"github.com/boxoffice/boxoffice/services/providerhttp"
+	"github.com/boxoffice/boxoffice/web"
 )
 
 // Config is everything Boxoffice reads from its environment, read once at start-up. Packages
@@ -30,6 +31,7 @@ type Config struct {
 	WebInstance       string         // WEB_INSTANCE: names this web replica's consumer group
 	OpsAddr           string         // OPS_ADDR: where a part without a web server answers /healthz and /readyz
 	BookingRateLimit  int            // BOOKING_RATE_LIMIT: booking requests a minute per client address and per browser session; 0 is off
+	BookingShedAfter  time.Duration  // BOOKING_SHED_AFTER: Book presses get a 503 while over 100 bookings a web replica took are this overdue; 0 is off
 	PprofAddr         string         // PPROF_ADDR: where to serve net/http/pprof for profiling under load; empty is off
 	LoadTestCatalog   bool           // LOADTEST_CATALOG: also schedule the Load Lab theatre's big screens, for load tests
 	SecureCookies     bool           // SECURE_COOKIES: cookies always Secure, for a site served over TLS by a proxy in front
@@ -157,6 +159,7 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 	// idempotency key, which processors remember for a day or so.
 	cfg.HoldDuration = durationVar("HOLD_DURATION", "10m", time.Second, 2*time.Hour)
 	cfg.ConsumerMaxStall = durationVar("CONSUMER_MAX_STALL", "10m", time.Second, 24*time.Hour)
+	cfg.BookingShedAfter = durationVar("BOOKING_SHED_AFTER", web.DefaultShedAfter.String(), 0, time.Hour)
 
 	if _, _, err := net.SplitHostPort(cfg.OpsAddr); cfg.OpsAddr != "" && err != nil {
 		errs = append(errs, fmt.Errorf("OPS_ADDR=%q: want host:port, like 127.0.0.1:9100", cfg.OpsAddr))

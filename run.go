@@ -187,6 +187,7 @@ func runWith(ctx context.Context, target string, cfg Config, stdout io.Writer, o
 			KafkaReady:       func(ctx context.Context) error { return kafka.Ping(ctx, cluster) },
 			Ops:              opsSource(cfg, conn, cluster).Snapshot,
 			BookingRateLimit: cfg.BookingRateLimit,
+			BookingShedAfter: cfg.BookingShedAfter,
 			SecureCookies:    cfg.SecureCookies,
 			DoorKey:          doorKey,
 			TrustedProxies:   cfg.TrustedProxies,

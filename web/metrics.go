@@ -42,6 +42,7 @@ type metrics struct {
 	registry *prometheus.Registry
 	stage    *prometheus.HistogramVec
 	outcomes *prometheus.CounterVec
+	busy     prometheus.Counter
 }
 
 // latencyBuckets run from 2.5 ms to about 40 s: a healthy hop takes milliseconds, a hold runs
@@ -60,8 +61,12 @@ func newMetrics(hub *Hub, snapshot func(context.Context) ops.Snapshot) *metrics 
 			Name: "boxoffice_booking_outcomes_total",
 			Help: "Bookings that reached an end, by outcome (ticketed, rejected, failed) and reason code.",
 		}, []string{"outcome", "reason"}),
+		busy: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "boxoffice_bookings_refused_busy_total",
+			Help: "Book presses this web replica refused (503 busy) because too many of the bookings it took were overdue: the pipeline is behind.",
+		}),
 	}
-	m.registry.MustRegister(m.stage, m.outcomes,
+	m.registry.MustRegister(m.stage, m.outcomes, m.busy,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "boxoffice_sse_streams_open",
 			Help: "Server-sent event streams open on this web replica.",
@@ -71,6 +76,13 @@ func newMetrics(hub *Hub, snapshot func(context.Context) ops.Snapshot) *metrics 
 		m.registry.MustRegister(opsCollector{snapshot: snapshot})
 	}
 	return m
+}
+
+// refusedBusy counts a Book press turned away by the backlog.
+func (m *metrics) refusedBusy() {
+	if m != nil {
+		m.busy.Inc()
+	}
 }
 
 // recorded observes a stage stored for the first time.

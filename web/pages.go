@@ -344,6 +344,9 @@ func (s *Server) bookingFormSubmit(w http.ResponseWriter, r *http.Request) {
 		} else {
 			status = http.StatusServiceUnavailable
 			form.FormMessage = "Booking is briefly unavailable. Nothing was booked or charged: please try again in a moment."
+			if errors.Is(err, errBusy) {
+				form.FormMessage = busyMessage
+			}
 		}
 		// The same key again: nothing was booked with it, and a second press must not book twice.
 		key := r.PostForm.Get("idempotency_key")

@@ -90,6 +90,9 @@ type Projection struct {
 	// recordedHere holds the bookings this process recorded and queued for booking-movie,
 	// until its own projection reads them back (see onRequestedBatch).
 	recordedHere recentIDs
+	// backlog follows the bookings this replica took to their outcome, and refuses presses while
+	// too many are overdue (nil: never).
+	backlog *backlog
 }
 
 // recentIDs is a set of booking ids, bounded: past its limit it starts again empty, which only
@@ -219,6 +222,12 @@ func (p *Projection) Record(ctx context.Context, env event.Envelope, req event.B
 			return "", fmt.Errorf("encode booking %s: %w", env.BookingID, err)
 		}
 	}
+	if publish {
+		if err := p.backlog.admit(); err != nil {
+			p.metrics.refusedBusy()
+			return "", err
+		}
+	}
 	recorded, err := p.recorder.record(ctx, rec)
 	if err != nil {
 		return "", fmt.Errorf("record booking %s: %w", env.BookingID, err)
@@ -239,6 +248,7 @@ func (p *Projection) Record(ctx context.Context, env event.Envelope, req event.B
 	}
 	if publish {
 		p.recordedHere.add(env.BookingID) // its booking-movie event went to the relay's fast lane
+		p.backlog.taken(env.BookingID)
 	}
 	p.onChange(req.ShowID, nil) // a new booking: only its show's seat maps have anything to hear
 	return "", nil
@@ -744,6 +754,9 @@ func (p *Projection) advanceStages(ctx context.Context, changes []stageChange) e
 		}
 		if row.Inserted {
 			p.metrics.recorded(c.stage.Name, c.env.OccurredAt.Sub(row.RequestedAt), c.stage.code)
+		}
+		if IsFinal(c.status) {
+			p.backlog.ended(c.env.BookingID)
 		}
 		// Told even on a replay: another web replica sharing this database may have stored the
 		// stage first; its streams were told, ours still have to be.

@@ -48,8 +48,11 @@ type Deps struct {
 	TrustedProxies []netip.Prefix
 	// DoorKey lets door staff admit tickets (web.DoorKey gives the shared one); empty: nobody can.
 	DoorKey string
-	Now     func() time.Time
-	Log     *slog.Logger
+	// BookingShedAfter: while more than 100 of the bookings this replica took are that long
+	// without an outcome, Book presses are refused with a 503 (errBusy). Zero turns it off.
+	BookingShedAfter time.Duration
+	Now              func() time.Time
+	Log              *slog.Logger
 }
 
 // Server serves the site and the API.
@@ -101,6 +104,7 @@ func NewServer(d Deps) *Server {
 		s.capabilityKey = randomKey()
 	}
 	s.projection.metrics = s.metrics
+	s.projection.backlog = newBacklog(d.BookingShedAfter, d.Now)
 	s.intake = &Intake{projection: s.projection, tokenizer: d.Tokenizer, now: d.Now}
 	return s
 }
@@ -217,6 +221,9 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	case errors.As(err, &limited):
 		status, code, message = http.StatusTooManyRequests, "rate_limited", "Too many booking requests from your address. Please wait a moment and try again."
 		w.Header().Set("Retry-After", retryAfterSeconds(limited.retryAfter))
+	case errors.Is(err, errBusy):
+		status, code, message = http.StatusServiceUnavailable, "busy", busyMessage
+		w.Header().Set("Retry-After", "5")
 	case errors.Is(err, errUnavailable):
 		status, code, message = http.StatusServiceUnavailable, "unavailable", "Booking is briefly unavailable. Nothing was booked or charged: please try again in a moment."
 		w.Header().Set("Retry-After", "5")
