@@ -227,8 +227,14 @@ func (p *Projection) Record(ctx context.Context, env event.Envelope, req event.B
 			p.metrics.refusedBusy()
 			return "", err
 		}
+		// Followed from before its statement: its outcome may be stored before this call
+		// returns (a rejection is one hop), and must find it followed, not be followed after.
+		p.backlog.taken(env.BookingID)
 	}
 	recorded, err := p.recorder.record(ctx, rec)
+	if err != nil || !recorded {
+		p.backlog.ended(env.BookingID) // not taken after all: not stored, or its key's first booking answers
+	}
 	if err != nil {
 		return "", fmt.Errorf("record booking %s: %w", env.BookingID, err)
 	}
@@ -248,7 +254,6 @@ func (p *Projection) Record(ctx context.Context, env event.Envelope, req event.B
 	}
 	if publish {
 		p.recordedHere.add(env.BookingID) // its booking-movie event went to the relay's fast lane
-		p.backlog.taken(env.BookingID)
 	}
 	p.onChange(req.ShowID, nil) // a new booking: only its show's seat maps have anything to hear
 	return "", nil
