@@ -23,6 +23,12 @@ const busyMessage = "So many people are booking right now that we cannot take an
 // machine: a hot show's ten thousand quick refusals are many bookings but none of them late,
 // while an overload makes bookings late on any machine. One stuck booking does not close the
 // door: it takes more than maxLate of them.
+//
+// Lateness shows only after lateAfter, by when an overload has taken lateAfter's worth of
+// presses, more than the machine answers in time. So once late bookings have tripped it, the
+// backlog also caps what it takes by Little's law: no more bookings in progress than it saw
+// finish in the last lateAfter, so a booking taken then is answered within about lateAfter. The
+// cap holds while it turns presses away, and lifts lateAfter after the last one it refused.
 type backlog struct {
 	lateAfter   time.Duration // a booking taken longer ago than this without an outcome is late; 0 turns shedding off
 	maxLate     int           // more late bookings than this refuse new presses
@@ -33,6 +39,12 @@ type backlog struct {
 	takenAt   map[string]time.Time // booking id → when it was taken
 	late      int                  // at the last count
 	countedAt time.Time
+	// finished holds how many bookings finished in each recount period of the last lateAfter
+	// (a ring; pos is the next slot), finishing the current one.
+	finished  []int
+	pos       int
+	finishing int
+	cappedTil time.Time // the Little's-law cap holds until then
 }
 
 const (
@@ -52,11 +64,14 @@ func newBacklog(lateAfter time.Duration, now func() time.Time) *backlog {
 	if now == nil {
 		now = time.Now
 	}
-	return &backlog{lateAfter: lateAfter, maxLate: shedMaxLate, forgetAfter: backlogForget, now: now, takenAt: map[string]time.Time{}}
+	periods := max(int(lateAfter/backlogRecount), 1)
+	return &backlog{lateAfter: lateAfter, maxLate: shedMaxLate, forgetAfter: backlogForget, now: now,
+		takenAt: map[string]time.Time{}, finished: make([]int, periods)}
 }
 
 // admit says whether a new press may be taken now: errBusy while more than maxLate bookings are
-// late.
+// late, and after that while the bookings in progress are as many as finished in the last
+// lateAfter.
 func (b *backlog) admit() error {
 	if b == nil || b.lateAfter <= 0 {
 		return nil
@@ -65,6 +80,16 @@ func (b *backlog) admit() error {
 	defer b.mu.Unlock()
 	now := b.now()
 	if now.Sub(b.countedAt) >= backlogRecount {
+		// The ring moves on by the periods gone by since the last count (presses may be rare):
+		// what finished since then goes in the first, the others had none counted.
+		for i := range min(int(now.Sub(b.countedAt)/backlogRecount), len(b.finished)) {
+			n := 0
+			if i == 0 {
+				n = b.finishing
+			}
+			b.finished[b.pos], b.pos = n, (b.pos+1)%len(b.finished)
+		}
+		b.finishing = 0
 		b.late, b.countedAt = 0, now
 		for id, at := range b.takenAt {
 			switch age := now.Sub(at); {
@@ -76,7 +101,18 @@ func (b *backlog) admit() error {
 		}
 	}
 	if b.late > b.maxLate {
+		b.cappedTil = now.Add(b.lateAfter)
 		return errBusy
+	}
+	if now.Before(b.cappedTil) {
+		finished := 0
+		for _, n := range b.finished {
+			finished += n
+		}
+		if len(b.takenAt) >= finished {
+			b.cappedTil = now.Add(b.lateAfter)
+			return errBusy
+		}
 	}
 	return nil
 }
@@ -97,7 +133,10 @@ func (b *backlog) ended(id string) {
 		return
 	}
 	b.mu.Lock()
-	delete(b.takenAt, id)
+	if _, ok := b.takenAt[id]; ok {
+		delete(b.takenAt, id)
+		b.finishing++
+	}
 	b.mu.Unlock()
 }
 
