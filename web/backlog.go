@@ -140,6 +140,17 @@ func (b *backlog) ended(id string) {
 	b.mu.Unlock()
 }
 
+// dropped stops following a press that was not taken after all (not stored, or its idempotency
+// key's first booking answers it): unlike ended, it is no booking finished for the cap.
+func (b *backlog) dropped(id string) {
+	if b == nil || b.lateAfter <= 0 {
+		return
+	}
+	b.mu.Lock()
+	delete(b.takenAt, id)
+	b.mu.Unlock()
+}
+
 // inProgress is how many bookings it follows, late or not.
 func (b *backlog) inProgress() int {
 	if b == nil {

@@ -106,6 +106,16 @@ func TestBacklogCapsWhatItTakesAfterAnOverload(t *testing.T) {
 	if taken != 100 {
 		t.Fatalf("after an overload, with 150 finished in the last 10 s and 50 in progress: took %d, want 100", taken)
 	}
+	// Presses not taken after all (a failed statement, a replayed key) are no bookings finished:
+	// they do not loosen the cap.
+	for i := range 50 {
+		b.taken(fmt.Sprint("failed-", i))
+		b.dropped(fmt.Sprint("failed-", i))
+	}
+	now = now.Add(backlogRecount)
+	if err := b.admit(); !errors.Is(err, errBusy) {
+		t.Fatalf("150 in progress, 150 finished and 50 dropped in the last 10 s: %v, want errBusy", err)
+	}
 	for i := range 150 {
 		b.ended(fmt.Sprint("first-", i%50+150))
 		b.ended(fmt.Sprint("then-", i%100))

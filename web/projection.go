@@ -233,7 +233,7 @@ func (p *Projection) Record(ctx context.Context, env event.Envelope, req event.B
 	}
 	recorded, err := p.recorder.record(ctx, rec)
 	if err != nil || !recorded {
-		p.backlog.ended(env.BookingID) // not taken after all: not stored, or its key's first booking answers
+		p.backlog.dropped(env.BookingID) // not taken after all: not stored, or its key's first booking answers
 	}
 	if err != nil {
 		return "", fmt.Errorf("record booking %s: %w", env.BookingID, err)
