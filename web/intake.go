@@ -199,6 +199,8 @@ func normalize(req BookingRequest) (BookingRequest, map[string]string) {
 		errs["name"] = "Keep the name under 100 characters."
 	case strings.IndexFunc(out.Name, unicode.IsControl) >= 0 || !utf8.ValidString(out.Name):
 		errs["name"] = "The name has characters we cannot print."
+	case hiddenCharacter(req.Name): // before Fields turns separators into spaces
+		errs["name"] = "The name has invisible characters (direction overrides, zero-width spaces or line separators): type it as it should print."
 	}
 
 	phone, phoneErr := normalizePhone(req.Phone)
@@ -214,6 +216,27 @@ func normalize(req BookingRequest) (BookingRequest, map[string]string) {
 	}
 	return out, errs
 }
+
+// hiddenCharacter finds a format character (Unicode Cf: direction overrides and isolates,
+// zero-width spaces, soft hyphens) or a line or paragraph separator, with which a name reads
+// differently on the ticket than it was typed. The zero-width joiner and non-joiner are kept
+// between two letters, where Persian, Indic scripts and emoji need them to spell a name, as
+// IDNA's contextual rules for them allow.
+func hiddenCharacter(name string) bool {
+	runes := []rune(name)
+	for i, r := range runes {
+		if !unicode.In(r, unicode.Cf, unicode.Zl, unicode.Zp) {
+			continue
+		}
+		if (r == '\u200c' || r == '\u200d') && i > 0 && i < len(runes)-1 && isLetter(runes[i-1]) && isLetter(runes[i+1]) {
+			continue
+		}
+		return true
+	}
+	return false
+}
+
+func isLetter(r rune) bool { return unicode.In(r, unicode.L, unicode.M, unicode.So) }
 
 // normalizePhone accepts what people type (spaces, dashes, brackets, a leading +) and keeps
 // a + and the digits.

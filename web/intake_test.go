@@ -47,6 +47,33 @@ func TestNormalizeNamesEachBadField(t *testing.T) {
 	}
 }
 
+// TestNamesThatReadDifferentlyAreRefused: invisible format characters and separators could make
+// a name read differently on the ticket than it was typed; every real script and accent is kept.
+func TestNamesThatReadDifferentlyAreRefused(t *testing.T) {
+	good := BookingRequest{ShowID: "ldn-1-20261127-1930", Seats: []string{"F7"}, Phone: "07700900123", CardNumber: "4242424242424242"}
+	for _, name := range []string{
+		"Ada \u202eecalevoL", // right-to-left override
+		"Ada\u2066Lovelace\u2069", "A\u200bda", "\ufeffAda", "Ada\u00adLovelace", "Ada\u2028Lovelace",
+		"Ada\u2029Lovelace", "Ada\u200d", "\u200cAda", "Ada \u200d Lovelace", "Ada\u061cLovelace",
+	} {
+		req := good
+		req.Name = name
+		if _, errs := normalize(req); !strings.Contains(errs["name"], "invisible characters") {
+			t.Errorf("name %+q: errors %v, want the name refused for its invisible characters", name, errs)
+		}
+	}
+	for _, name := range []string{
+		"Zoë Ångström-Øster", "José Martínez", "Nguyễn Thị Minh Khai", "محمد\u200cرضا", "दिव्या\u200dशर्मा",
+		"王小明", "Владимир", "Ngũgĩ wa Thiong'o", "O'Brien", "שרה כהן", "👩\u200d🎤 Ada",
+	} {
+		req := good
+		req.Name = name
+		if _, errs := normalize(req); len(errs) != 0 {
+			t.Errorf("name %+q: errors %v, want it accepted", name, errs)
+		}
+	}
+}
+
 func TestFormatMoney(t *testing.T) {
 	for cents, want := range map[int64]string{0: "£0.00", 950: "£9.50", 2790: "£27.90", -100: "-£1.00"} {
 		if got := formatMoney(cents, "GBP"); got != want {
