@@ -41,12 +41,13 @@ hops: build postgres ## where one hop's time goes, at a light load: per consumer
 chaos: postgres ## the crash test: SIGKILL random parts (broker and PostgreSQL too) KILLS times under load; KAFKA=apache for three Apache Kafka brokers
 	$(GO) test -tags chaos -run TestChaos -count=1 -v -timeout 60m . -args -kills=$(KILLS) -kafka=$(KAFKA)
 
-fuzz: ## a short run of every fuzz target, FUZZTIME executions each (seeds alone run in make test)
+fuzz: postgres ## a short run of every fuzz target, FUZZTIME executions each (seeds alone run in make test); the router's needs PostgreSQL
 	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./services/event
 	$(GO) test -run '^$$' -fuzz '^FuzzBookingRequestJSON$$' -fuzztime $(FUZZTIME) ./web
 	$(GO) test -run '^$$' -fuzz '^FuzzBookingForm$$' -fuzztime $(FUZZTIME) ./web
 	$(GO) test -run '^$$' -fuzz '^FuzzBookingToken$$' -fuzztime $(FUZZTIME) ./web
 	$(GO) test -run '^$$' -fuzz '^FuzzTicketCode$$' -fuzztime $(FUZZTIME) ./web
+	$(GO) test -run '^$$' -fuzz '^FuzzRouter$$' -fuzztime $(FUZZTIME) ./web
 
 test-apache-kafka: postgres chromium kafka kafka-cluster ## the end-to-end suite against one Apache Kafka broker, then against three
 	BOXOFFICE_TEST_KAFKA_BROKERS=$$(scripts/kafka.sh brokers 1) $(GO) test -count=1 $(TESTARGS) .

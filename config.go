@@ -29,7 +29,7 @@ type Config struct {
 	KafkaReplicas     int            // KAFKA_REPLICATION_FACTOR: copies of each topic when creating topics
 	KafkaNamespace    string         // KAFKA_NAMESPACE: prefix of topic and group names, to share a cluster
 	WebInstance       string         // WEB_INSTANCE: names this web replica's consumer group
-	OpsAddr           string         // OPS_ADDR: where a part without a web server answers /healthz and /readyz
+	OpsAddr           string         // OPS_ADDR: the internal port: health checks, and the web's /ops and /metrics without signing in
 	BookingRateLimit  int            // BOOKING_RATE_LIMIT: booking requests a minute per client address and per browser session; 0 is off
 	BookingShedAfter  time.Duration  // BOOKING_SHED_AFTER: Book presses get a 503 while over 100 bookings a web replica took are this overdue; 0 is off
 	PprofAddr         string         // PPROF_ADDR: where to serve net/http/pprof for profiling under load; empty is off

@@ -13,7 +13,7 @@ const cardSlow = "4000 0000 0000 3063" // the sandbox approves it after gateway.
 func (c *cluster) inboxTexts() []string {
 	c.t.Helper()
 	var inbox struct{ Messages []struct{ Body string } }
-	c.getJSON("/api/dev/sms?phone="+url.QueryEscape(normalizedPhone), &inbox)
+	c.staffJSON("/api/dev/sms?phone="+url.QueryEscape(normalizedPhone), &inbox)
 	var bodies []string
 	for _, m := range inbox.Messages {
 		bodies = append(bodies, m.Body)

@@ -35,24 +35,26 @@ const TargetLoadTest = "loadtest"
 
 // loadOptions is what one loadtest run does.
 type loadOptions struct {
-	BaseURL  string
-	Scenario string        // steady, ramp, hot, idle or all
-	Rate     float64       // steady: bookings a second
-	Duration time.Duration // steady and each ramp step
-	RampFrom float64
-	RampTo   float64
-	RampStep float64
-	Buyers   int // hot: buyers for one show
-	HotSeats int // hot: the size of show to pick
-	Streams  int // idle: SSE streams held open
-	Timeout  time.Duration
-	JSONOut  string
+	BaseURL    string
+	MetricsURL string        // the web's /metrics: on its internal port (OPS_ADDR), or for staff only
+	Scenario   string        // steady, ramp, hot, idle or all
+	Rate       float64       // steady: bookings a second
+	Duration   time.Duration // steady and each ramp step
+	RampFrom   float64
+	RampTo     float64
+	RampStep   float64
+	Buyers     int // hot: buyers for one show
+	HotSeats   int // hot: the size of show to pick
+	Streams    int // idle: SSE streams held open
+	Timeout    time.Duration
+	JSONOut    string
 }
 
 func parseLoadOptions(args []string) (loadOptions, error) {
 	fs := flag.NewFlagSet(TargetLoadTest, flag.ContinueOnError)
 	o := loadOptions{}
 	fs.StringVar(&o.BaseURL, "url", "http://127.0.0.1:8080", "the web server to load (BOOKING_RATE_LIMIT=0 there)")
+	fs.StringVar(&o.MetricsURL, "metrics", "", "idle: the web's metrics on its internal port, like http://127.0.0.1:9100/metrics (OPS_ADDR there)")
 	fs.StringVar(&o.Scenario, "scenario", "steady", "steady, ramp, hot, idle or all")
 	fs.Float64Var(&o.Rate, "rate", 200, "steady: bookings a second")
 	fs.DurationVar(&o.Duration, "duration", 20*time.Second, "steady: how long; ramp: each step")
@@ -631,7 +633,10 @@ func (lt *loadTester) idleStreams(ctx context.Context) (scenarioResult, error) {
 
 // residentMemory reads the web process's resident memory from its /metrics.
 func (lt *loadTester) residentMemory(ctx context.Context) (float64, error) {
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, lt.o.BaseURL+"/metrics", nil)
+	if lt.o.MetricsURL == "" {
+		return 0, errors.New("-metrics not given: the web's memory is read from its internal port's /metrics")
+	}
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, lt.o.MetricsURL, nil)
 	resp, err := lt.client.Do(req)
 	if err != nil {
 		return 0, err

@@ -22,7 +22,7 @@ import (
 // metricValue reads one sample from /metrics, or -1 if it is not there.
 func (c *cluster) metricValue(series string) float64 {
 	c.t.Helper()
-	_, body := c.getPage("/metrics")
+	_, body := c.staffPage("/metrics")
 	for _, line := range strings.Split(body, "\n") {
 		if rest, ok := strings.CutPrefix(line, series+" "); ok {
 			v, err := strconv.ParseFloat(strings.TrimSpace(rest), 64)
@@ -70,7 +70,7 @@ func TestOpsAndMetricsShowLiveFigures(t *testing.T) {
 	}
 	eventually(t, "every group caught up in /api/ops", func() bool {
 		var snap ops.Snapshot
-		if status := c.getJSON("/api/ops", &snap); status != http.StatusOK || len(snap.Errors) > 0 {
+		if status := c.staffJSON("/api/ops", &snap); status != http.StatusOK || len(snap.Errors) > 0 {
 			t.Fatalf("/api/ops: %d %v", status, snap.Errors)
 		}
 		caughtUp := 0
@@ -120,7 +120,7 @@ func TestOpsAndMetricsShowLiveFigures(t *testing.T) {
 		return c.metricValue(`boxoffice_dead_letters{topic="booking-movie.dlt"}`) == float64(len(parked))
 	})
 
-	status, page := c.getPage("/ops")
+	status, page := c.staffPage("/ops")
 	if status != http.StatusOK || !strings.Contains(page, "Consumer groups") || !strings.Contains(page, "notification-contacts") ||
 		!strings.Contains(page, `sse-connect="/ops/events"`) {
 		t.Errorf("/ops: %d, want the groups rendered and an SSE connection for updates", status)
@@ -128,6 +128,7 @@ func TestOpsAndMetricsShowLiveFigures(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, c.web.url+"/ops/events", nil)
+	req.Header.Set("Authorization", "Bearer "+c.doorKey())
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)

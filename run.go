@@ -167,7 +167,7 @@ func runWith(ctx context.Context, target string, cfg Config, stdout io.Writer, o
 	// The ops port listens before the part reports itself started, so a health check made
 	// right after start-up finds it.
 	if cfg.OpsAddr != "" && target != TargetWeb && target != TargetAll {
-		ops, err := opsActor(cfg.OpsAddr, conn, cluster, log)
+		ops, err := opsActor(cfg.OpsAddr, partHealth(conn, cluster), log)
 		if err != nil {
 			return err
 		}
@@ -200,6 +200,13 @@ func runWith(ctx context.Context, target string, cfg Config, stdout io.Writer, o
 		}
 		actors = append(actors, httpActor, scheduleActor(conn, now, cfg.LoadTestCatalog, log),
 			relayActor("web-outbox", server.Relay(), cfg))
+		if cfg.OpsAddr != "" {
+			ops, err := opsActor(cfg.OpsAddr, server.OpsHandler(), log)
+			if err != nil {
+				return err
+			}
+			actors = append(actors, ops)
+		}
 		for i, c := range server.Projection().Consumers(cluster, cfg.WebInstance, pub) {
 			actors = append(actors, consumerActor(fmt.Sprintf("web-projection-%d", i+1), c, cfg))
 		}
@@ -397,14 +404,23 @@ func serve(ctx context.Context, srv *http.Server, ln net.Listener, grace time.Du
 	return nil
 }
 
-// opsActor serves /healthz and /readyz for a part without a web server of its own, so a
-// supervisor (a container health check, say) can tell it is up and reaches its dependencies.
-// The web serves the same on its own port.
-func opsActor(addr string, conn *sqlx.DB, cluster kafka.Cluster, log *slog.Logger) (actor, error) {
+// opsActor serves the internal port (OPS_ADDR): the web's operations and metrics, or the health
+// checks of a part without a web server, so a supervisor (a container health check, say) can
+// tell it is up and reaches its dependencies.
+func opsActor(addr string, handler http.Handler, log *slog.Logger) (actor, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return actor{}, fmt.Errorf("listen on OPS_ADDR=%s: %w", addr, err)
 	}
+	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 5 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	return actor{name: "ops-http", run: func(ctx context.Context) error {
+		return serve(ctx, srv, ln, 5*time.Second, nil)
+	}}, nil
+}
+
+// partHealth answers /healthz and /readyz for a part without a web server. Its port is internal,
+// so readiness says why not.
+func partHealth(conn *sqlx.DB, cluster kafka.Cluster) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
@@ -424,10 +440,7 @@ func opsActor(addr string, conn *sqlx.DB, cluster kafka.Cluster, log *slog.Logge
 		w.WriteHeader(status)
 		_ = json.NewEncoder(w).Encode(checks)
 	})
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
-	return actor{name: "ops-http", run: func(ctx context.Context) error {
-		return serve(ctx, srv, ln, 5*time.Second, nil)
-	}}, nil
+	return mux
 }
 
 // scheduleActor keeps a week of shows on sale as days go by.

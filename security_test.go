@@ -18,7 +18,7 @@ import (
 func TestPagesCarryAStrictContentSecurityPolicy(t *testing.T) {
 	c := startAll(t)
 	show := c.futureShow()
-	for _, path := range []string{"/", "/shows/" + show.ID, "/ops", "/dev/sms"} {
+	for _, path := range []string{"/", "/shows/" + show.ID, "/tickets/door", "/dev/sms"} {
 		resp, err := http.Get(c.web.url + path)
 		if err != nil {
 			t.Fatal(err)

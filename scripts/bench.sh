@@ -18,13 +18,13 @@ log_level=warn
 
 echo "== machine: $(nproc) cores, $(free -g | awk '/^Mem:/ {print $2}') GB, load average $(cut -d' ' -f1-3 /proc/loadavg); $(go version | cut -d' ' -f3)"
 echo "== boxoffice ready in $(awk -v a="$started" -v b="$ready" 'BEGIN {printf "%.1f", b - a}') s (fresh database, embedded broker, durable PostgreSQL)"
-echo "== $bin loadtest -url http://127.0.0.1:${http_port} -scenario all -duration 10s -rate 200 -ramp-from 200 -ramp-to 1400 -ramp-step 300 -buyers 10000 -streams 10000 $*"
+echo "== $bin loadtest -url http://127.0.0.1:${http_port} -metrics http://127.0.0.1:${ops_port}/metrics -scenario all -duration 10s -rate 200 -ramp-from 200 -ramp-to 1400 -ramp-step 300 -buyers 10000 -streams 10000 $*"
 # The CPU time of the whole machine (/proc/stat's first line): busy, idle and stolen. On a
 # virtual machine the host may take CPU from it (steal): figures from a run that lost much of it
 # are not comparable with others.
 cpu_times() { awk '/^cpu / {print $2+$3+$4+$7+$8, $5+$6, $9}' /proc/stat; }
 before_cpu=$(cpu_times)
-"$bin" loadtest -url "http://127.0.0.1:${http_port}" -scenario all -duration 10s -rate 200 \
+"$bin" loadtest -url "http://127.0.0.1:${http_port}" -metrics "http://127.0.0.1:${ops_port}/metrics" -scenario all -duration 10s -rate 200 \
   -ramp-from 200 -ramp-to 1400 -ramp-step 300 -buyers 10000 -streams 10000 "$@"
 echo "== load average after: $(cut -d' ' -f1-3 /proc/loadavg); during the run the CPU was $(
   echo "$before_cpu $(cpu_times)" | awk '{busy = $4 - $1; idle = $5 - $2; steal = $6 - $3; all = busy + idle + steal

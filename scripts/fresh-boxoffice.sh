@@ -2,11 +2,12 @@
 # its own database (boxoffice_bench, made again), a fresh embedded broker log, durable PostgreSQL,
 # the Load Lab theatre scheduled (LOADTEST_CATALOG) so there are seats enough, booking rate limits
 # off — answering on 127.0.0.1:$http_port, and waits until it is ready. Set before sourcing:
-# bin, log_level. Sets: http_port, pid, work (its log is $work/boxoffice.log), started and
+# bin, log_level. Sets: http_port, ops_port, pid, work (its log is $work/boxoffice.log), started and
 # ready (times), and a trap that stops it and removes $work at exit. Run from the repository's
 # top. make bench and make hops share the database and the port: one at a time.
 pg_port="${BOXOFFICE_PG_PORT:-55432}"
 http_port="${BOXOFFICE_BENCH_PORT:-18080}"
+ops_port=$((http_port + 1)) # the web's internal port (OPS_ADDR): its /metrics for the load tool
 scripts/postgres.sh start >/dev/null
 pg_bin=""
 for v in 17 16 15; do
@@ -18,6 +19,7 @@ PGPASSWORD=boxoffice "$pg_bin/psql" -h 127.0.0.1 -p "$pg_port" -U boxoffice -d p
 
 work="$(mktemp -d)"
 DATABASE_URL="postgres://boxoffice:boxoffice@127.0.0.1:${pg_port}/boxoffice_bench?sslmode=disable" \
+OPS_ADDR="127.0.0.1:${ops_port}" \
 HTTP_ADDR="127.0.0.1:${http_port}" KAFKA_DATA_DIR="$work/kafka" LOADTEST_CATALOG=true \
 BOOKING_RATE_LIMIT=0 LOG_LEVEL="$log_level" PPROF_ADDR="${BOXOFFICE_PPROF_ADDR:-}" \
 GODEBUG="${RUNTIME_GODEBUG:-adaptivestackstart=0}${GODEBUG:+,$GODEBUG}" "$bin" >"$work/boxoffice.log" 2>&1 &

@@ -188,6 +188,7 @@ type SMSMessage struct {
 type SMSInboxPage struct {
 	Messages []SMSMessage
 	Phone    string // filter, "" for all
+	Everyone bool   // staff see every text; anyone else the texts of their own bookings
 }
 
 // ErrorPage explains what went wrong, with a way back.

@@ -237,13 +237,3 @@ func (s *Server) apiTicket(w http.ResponseWriter, r *http.Request) {
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"booking_id": bookingID, "ticket": t})
 }
-
-// apiSMSInbox lists the sandbox SMS provider's messages, newest first: what a phone would show.
-func (s *Server) apiSMSInbox(w http.ResponseWriter, r *http.Request) {
-	msgs, err := s.deps.SMSInbox.Inbox(r.Context(), r.URL.Query().Get("phone"), 100)
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"messages": msgs})
-}

@@ -471,20 +471,3 @@ func (s *Server) ticketPrintPage(w http.ResponseWriter, r *http.Request) {
 	}
 	s.render(w, r, http.StatusOK, templates.TicketPrintView(ticketView(*b.Ticket, b)))
 }
-
-func (s *Server) smsInboxPage(w http.ResponseWriter, r *http.Request) {
-	msgs, err := s.deps.SMSInbox.Inbox(r.Context(), r.URL.Query().Get("phone"), 100)
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	page := templates.SMSInboxPage{Phone: r.URL.Query().Get("phone")}
-	now := s.deps.Now()
-	for _, m := range msgs {
-		page.Messages = append(page.Messages, templates.SMSMessage{
-			Phone: m.Phone, Body: m.Body, SentAt: event.InZone(m.SentAt, siteTimezone).Format("Mon 2 Jan 15:04:05"),
-			Ago: ago(now.Sub(m.SentAt)),
-		})
-	}
-	s.render(w, r, http.StatusOK, templates.SMSInboxView(page))
-}

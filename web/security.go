@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/a-h/templ"
 )
@@ -133,18 +134,24 @@ func (l *rateLimiter) allow(keys ...string) (bool, time.Duration) {
 	return true, 0
 }
 
-// refund gives back the token allow took from each key: an attempt that turned out not to count.
-func (l *rateLimiter) refund(keys ...string) {
+// peek says how many tokens key's bucket holds now, without taking one, and how long until it
+// holds one.
+func (l *rateLimiter) peek(key string) (float64, time.Duration) {
 	if l == nil || l.perMinute <= 0 {
-		return
+		return math.Inf(1), 0
 	}
+	rate := float64(l.perMinute) / 60
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	for _, key := range keys {
-		if b, ok := l.buckets[key]; ok {
-			b.tokens = math.Min(float64(l.perMinute), b.tokens+1)
-		}
+	b, ok := l.buckets[key]
+	if !ok {
+		return float64(l.perMinute), 0
 	}
+	tokens := math.Min(float64(l.perMinute), b.tokens+l.now().Sub(b.at).Seconds()*rate)
+	if tokens >= 1 {
+		return tokens, 0
+	}
+	return tokens, time.Duration((1 - tokens) / rate * float64(time.Second))
 }
 
 // limitBookings answers 429 with Retry-After when the client is over its booking rate: per
@@ -222,3 +229,34 @@ func isTrusted(addr netip.Addr, trusted []netip.Prefix) bool {
 func retryAfterSeconds(d time.Duration) string {
 	return strconv.Itoa(max(int(math.Ceil(d.Seconds())), 1))
 }
+
+// errNotText is a request whose path or query holds a NUL or bytes that are not UTF-8: nothing we
+// serve is named that way, and PostgreSQL would refuse such a string with an error of ours.
+var errNotText = &badRequestError{"The address holds bytes that are not text (a NUL or invalid UTF-8): check the link."}
+
+// textOnly refuses, before any route sees it, a request whose path or query is not text. Ids and
+// query values go to PostgreSQL, which stores neither NUL nor invalid UTF-8.
+func (s *Server) textOnly(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !isText(r.URL.Path) || !isText(r.URL.RawQuery) {
+			s.fail(w, r, errNotText)
+			return
+		}
+		for k, vs := range r.URL.Query() {
+			if !isText(k) {
+				s.fail(w, r, errNotText)
+				return
+			}
+			for _, v := range vs {
+				if !isText(v) {
+					s.fail(w, r, errNotText)
+					return
+				}
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// isText: valid UTF-8 without NUL.
+func isText(s string) bool { return utf8.ValidString(s) && !strings.ContainsRune(s, 0) }

@@ -1,11 +1,11 @@
 package web
 
 import (
+	"fmt"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -148,33 +148,81 @@ func TestClientAddressBehindTrustedProxies(t *testing.T) {
 	}
 }
 
-// TestDoorSessionLastsAWorkingDay: the door cookie is good for twelve hours from sign-in, checked
-// by the server (a copied cookie does not work for ever), and a new door key ends every session.
+// TestDoorSessionLastsAWorkingDay: a door session is open on the server for twelve hours from
+// sign-in (a copied cookie does not work for ever), signing out ends it on the server (the old
+// cookie no longer admits), a new door key ends every session, and a made-up cookie is nobody.
 func TestDoorSessionLastsAWorkingDay(t *testing.T) {
-	now := time.Date(2026, 11, 29, 18, 0, 0, 0, time.UTC)
-	s := &Server{capabilityKey: testKey, deps: Deps{DoorKey: "the-door-key-of-today", Now: func() time.Time { return now }}}
-	signedIn := func(cookie string) bool {
-		r := httptest.NewRequest(http.MethodGet, "/tickets/verify", nil)
-		r.AddCookie(&http.Cookie{Name: doorCookie, Value: cookie})
-		return s.isDoorStaff(r)
+	clock := &testClock{at: time.Date(2026, 11, 29, 18, 0, 0, 0, time.UTC)}
+	s, _ := newTestServer(t, clock, nil)
+	morning := doorCookieOf(t, signInAtDoor(s, "192.0.2.1:5000", "the-door-key-of-today"))
+	clock.add(time.Hour)
+	if !doorStaffWith(t, s, morning) {
+		t.Fatal("a door session an hour old was refused")
 	}
-	fresh, old := s.doorSession(now.Add(-time.Hour)), s.doorSession(now.Add(-13*time.Hour))
-	if !signedIn(fresh) {
-		t.Error("a door session an hour old was refused")
+	if doorStaffWith(t, s, strings.Repeat("A", 43)) {
+		t.Error("a made-up door cookie was accepted")
 	}
-	if signedIn(old) {
+
+	evening := doorCookieOf(t, signInAtDoor(s, "192.0.2.1:5000", "the-door-key-of-today"))
+	r := httptest.NewRequest(http.MethodPost, "/tickets/door/sign-out", nil)
+	r.AddCookie(&http.Cookie{Name: doorCookie, Value: evening})
+	w := httptest.NewRecorder()
+	s.doorSignOut(w, r)
+	if w.Code != http.StatusSeeOther {
+		t.Fatalf("sign out: %d", w.Code)
+	}
+	if doorStaffWith(t, s, evening) {
+		t.Error("a door cookie kept from before signing out still admits")
+	}
+	if !doorStaffWith(t, s, morning) {
+		t.Error("signing out one device ended another's session")
+	}
+
+	clock.add(12 * time.Hour)
+	if doorStaffWith(t, s, morning) {
 		t.Error("a door session thirteen hours old was accepted")
 	}
-	at, mac, _ := strings.Cut(fresh, ".")
-	flipped := "A"
-	if strings.HasSuffix(mac, "A") {
-		flipped = "B"
-	}
-	if signedIn(at+"."+mac[:len(mac)-1]+flipped) || signedIn(strconv.FormatInt(now.Unix(), 10)+"."+mac) {
-		t.Error("a tampered door session was accepted")
-	}
+	fresh := doorCookieOf(t, signInAtDoor(s, "192.0.2.1:5000", "the-door-key-of-today"))
 	s.deps.DoorKey = "a-new-door-key-for-tomorrow"
-	if signedIn(fresh) {
+	if doorStaffWith(t, s, fresh) {
 		t.Error("a door session survived a new door key")
+	}
+}
+
+// TestStrangersCannotLockTheDoorStaffOut: a dozen addresses guessing wrong keys as fast as they
+// are let, well past the site's level, never stop the right key from an address that has not
+// guessed; each guessing address is held to a few a minute, and told it is the door's limit.
+func TestStrangersCannotLockTheDoorStaffOut(t *testing.T) {
+	clock := &testClock{at: time.Date(2026, 11, 29, 18, 0, 0, 0, time.UTC)}
+	s, _ := newTestServer(t, clock, nil)
+	for minute := range 3 {
+		for i := range 12 {
+			addr := fmt.Sprintf("203.0.113.%d:4000", i+1)
+			for guess := range 7 {
+				w := signInAtDoor(s, addr, fmt.Sprintf("guess-%d-%d", minute, guess))
+				switch {
+				case w.Code == http.StatusTooManyRequests:
+					if !strings.Contains(w.Body.String(), "door keys") || w.Header().Get("Retry-After") == "" {
+						t.Fatalf("a limited guess: %s (Retry-After %q), want the door named and a wait", w.Body, w.Header().Get("Retry-After"))
+					}
+				case w.Code != http.StatusForbidden:
+					t.Fatalf("a wrong key answered %d", w.Code)
+				case guess >= 5:
+					t.Fatalf("address %s: wrong key %d in one minute was compared, want at most 5", addr, guess+1)
+				}
+			}
+			if w := signInAtDoor(s, fmt.Sprintf("198.51.100.%d:443", minute+1), "the-door-key-of-today"); w.Code != http.StatusSeeOther {
+				t.Fatalf("minute %d, after %d guessing addresses: the right key from the door answered %d, want signed in", minute, i+1, w.Code)
+			}
+		}
+		clock.add(time.Minute)
+	}
+	// The door's own device, after one mistyped key, still signs in while the site is calm.
+	clock.add(10 * time.Minute)
+	if w := signInAtDoor(s, "198.51.100.50:443", "the-door-key-of-todya"); w.Code != http.StatusForbidden {
+		t.Fatalf("a mistyped key: %d", w.Code)
+	}
+	if w := signInAtDoor(s, "198.51.100.50:443", "the-door-key-of-today"); w.Code != http.StatusSeeOther {
+		t.Fatalf("the right key after a mistyped one: %d, want signed in", w.Code)
 	}
 }

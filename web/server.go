@@ -125,10 +125,10 @@ func (s *Server) CloseStreams() {
 	s.seatHub.Close()
 }
 
-// Handler lists every route in one place.
+// Handler lists every route of the public port in one place.
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle("GET /static/", http.StripPrefix("/static/", cacheForever(http.FileServerFS(static.FS))))
+	mux.Handle("GET /static/", staticFiles())
 
 	// Pages.
 	mux.HandleFunc("GET /{$}", s.moviesPage)
@@ -148,8 +148,8 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("POST /tickets/door/sign-out", s.requireCSRF(s.doorSignOut))
 	mux.HandleFunc("GET /bookings/{id}/ticket", s.ticketPrintPage)
 	if s.deps.SMSInbox != nil {
-		mux.HandleFunc("GET /dev/sms", s.smsInboxPage)
-		mux.HandleFunc("GET /api/dev/sms", s.apiSMSInbox)
+		mux.HandleFunc("GET /dev/sms", s.staffKnown(s.smsInboxPage))
+		mux.HandleFunc("GET /api/dev/sms", s.staffKnown(s.apiSMSInbox))
 	}
 
 	// JSON API: stable, scripts and load tools depend on it.
@@ -163,29 +163,66 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("POST /api/tickets/admit", s.apiAdmitTicket)
 	mux.HandleFunc("GET /api/tickets/{id}", s.apiTicket)
 
+	// Health for anyone; operations and metrics for signed-in staff (or on OPS_ADDR).
+	s.operations(mux, s.staffOnly, s.staffKnown)
+
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { s.fail(w, r, errNotFound) })
+	return s.recoverPanics(s.secure(s.textOnly(s.withSession(mux))))
+}
+
+// OpsHandler serves health, operations and metrics on the internal port (OPS_ADDR), where
+// Prometheus and operators read them without signing in.
+func (s *Server) OpsHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /static/", staticFiles()) // the operations page's stylesheet and scripts
+	trusted := func(next http.HandlerFunc) http.HandlerFunc {
+		return func(w http.ResponseWriter, r *http.Request) { next(w, r.WithContext(asStaff(r.Context()))) }
+	}
+	s.operations(mux, trusted, trusted)
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { s.fail(w, r, errNotFound) })
+	return s.recoverPanics(s.secure(s.textOnly(mux)))
+}
+
+// operations adds health checks, the operations view and metrics to mux: the view and metrics
+// behind staff, readiness for anyone through known (which tells staff apart).
+func (s *Server) operations(mux *http.ServeMux, staff, known func(http.HandlerFunc) http.HandlerFunc) {
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
-	mux.HandleFunc("GET /readyz", s.readyz)
-	mux.Handle("GET /metrics", s.metrics.handler())
-	mux.HandleFunc("GET /ops", s.opsPage)
-	mux.HandleFunc("GET /ops/events", s.opsEvents)
-	mux.HandleFunc("GET /api/ops", s.apiOps)
-
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { s.fail(w, r, errNotFound) })
-	return s.recoverPanics(s.secure(s.withSession(mux)))
+	mux.HandleFunc("GET /readyz", known(s.readyz))
+	mux.HandleFunc("GET /metrics", staff(s.metrics.handler().ServeHTTP))
+	mux.HandleFunc("GET /ops", staff(s.opsPage))
+	mux.HandleFunc("GET /ops/events", staff(s.opsEvents))
+	mux.HandleFunc("GET /api/ops", staff(s.apiOps))
 }
 
+// staticFiles serves the embedded files, and no listing of them: a folder is not found.
+func staticFiles() http.Handler {
+	files := http.StripPrefix("/static/", cacheForever(http.FileServerFS(static.FS)))
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasSuffix(r.URL.Path, "/") {
+			http.NotFound(w, r)
+			return
+		}
+		files.ServeHTTP(w, r)
+	})
+}
+
+// readyz says whether the database and the broker answer. Anonymous callers (a load balancer)
+// learn only that; staff also read why not.
 func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 	defer cancel()
 	checks := map[string]string{"database": "ok", "kafka": "ok"}
 	status := http.StatusOK
-	if err := s.deps.DB.PingContext(ctx); err != nil {
-		checks["database"], status = err.Error(), http.StatusServiceUnavailable
-	}
-	if err := s.deps.KafkaReady(ctx); err != nil {
-		checks["kafka"], status = err.Error(), http.StatusServiceUnavailable
+	for part, check := range map[string]func(context.Context) error{"database": s.deps.DB.PingContext, "kafka": s.deps.KafkaReady} {
+		if err := check(ctx); err != nil {
+			s.log.Warn("not ready", "part", part, "err", err)
+			checks[part], status = "unavailable", http.StatusServiceUnavailable
+			if isStaff(r.Context()) {
+				checks[part] = err.Error()
+			}
+		}
 	}
 	writeJSON(w, status, checks)
 }
@@ -206,6 +243,7 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	var validation *ValidationError
 	var bad *badRequestError
 	var limited *rateLimitedError
+	var doorLimited *doorLimitedError
 	switch {
 	case errors.As(err, &validation):
 		status, code = http.StatusUnprocessableEntity, "invalid_"+firstField(validation)
@@ -216,11 +254,16 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 		status, code, message = http.StatusNotFound, "not_found", "We could not find that page. It may have moved, or the link may be wrong."
 	case errors.Is(err, errCSRF):
 		status, code, message = http.StatusForbidden, "form_expired", "This form has expired or did not come from this site. Reload the page and try again: nothing was booked or changed."
+	case errors.Is(err, errStaffOnly):
+		status, code, message = http.StatusForbidden, "staff_only", "This is for the cinema's staff: sign in at /tickets/door first, or send the door key as Authorization: Bearer <key>."
 	case errors.Is(err, errCrossOrigin):
 		status, code, message = http.StatusForbidden, "cross_origin", "This request came from another site's page, so it was refused. Book from this site's own pages."
 	case errors.As(err, &limited):
 		status, code, message = http.StatusTooManyRequests, "rate_limited", "Too many booking requests from your address. Please wait a moment and try again."
 		w.Header().Set("Retry-After", retryAfterSeconds(limited.retryAfter))
+	case errors.As(err, &doorLimited):
+		status, code, message = http.StatusTooManyRequests, "door_rate_limited", "Too many wrong door keys from your address. Wait a minute, then sign in to the door again with the right key."
+		w.Header().Set("Retry-After", retryAfterSeconds(doorLimited.retryAfter))
 	case errors.Is(err, errBusy):
 		status, code, message = http.StatusServiceUnavailable, "busy", busyMessage
 		w.Header().Set("Retry-After", "5")

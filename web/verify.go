@@ -2,15 +2,11 @@ package web
 
 import (
 	"context"
-	"crypto/hmac"
-	"crypto/sha256"
 	"database/sql"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
-	"strconv"
 	"strings"
 	"time"
 
@@ -21,122 +17,7 @@ import (
 // The cinema's door: /tickets/verify reads a scanned code and says whether it is a real ticket,
 // for which show and seats, and whether it was already admitted; admitting it is recorded once,
 // so the same ticket shown twice is caught the second time. No personal data is shown: the code
-// is proof enough, and the door needs only the show and the seats.
-//
-// Anyone may check a code (the holder sees no more than their own ticket shows), but only door
-// staff may admit one: otherwise whoever saw a photo of a ticket could use it up from home. Staff
-// sign in once on the door's device with the door key (DOOR_KEY, or the one the web made and
-// printed once at start-up, and by `boxoffice door-key`), which leaves an HttpOnly cookie good
-// for a working day; scripts send the key as a bearer token to the admit API, and nowhere else.
-// Wrong keys are limited to a few a minute per address and for the whole site.
-
-const doorCookie = "boxoffice_door"
-
-const doorStaffOnlyMessage = "Only door staff can admit tickets: sign in at /tickets/door with the door key. Nothing was admitted."
-
-// doorSessionAge is how long a device stays signed in as door staff: a working day.
-const doorSessionAge = 12 * time.Hour
-
-// doorSession is the door cookie's value for a sign-in at issued: the time, and an HMAC over it
-// and the door key. It proves the key was given, without holding it; the server checks its age,
-// so a copied cookie stops working at the end of the day, and a new door key ends every one.
-func (s *Server) doorSession(issued time.Time) string {
-	at := strconv.FormatInt(issued.Unix(), 10)
-	mac := hmac.New(sha256.New, s.capabilityKey)
-	mac.Write([]byte("door:" + s.deps.DoorKey + ":" + at))
-	return at + "." + base64.RawURLEncoding.EncodeToString(mac.Sum(nil))
-}
-
-// isDoorStaff: the request carries a door cookie that is genuine and not older than a day's work.
-func (s *Server) isDoorStaff(r *http.Request) bool {
-	if s.deps.DoorKey == "" {
-		return false
-	}
-	c, err := r.Cookie(doorCookie)
-	if err != nil {
-		return false
-	}
-	at, _, _ := strings.Cut(c.Value, ".")
-	secs, err := strconv.ParseInt(at, 10, 64)
-	if err != nil {
-		return false
-	}
-	issued := time.Unix(secs, 0)
-	if age := s.deps.Now().Sub(issued); age < -time.Minute || age > doorSessionAge {
-		return false
-	}
-	return hmac.Equal([]byte(c.Value), []byte(s.doorSession(issued)))
-}
-
-// doorKeyMatches compares a given key with the door key by their SHA-256 digests, so the
-// comparison takes the same time whatever the given key's length. Every wrong key counts
-// against the door's failure limit, which holds even when booking limits are off.
-func (s *Server) doorKeyMatches(r *http.Request, given string) (ok bool, limited error) {
-	addr := clientAddress(r, s.deps.TrustedProxies)
-	if allowed, wait := s.doorGuesses.perAddress.allow(addr); !allowed {
-		return false, &rateLimitedError{retryAfter: wait}
-	}
-	if allowed, wait := s.doorGuesses.site.allow("site"); !allowed {
-		s.doorGuesses.perAddress.refund(addr)
-		return false, &rateLimitedError{retryAfter: wait}
-	}
-	want, got := sha256.Sum256([]byte(s.deps.DoorKey)), sha256.Sum256([]byte(given))
-	if s.deps.DoorKey != "" && hmac.Equal(want[:], got[:]) {
-		// Only wrong keys count.
-		s.doorGuesses.perAddress.refund(addr)
-		s.doorGuesses.site.refund("site")
-		return true, nil
-	}
-	return false, nil
-}
-
-// doorGuessLimits bound wrong door keys: a few a minute from one address, and a cap for the whole
-// site against guessing from many. They hold even with BOOKING_RATE_LIMIT=0.
-type doorGuessLimits struct {
-	perAddress, site *rateLimiter
-}
-
-func newDoorGuessLimits(now func() time.Time) doorGuessLimits {
-	return doorGuessLimits{perAddress: newRateLimiter(5, now), site: newRateLimiter(60, now)}
-}
-
-// bearerIsDoorStaff: a script's Authorization: Bearer <door key>.
-func (s *Server) bearerIsDoorStaff(r *http.Request) (bool, error) {
-	bearer, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	if !ok {
-		return false, nil
-	}
-	return s.doorKeyMatches(r, bearer)
-}
-
-// doorSignInPage asks for the door key.
-func (s *Server) doorSignInPage(w http.ResponseWriter, r *http.Request) {
-	s.render(w, r, http.StatusOK, templates.DoorSignInView(templates.DoorSignIn{SignedIn: s.isDoorStaff(r)}))
-}
-
-// doorSignIn checks the door key and gives this device the door cookie for a working day.
-func (s *Server) doorSignIn(w http.ResponseWriter, r *http.Request) {
-	ok, limited := s.doorKeyMatches(r, strings.TrimSpace(r.PostForm.Get("door_key")))
-	if limited != nil {
-		s.fail(w, r, limited)
-		return
-	}
-	if !ok {
-		s.render(w, r, http.StatusForbidden, templates.DoorSignInView(templates.DoorSignIn{
-			Error: "That is not the door key. Ask the cinema's manager for it."}))
-		return
-	}
-	http.SetCookie(w, &http.Cookie{Name: doorCookie, Value: s.doorSession(s.deps.Now()), Path: "/", MaxAge: int(doorSessionAge.Seconds()),
-		HttpOnly: true, Secure: s.secureCookies(r), SameSite: http.SameSiteStrictMode})
-	http.Redirect(w, r, "/tickets/verify", http.StatusSeeOther)
-}
-
-// doorSignOut ends this device's door session.
-func (s *Server) doorSignOut(w http.ResponseWriter, r *http.Request) {
-	http.SetCookie(w, &http.Cookie{Name: doorCookie, Value: "", Path: "/", MaxAge: -1,
-		HttpOnly: true, Secure: s.secureCookies(r), SameSite: http.SameSiteStrictMode})
-	http.Redirect(w, r, "/tickets/door", http.StatusSeeOther)
-}
+// is proof enough, and the door needs only the show and the seats. Who may admit: door.go.
 
 // TicketCheck is what the door learns from a code.
 type TicketCheck struct {
@@ -230,7 +111,12 @@ func (s *Server) verifyPage(w http.ResponseWriter, r *http.Request) {
 
 // verifySubmit admits the ticket the door's page checked; only door staff may.
 func (s *Server) verifySubmit(w http.ResponseWriter, r *http.Request) {
-	if !s.isDoorStaff(r) {
+	staff, err := s.isDoorStaff(r)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if !staff {
 		page := templates.VerifyPage{Code: strings.TrimSpace(r.PostForm.Get("code")), Error: doorStaffOnlyMessage}
 		s.render(w, r, http.StatusForbidden, templates.VerifyView(page))
 		return
@@ -239,7 +125,12 @@ func (s *Server) verifySubmit(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) renderVerify(w http.ResponseWriter, r *http.Request, code string, admit bool) {
-	page := templates.VerifyPage{Code: strings.TrimSpace(code), DoorStaff: s.isDoorStaff(r)}
+	staff, err := s.isDoorStaff(r)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	page := templates.VerifyPage{Code: strings.TrimSpace(code), DoorStaff: staff}
 	status := http.StatusOK
 	if page.Code != "" {
 		read := s.checkTicket

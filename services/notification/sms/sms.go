@@ -188,6 +188,20 @@ type InboxMessage struct {
 	SentAt time.Time `db:"sent_at" json:"sent_at"`
 }
 
+// InboxOf returns the messages about the given bookings, newest first: those whose idempotency
+// key starts with one of the booking ids and a slash, as the notification service writes them.
+// An empty phone lists every number.
+func (s *Sandbox) InboxOf(ctx context.Context, bookingIDs []string, phone string, limit int) ([]InboxMessage, error) {
+	var msgs []InboxMessage
+	err := s.db.SelectContext(ctx, &msgs, `SELECT id, phone, body, sent_at FROM sms_sandbox.messages
+		WHERE split_part(idempotency_key, '/', 1) = ANY($1) AND ($2 = '' OR phone = $2)
+		ORDER BY sent_at DESC, id DESC LIMIT $3`, pq.Array(bookingIDs), phone, limit)
+	if err != nil {
+		return nil, fmt.Errorf("read sandbox inbox of %d bookings: %w", len(bookingIDs), err)
+	}
+	return msgs, nil
+}
+
 // Inbox returns the newest messages first, like a phone. An empty phone lists every number.
 func (s *Sandbox) Inbox(ctx context.Context, phone string, limit int) ([]InboxMessage, error) {
 	var msgs []InboxMessage
