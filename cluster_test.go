@@ -84,7 +84,8 @@ func TestRunClusterServesBookingsWithReplicas(t *testing.T) {
 	kc := kafka.Cluster{Brokers: []string{fmt.Sprintf("127.0.0.1:%d", kafkaPort)}}
 	cmd := exec.Command("scripts/run-cluster.sh")
 	cmd.Env = append(os.Environ(), "BIN="+bin, fmt.Sprintf("WEB_PORT=%d", webPort), fmt.Sprintf("KAFKA_PORT=%d", kafkaPort),
-		"DATABASE_URL="+dbURL, "CLUSTER_DIR="+clusterDir, "KAFKA_PARTITIONS=3", "KAFKA_BROKERS=", "KAFKA_NAMESPACE=", "BOOKING_RATE_LIMIT=0")
+		"DATABASE_URL="+dbURL, "CLUSTER_DIR="+clusterDir, "KAFKA_PARTITIONS=3", "KAFKA_BROKERS=", "KAFKA_NAMESPACE=", "BOOKING_RATE_LIMIT=0",
+		"SEATS_PER_BUYER=0", "SEATS_PER_ADDRESS=0")
 	if brokers := os.Getenv(realKafkaEnv); brokers != "" {
 		kc = kafka.Cluster{Brokers: strings.Split(brokers, ","), Namespace: "cluster-" + fmt.Sprint(time.Now().UnixNano())}
 		cmd.Env = append(cmd.Env, "KAFKA_BROKERS="+brokers, "KAFKA_NAMESPACE="+kc.Namespace,

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/boxoffice/boxoffice/services/booking"
 	"github.com/boxoffice/boxoffice/services/kafka"
 	"github.com/boxoffice/boxoffice/services/providerhttp"
 	"github.com/boxoffice/boxoffice/web"
@@ -31,6 +32,8 @@ type Config struct {
 	WebInstance       string         // WEB_INSTANCE: names this web replica's consumer group
 	OpsAddr           string         // OPS_ADDR: the internal port: health checks, and the web's /ops and /metrics without signing in
 	BookingRateLimit  int            // BOOKING_RATE_LIMIT: booking requests a minute per client address and per browser session; 0 is off
+	SeatsPerBuyer     int            // SEATS_PER_BUYER: seats one browser session, phone number or card may hold of one show; 0 is off
+	SeatsPerAddress   int            // SEATS_PER_ADDRESS: seats bookings from one client address may hold of one show; 0 is off
 	BookingShedAfter  time.Duration  // BOOKING_SHED_AFTER: Book presses get a 503 while over 100 bookings a web replica took are this overdue; 0 is off
 	PprofAddr         string         // PPROF_ADDR: where to serve net/http/pprof for profiling under load; empty is off
 	LoadTestCatalog   bool           // LOADTEST_CATALOG: also schedule the Load Lab theatre's big screens, for load tests
@@ -131,6 +134,8 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 	cfg.ConsumerReaders = intVar("CONSUMER_READERS", "3", 1, 64)
 	cfg.KafkaReplicas = intVar("KAFKA_REPLICATION_FACTOR", "1", 1, 7)
 	cfg.BookingRateLimit = intVar("BOOKING_RATE_LIMIT", "30", 0, 1_000_000)
+	cfg.SeatsPerBuyer = intVar("SEATS_PER_BUYER", strconv.Itoa(booking.DefaultSeatsPerBuyer), 0, 100_000)
+	cfg.SeatsPerAddress = intVar("SEATS_PER_ADDRESS", strconv.Itoa(booking.DefaultSeatsPerAddress), 0, 100_000)
 	boolVar := func(key string) bool {
 		raw := get(key, "false")
 		b, err := strconv.ParseBool(raw)

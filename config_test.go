@@ -14,6 +14,9 @@ func TestLoadConfigDefaults(t *testing.T) {
 		cfg.KafkaDataDir != ".data/kafka" || len(cfg.KafkaBrokers) != 0 {
 		t.Errorf("defaults: %+v", cfg)
 	}
+	if cfg.SeatsPerBuyer != 10 || cfg.SeatsPerAddress != 20 {
+		t.Errorf("seat caps %d per buyer, %d per address; want 10 (a family books) and 20", cfg.SeatsPerBuyer, cfg.SeatsPerAddress)
+	}
 }
 
 func TestLoadConfigBrokers(t *testing.T) {
@@ -41,6 +44,8 @@ func TestLoadConfigRejectsWrongValues(t *testing.T) {
 		{"DOOR_KEY", "short"},
 		{"TRUSTED_PROXIES", "10.0.0.0/8, proxy.internal"},
 		{"WEB_INSTANCE", "web 1"},
+		{"SEATS_PER_BUYER", "-1"},
+		{"SEATS_PER_ADDRESS", "twenty"},
 		{"PAYMENT_PROVIDER", "stripe"},
 		{"PAYMENT_API_URL", "processor.example"},
 		{"PAYMENT_API_URL", "http://processor.example"}, // card numbers over plain http: only to this machine

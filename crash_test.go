@@ -47,7 +47,8 @@ func (c *cluster) startChild(target string) *exec.Cmd {
 func (c *cluster) startChildWith(target string, extraEnv ...string) (*exec.Cmd, *syncBuffer) {
 	c.t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), childTargetEnv+"="+target, "DATABASE_URL="+c.dbURL, "BOOKING_RATE_LIMIT=0")
+	cmd.Env = append(os.Environ(), childTargetEnv+"="+target, "DATABASE_URL="+c.dbURL, "BOOKING_RATE_LIMIT=0",
+		"SEATS_PER_BUYER=0", "SEATS_PER_ADDRESS=0")
 	for k, v := range c.kafkaEnv() {
 		cmd.Env = append(cmd.Env, k+"="+v)
 	}

@@ -118,3 +118,87 @@ func TestBookPressedTwiceBooksOnce(t *testing.T) {
 		t.Errorf("a new visit to the seat map reuses the key %v", n)
 	}
 }
+
+// apiClient is how a script reaches the API: with a browser session's cookie, or none, and
+// (behind a trusted proxy) from the address the proxy forwards.
+type apiClient struct {
+	session   string
+	forwarded string
+}
+
+// bookAs posts a booking request with an Idempotency-Key header as the client.
+func (c *cluster) bookAs(who apiClient, key string, body map[string]any) (int, bookingResponse, http.Header) {
+	c.t.Helper()
+	raw, _ := json.Marshal(body)
+	req, _ := http.NewRequest(http.MethodPost, c.web.url+"/api/bookings", strings.NewReader(string(raw)))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Idempotency-Key", key)
+	if who.session != "" {
+		req.AddCookie(&http.Cookie{Name: "boxoffice_session", Value: who.session})
+	}
+	if who.forwarded != "" {
+		req.Header.Set("X-Forwarded-For", who.forwarded)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out bookingResponse
+	_ = json.NewDecoder(resp.Body).Decode(&out)
+	return resp.StatusCode, out, resp.Header
+}
+
+// TestIdempotencyKeyBelongsToItsClient: a key is the client's that first used it — its browser
+// session, or its address for a script without one. Another client sending the same key and
+// body makes a booking of its own and never gets the first client's id or token back; the first
+// client repeating still gets its own booking.
+func TestIdempotencyKeyBelongsToItsClient(t *testing.T) {
+	c := newCluster(t)
+	c.startWith(TargetAll, map[string]string{"TRUSTED_PROXIES": "127.0.0.1/32"})
+	show := c.futureShow()
+	body := request(show.ID, []string{"H3", "H4"}, cardApproves)
+	const key = "7d0e4c2a-shared-key"
+
+	clients := map[string]apiClient{
+		"session A":                 {session: "AAAAAAAAAAAAAAAAAAAAAA", forwarded: "198.51.100.7"},
+		"session B, same address":   {session: "BBBBBBBBBBBBBBBBBBBBBB", forwarded: "198.51.100.7"},
+		"no session, same address":  {forwarded: "198.51.100.7"},
+		"no session, other address": {forwarded: "203.0.113.9"},
+	}
+	order := []string{"session A", "session B, same address", "no session, same address", "no session, other address"}
+	first := map[string]bookingResponse{}
+	for _, name := range order {
+		status, resp, headers := c.bookAs(clients[name], key, body)
+		if status != http.StatusAccepted || resp.BookingID == "" || headers.Get("Idempotent-Replayed") != "" {
+			t.Fatalf("%s, first use of the key: %d %+v replayed=%q, want a new booking", name, status, resp, headers.Get("Idempotent-Replayed"))
+		}
+		for other, theirs := range first {
+			if resp.BookingID == theirs.BookingID || strings.Contains(resp.StatusURL, c.token(theirs.BookingID)) {
+				t.Errorf("%s got %s's booking %s back (%s)", name, other, theirs.BookingID, resp.StatusURL)
+			}
+		}
+		if resp.StatusURL != c.statusPath(resp.BookingID) {
+			t.Errorf("%s: status_url %q, want its own booking's", name, resp.StatusURL)
+		}
+		first[name] = resp
+	}
+	for _, name := range order {
+		status, again, headers := c.bookAs(clients[name], key, body)
+		if status != http.StatusAccepted || again.BookingID != first[name].BookingID || headers.Get("Idempotent-Replayed") != "true" {
+			t.Errorf("%s repeating: %d %+v replayed=%q, want its own booking %s", name, status, again, headers.Get("Idempotent-Replayed"), first[name].BookingID)
+		}
+	}
+	// Within one client the key still names one request.
+	status, refused, _ := c.bookAs(clients["session B, same address"], key, request(show.ID, []string{"H5"}, cardApproves))
+	if status != http.StatusUnprocessableEntity || refused.Field != "idempotency_key" {
+		t.Errorf("session B reusing its key for another request: %d %+v, want 422 naming idempotency_key", status, refused)
+	}
+	// The first booking has the seats; the others are ordinary requests for seats now taken.
+	if st := c.waitFinal(first["session A"].BookingID); st.Status != "ticketed" {
+		t.Errorf("session A's booking: %q %q", st.Status, st.Reason)
+	}
+	if st := c.waitFinal(first["no session, other address"].BookingID); st.Status != "rejected" || !strings.Contains(st.Reason, "already taken") {
+		t.Errorf("the other address's booking: %q %q, want rejected as taken", st.Status, st.Reason)
+	}
+}

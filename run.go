@@ -137,7 +137,8 @@ func runWith(ctx context.Context, target string, cfg Config, stdout io.Writer, o
 		}
 	}
 	if wants(TargetBooking) {
-		svc := booking.NewService(bookingDB, pub, cfg.HoldDuration, now, log)
+		svc := booking.NewService(bookingDB, pub, cfg.HoldDuration,
+			booking.SeatLimits{PerBuyer: cfg.SeatsPerBuyer, PerAddress: cfg.SeatsPerAddress}, now, log)
 		actors = append(actors, consumerActor("booking", svc.Consumer(cluster, pub), cfg), relayActor("booking-outbox", svc.Relay(), cfg),
 			actor{name: "booking-hold-sweeper", run: svc.RunHoldSweeper})
 	}

@@ -113,7 +113,7 @@ func (s *Server) apiCreateBooking(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	id, replayed, err := s.intake.Submit(r.Context(), req, r.Header.Get("Idempotency-Key"))
+	id, replayed, err := s.intake.Submit(r.Context(), s.clientOf(r), req, r.Header.Get("Idempotency-Key"))
 	if err != nil {
 		s.fail(w, r, err)
 		return

@@ -76,6 +76,7 @@ type Publisher interface {
 type Intake struct {
 	projection *Projection
 	tokenizer  gateway.Tokenizer
+	secret     []byte // keys claimedKey and buyerKey: the web's capability key
 	now        func() time.Time
 }
 
@@ -89,16 +90,20 @@ var (
 // the new booking's id. A broker that is down delays the booking; it cannot lose it.
 //
 // With an idempotency key (the API's Idempotency-Key header, the form's hidden field), a request
-// sent again — a double click, a retry, a reload — returns the first booking's id with replayed
-// set, and books nothing; the same key with a different request is a ValidationError.
-func (in *Intake) Submit(ctx context.Context, req BookingRequest, idempotencyKey string) (id string, replayed bool, err error) {
+// the same client sends again — a double click, a retry, a reload — returns the first booking's
+// id with replayed set, and books nothing; the same key with a different request is a
+// ValidationError. The key is the client's own: another client using it books anew.
+//
+// The event names the buyer (session, address, phone, card) by opaque keys, for the booking
+// service's cap on the seats one buyer may hold on a show.
+func (in *Intake) Submit(ctx context.Context, client Client, req BookingRequest, idempotencyKey string) (id string, replayed bool, err error) {
 	clean, errs := normalize(req)
 	var claim *RequestClaim
 	if idempotencyKey != "" {
 		if n := len(idempotencyKey); n < 8 || n > 200 {
 			errs["idempotency_key"] = "An idempotency key has 8 to 200 characters; a random UUID is a good one."
 		} else {
-			claim = &RequestClaim{Key: idempotencyKey, Hash: requestHash(clean)}
+			claim = &RequestClaim{Key: in.claimedKey(client, idempotencyKey), Hash: requestHash(clean)}
 		}
 	}
 	var card event.Card
@@ -125,6 +130,11 @@ func (in *Intake) Submit(ctx context.Context, req BookingRequest, idempotencyKey
 		Phone:        clean.Phone,
 		Card:         card,
 		RequestedAt:  in.now().UTC(),
+		Buyer: event.Buyer{
+			Session: in.buyerKey("session", client.Session),
+			Address: in.buyerKey("address", client.Address),
+			Phone:   in.buyerKey("phone", phoneIdentity(clean.Phone)),
+		},
 	}
 	env, err := event.New(event.TypeBookingRequested, bookingID, payload, in.now())
 	if err != nil {

@@ -81,3 +81,17 @@ func TestFormatMoney(t *testing.T) {
 		}
 	}
 }
+
+// TestPhoneIdentityIgnoresHowTheNumberIsWritten: one line, written nationally or
+// internationally, with spaces or without, is one buyer for the seat caps.
+func TestPhoneIdentityIgnoresHowTheNumberIsWritten(t *testing.T) {
+	want := phoneIdentity("+44 7700 900123")
+	for _, phone := range []string{"+447700900123", "07700 900123", "0044 7700 900123", "(07700) 900-123"} {
+		if got := phoneIdentity(phone); got != want {
+			t.Errorf("phoneIdentity(%q) = %q, want %q as for +44 7700 900123", phone, got, want)
+		}
+	}
+	if phoneIdentity("+44 7700 900124") == want {
+		t.Error("another number has the same identity")
+	}
+}

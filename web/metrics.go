@@ -105,7 +105,7 @@ func (m *metrics) handler() http.Handler {
 // outside, and an unbounded label would let it create series at will.
 var knownReasons = map[string]bool{
 	"": true, event.RejectUnknownShow: true, event.RejectShowStarted: true, event.RejectUnknownSeat: true,
-	event.RejectSeatTaken: true, event.RejectInvalid: true, event.PaymentHoldExpired: true, event.PaymentLate: true,
+	event.RejectSeatTaken: true, event.RejectInvalid: true, event.RejectSeatLimit: true, event.PaymentHoldExpired: true, event.PaymentLate: true,
 	gateway.DeclineGeneric: true, gateway.DeclineInsufficientFunds: true, gateway.DeclineProcessing: true,
 }
 

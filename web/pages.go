@@ -330,7 +330,7 @@ func (s *Server) bookingFormSubmit(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	req := formBookingRequest(r.PostForm)
-	bookingID, _, err := s.intake.Submit(r.Context(), req, r.PostForm.Get("idempotency_key"))
+	bookingID, _, err := s.intake.Submit(r.Context(), s.clientOf(r), req, r.PostForm.Get("idempotency_key"))
 	var validation *ValidationError
 	if errors.As(err, &validation) || errors.Is(err, errUnavailable) {
 		form := templates.BookingForm{Name: req.Name, Phone: req.Phone, Errors: map[string]string{}}

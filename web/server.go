@@ -105,7 +105,7 @@ func NewServer(d Deps) *Server {
 	}
 	s.projection.metrics = s.metrics
 	s.projection.backlog = newBacklog(d.BookingShedAfter, d.Now)
-	s.intake = &Intake{projection: s.projection, tokenizer: d.Tokenizer, now: d.Now}
+	s.intake = &Intake{projection: s.projection, tokenizer: d.Tokenizer, secret: s.capabilityKey, now: d.Now}
 	return s
 }
 

@@ -57,6 +57,7 @@ func (s *Service) HandleRequestedBatch(ctx context.Context, batch []kafka.Delive
 	// trip on the booking's path, to spare a replay one rolled-back transaction per batch.
 	look := s.newBatchLookup()
 	var wanted []ShowSeat
+	var buyers []BuyerKey
 	for i := range requests {
 		r := &requests[i]
 		show, rej, err := s.check(ctx, r.req, look)
@@ -68,15 +69,21 @@ func (s *Service) HandleRequestedBatch(ctx context.Context, batch []kafka.Delive
 			for _, seat := range r.req.Seats {
 				wanted = append(wanted, ShowSeat{show.ID, seat})
 			}
+			buyers = append(buyers, s.limits.keys(show.ID, buyerOf(r.req))...)
 		}
 	}
 
 	expires := s.now().Add(s.holdFor).UTC()
 	var decisions []Decision
-	queuedIDs, queued, err := s.store.DecideBatch(ctx, eventIDs, wanted, func(held map[ShowSeat]bool) ([]Decision, error) {
+	queuedIDs, queued, err := s.store.DecideBatch(ctx, eventIDs, wanted, buyers, func(held map[ShowSeat]bool, holding Holdings) ([]Decision, error) {
 		decisions = decisions[:0]
 		for _, r := range requests {
 			env := r.delivery.Envelope
+			capped := s.limits.keys(r.show.ID, buyerOf(r.req))
+			if r.rej == nil {
+				// As one at a time: the cap first, then the seats.
+				r.rej = s.limits.over(capped, len(r.req.Seats), holding)
+			}
 			if r.rej == nil {
 				var taken []string
 				for _, seat := range r.req.Seats {
@@ -97,6 +104,9 @@ func (s *Service) HandleRequestedBatch(ctx context.Context, batch []kafka.Delive
 			} else {
 				for _, seat := range r.req.Seats {
 					held[ShowSeat{r.show.ID, seat}] = true // for the requests after this one
+				}
+				for _, k := range capped {
+					holding[k] += len(r.req.Seats) // and what its buyer now holds
 				}
 				d, err = s.holdDecision(env, r.req, r.show, expires)
 			}
@@ -151,13 +161,15 @@ func (s *Service) HandlePaymentBatch(ctx context.Context, batch []kafka.Delivery
 // holdDecision is a confirmed booking with its seats-confirmed outcome.
 func (s *Service) holdDecision(env event.Envelope, req event.BookingRequested, show catalog.Show, expires time.Time) (Decision, error) {
 	details := s.details(req, show)
-	outcome, err := s.newEvent(env, event.TypeSeatsConfirmed, event.SeatsConfirmed{Booking: details, Card: req.Card, HoldExpiresAt: expires})
+	card := req.Card
+	card.Fingerprint = "" // for the seat caps here; payment needs the token alone
+	outcome, err := s.newEvent(env, event.TypeSeatsConfirmed, event.SeatsConfirmed{Booking: details, Card: card, HoldExpiresAt: expires})
 	if err != nil {
 		return Decision{}, err
 	}
 	return Decision{BookingID: env.BookingID, ShowID: show.ID, Seats: req.Seats, CustomerName: req.CustomerName,
 		PhoneMasked: details.PhoneMasked, AmountCents: details.AmountCents, Currency: details.Currency,
-		Status: "confirmed", Outcome: outcome, HoldExpiresAt: &expires}, nil
+		Status: "confirmed", Outcome: outcome, HoldExpiresAt: &expires, Buyer: buyerOf(req)}, nil
 }
 
 // rejectionDecision is a rejected booking with its booking-rejected outcome.

@@ -49,6 +49,7 @@ type Service struct {
 	catalog *catalog.Store
 	relay   *outbox.Relay
 	holdFor time.Duration
+	limits  SeatLimits
 	now     func() time.Time
 	log     *slog.Logger
 	shows   sync.Map // show id → the show as read, kept for showFreshFor (see lookup)
@@ -56,14 +57,15 @@ type Service struct {
 }
 
 // NewService wires the booking service; its relay publishes through pub. Confirmed seats are
-// held for hold (DefaultHold if 0). now is injectable so tests can stand at any moment.
-func NewService(db *sqlx.DB, pub Publisher, hold time.Duration, now func() time.Time, log *slog.Logger) *Service {
+// held for hold (DefaultHold if 0); one buyer holds no more seats of a show than limits allow.
+// now is injectable so tests can stand at any moment.
+func NewService(db *sqlx.DB, pub Publisher, hold time.Duration, limits SeatLimits, now func() time.Time, log *slog.Logger) *Service {
 	log = log.With("service", "booking")
 	if hold <= 0 {
 		hold = DefaultHold
 	}
 	return &Service{store: NewStore(db, log), catalog: catalog.NewStore(db), relay: outbox.NewRelay(db, OutboxTable, pub, log),
-		holdFor: hold, now: now, log: log}
+		holdFor: hold, limits: limits, now: now, log: log}
 }
 
 // Relay publishes the service's outbox; run it beside the consumer.
@@ -149,8 +151,9 @@ func (s *Service) check(ctx context.Context, req event.BookingRequested, look *l
 	return show, nil, nil
 }
 
-// hold records the booking and holds its seats in one transaction. If another booking holds any
-// of them, the request is rejected as "seat taken" instead.
+// hold records the booking and holds its seats in one transaction. If the buyer would hold more
+// seats of the show than a cap allows, the request is rejected as over the limit instead; if
+// another booking holds any of the seats, as "seat taken".
 func (s *Service) hold(ctx context.Context, env event.Envelope, req event.BookingRequested, show catalog.Show) error {
 	expires := s.now().Add(s.holdFor).UTC()
 	d, err := s.holdDecision(env, req, show, expires)
@@ -159,7 +162,17 @@ func (s *Service) hold(ctx context.Context, env event.Envelope, req event.Bookin
 	}
 	// In the trace before it is stored: the hold's expiry continues it (as in a batch).
 	d.Outcome.Traceparent = kafka.NextSpan(kafka.TraceFrom(ctx))
-	taken, err := s.store.Hold(ctx, env, s.details(req, show), expires, d.Outcome)
+	capped := s.limits.keys(show.ID, d.Buyer)
+	taken, err := s.store.Hold(ctx, env, s.details(req, show), d.Buyer, expires, d.Outcome, capped, func(holding Holdings) error {
+		if rej := s.limits.over(capped, len(req.Seats), holding); rej != nil {
+			return &overCap{*rej}
+		}
+		return nil
+	})
+	var over *overCap
+	if errors.As(err, &over) {
+		return s.reject(ctx, env, req, over.rejection)
+	}
 	if err != nil {
 		return err
 	}

@@ -41,7 +41,7 @@ const show = "ldn-1-20261125-1930" // 19:30 London on the seeded day
 func newService(t testing.TB) (*booking.Service, *sqlx.DB) {
 	t.Helper()
 	conn := dbtest.NewMigrated(t, func(ctx context.Context, d *sqlx.DB) error { return catalog.Seed(ctx, d, now, false) })
-	return booking.NewService(conn, nil, 0, func() time.Time { return now }, slog.New(slog.NewTextHandler(io.Discard, nil))), conn
+	return booking.NewService(conn, nil, 0, booking.SeatLimits{}, func() time.Time { return now }, slog.New(slog.NewTextHandler(io.Discard, nil))), conn
 }
 
 func requested(t *testing.T, seats ...string) (event.Envelope, event.BookingRequested) {
@@ -117,7 +117,7 @@ func TestFailedPaymentReleasesTheSeats(t *testing.T) {
 func TestShowThatStartedIsRejected(t *testing.T) {
 	_, conn := newService(t)
 	at14 := time.Date(2026, 11, 25, 14, 0, 0, 0, time.UTC)
-	late := booking.NewService(conn, nil, 0, func() time.Time { return at14 }, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	late := booking.NewService(conn, nil, 0, booking.SeatLimits{}, func() time.Time { return at14 }, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	env, req := requested(t, "A1")
 	req.ShowID = "ldn-1-20261125-1315"
 	if err := late.HandleRequested(context.Background(), env, req); err != nil {
@@ -178,7 +178,7 @@ func TestConcurrentDeliveriesAnnounceOneDecision(t *testing.T) {
 func TestExpiredHoldIsAnnouncedOnceAndFreedOnPaymentsAnswer(t *testing.T) {
 	conn := dbtest.NewMigrated(t, func(ctx context.Context, d *sqlx.DB) error { return catalog.Seed(ctx, d, now, false) })
 	clock := now
-	svc := booking.NewService(conn, nil, 10*time.Minute, func() time.Time { return clock }, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	svc := booking.NewService(conn, nil, 10*time.Minute, booking.SeatLimits{}, func() time.Time { return clock }, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	ctx := context.Background()
 	unpaid, unpaidReq := requested(t, "C1", "C2")
 	paid, paidReq := requested(t, "C3")
@@ -395,7 +395,7 @@ func TestBatchRecordsNothingWhenTheDatabaseRefusesASeat(t *testing.T) {
 		t.Fatal(err)
 	}
 	expires := now.Add(time.Minute)
-	_, _, err = store.DecideBatch(ctx, []string{env.ID}, nil, func(map[booking.ShowSeat]bool) ([]booking.Decision, error) {
+	_, _, err = store.DecideBatch(ctx, []string{env.ID}, nil, nil, func(map[booking.ShowSeat]bool, booking.Holdings) ([]booking.Decision, error) {
 		// Blind to what is held, as a decider racing another would be.
 		return []booking.Decision{{BookingID: env.BookingID, ShowID: req.ShowID, Seats: req.Seats, CustomerName: "Ada",
 			PhoneMasked: "•••", AmountCents: 1395, Currency: "GBP", Status: "confirmed", Outcome: outcome, HoldExpiresAt: &expires}}, nil
@@ -588,7 +588,7 @@ func diffLines(before, after string) string {
 func TestShowsAreKeptForAWhile(t *testing.T) {
 	conn := dbtest.NewMigrated(t, func(ctx context.Context, d *sqlx.DB) error { return catalog.Seed(ctx, d, now, false) })
 	clock := now
-	svc := booking.NewService(conn, nil, 0, func() time.Time { return clock }, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	svc := booking.NewService(conn, nil, 0, booking.SeatLimits{}, func() time.Time { return clock }, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	ctx := context.Background()
 	// decided books seat of showID, in a batch or alone, and returns what the outcome says.
 	decided := func(showID, seat string, alone bool) string {

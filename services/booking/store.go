@@ -78,10 +78,13 @@ const (
 )
 
 // Hold records a confirmed booking and holds its seats, all or nothing, together with the id of
-// the request event and the movie-found outcome queued in the outbox. If any seat is already
-// held it records nothing and returns the taken seats. The check is made first, so the primary
-// key on held_seats is the last line of defence, not the only one.
-func (s *Store) Hold(ctx context.Context, cause event.Envelope, d event.BookingDetails, holdExpiresAt time.Time, outcome event.Envelope) (taken []string, err error) {
+// the request event and the movie-found outcome queued in the outbox. First, what the bookings
+// sharing each of the buyer's capped keys hold of the show is given to within: an error from it
+// records nothing and is returned. If any seat is already held it records nothing and returns
+// the taken seats. The check is made first, so the primary key on held_seats is the last line
+// of defence, not the only one.
+func (s *Store) Hold(ctx context.Context, cause event.Envelope, d event.BookingDetails, who Buyer, holdExpiresAt time.Time, outcome event.Envelope,
+	capped []BuyerKey, within func(Holdings) error) (taken []string, err error) {
 	bookingID := cause.BookingID
 	raw, err := encodeEnvelope(outcome)
 	if err != nil {
@@ -96,13 +99,24 @@ func (s *Store) Hold(ctx context.Context, cause event.Envelope, d event.BookingD
 		return nil, err
 	}
 
+	if len(capped) > 0 {
+		holding, err := holdingsOf(ctx, tx, capped)
+		if err != nil {
+			return nil, err
+		}
+		if err := within(holding); err != nil {
+			return nil, err
+		}
+	}
 	if taken, err = heldSeats(ctx, tx, d.ShowID, d.Seats, bookingID); err != nil || len(taken) > 0 {
 		return taken, err
 	}
 	res, err := tx.ExecContext(ctx, `INSERT INTO booking.bookings
-		(id, show_id, seats, customer_name, phone_masked, amount_cents, currency, status, outcome_event, hold_expires_at)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, 'confirmed', $8, $9) ON CONFLICT (id) DO NOTHING`,
-		bookingID, d.ShowID, pq.Array(d.Seats), d.CustomerName, d.PhoneMasked, d.AmountCents, d.Currency, string(raw), holdExpiresAt)
+		(id, show_id, seats, customer_name, phone_masked, amount_cents, currency, status, outcome_event, hold_expires_at,
+		 buyer_session, buyer_address, buyer_phone, buyer_card)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, 'confirmed', $8, $9, $10, $11, $12, $13) ON CONFLICT (id) DO NOTHING`,
+		bookingID, d.ShowID, pq.Array(d.Seats), d.CustomerName, d.PhoneMasked, d.AmountCents, d.Currency, string(raw), holdExpiresAt,
+		who.Session, who.Address, who.Phone, who.Card)
 	if err != nil {
 		return nil, fmt.Errorf("record booking %s: %w", bookingID, err)
 	}
@@ -327,6 +341,7 @@ type Decision struct {
 	Reason        string         `json:"reason"`
 	Outcome       event.Envelope `json:"outcome_event"`
 	HoldExpiresAt *time.Time     `json:"hold_expires_at"`
+	Buyer                        // who holds the seats, for the seat caps; empty when rejected
 }
 
 // SeatLabels lists every seat label of a screen.
@@ -344,7 +359,8 @@ var errBatchDisturbed = errors.New("batch disturbed")
 
 // DecideBatch records a batch of decisions in one transaction: the requests' event ids in the
 // inbox, the bookings, the held seats and the movie-found outcomes. decide is given which of the
-// wanted seats are held now and returns the decisions, in order. Like Hold, the check comes first
+// wanted seats are held now, and how many seats of their show the bookings sharing each of the
+// buyers' keys hold, and returns the decisions, in order. Like Hold, the check comes first
 // and the primary key on held_seats is the last line of defence: if it refuses a seat, or a
 // request was handled before, nothing is recorded and errBatchDisturbed is returned, for the
 // requests to be decided one at a time.
@@ -355,7 +371,8 @@ var errBatchDisturbed = errors.New("batch disturbed")
 // request or two, that was paid per request.
 //
 // It returns the outcomes it queued and their outbox rows' ids, for the relay's fast lane.
-func (s *Store) DecideBatch(ctx context.Context, eventIDs []string, wanted []ShowSeat, decide func(held map[ShowSeat]bool) ([]Decision, error)) (queued []int64, outcomes []kafka.Message, err error) {
+func (s *Store) DecideBatch(ctx context.Context, eventIDs []string, wanted []ShowSeat, buyers []BuyerKey,
+	decide func(held map[ShowSeat]bool, holding Holdings) ([]Decision, error)) (queued []int64, outcomes []kafka.Message, err error) {
 	// Prepared before the transaction takes its connection: preparing needs one of its own.
 	check, err := prepared.ForTx(ctx, s.db, decideBatchCheck)
 	if err != nil {
@@ -375,12 +392,18 @@ func (s *Store) DecideBatch(ctx context.Context, eventIDs []string, wanted []Sho
 	for i, w := range wanted {
 		wantedShows[i], wantedLabels[i] = w.ShowID, w.Label
 	}
+	buyerShows, buyerKinds, buyerKeys := buyerColumns(buyers)
 	var checked struct {
-		Fresh  int            `db:"fresh"`
-		Shows  pq.StringArray `db:"held_shows"`
-		Labels pq.StringArray `db:"held_labels"`
+		Fresh         int            `db:"fresh"`
+		Shows         pq.StringArray `db:"held_shows"`
+		Labels        pq.StringArray `db:"held_labels"`
+		HoldingShows  pq.StringArray `db:"holding_shows"`
+		HoldingKinds  pq.StringArray `db:"holding_kinds"`
+		HoldingKeys   pq.StringArray `db:"holding_keys"`
+		HoldingCounts pq.Int64Array  `db:"holding_seats"`
 	}
-	if err := check.Get(ctx, tx, &checked, pq.Array(eventIDs), pq.Array(wantedShows), pq.Array(wantedLabels)); err != nil {
+	if err := check.Get(ctx, tx, &checked, pq.Array(eventIDs), pq.Array(wantedShows), pq.Array(wantedLabels),
+		pq.Array(buyerShows), pq.Array(buyerKinds), pq.Array(buyerKeys)); err != nil {
 		return nil, nil, fmt.Errorf("decide batch: inbox and held seats: %w", err)
 	}
 	if checked.Fresh != len(eventIDs) {
@@ -390,7 +413,11 @@ func (s *Store) DecideBatch(ctx context.Context, eventIDs []string, wanted []Sho
 	for i := range checked.Shows {
 		held[ShowSeat{checked.Shows[i], checked.Labels[i]}] = true
 	}
-	decisions, err := decide(held)
+	holding := make(Holdings, len(checked.HoldingShows))
+	for i := range checked.HoldingShows {
+		holding[BuyerKey{checked.HoldingShows[i], checked.HoldingKinds[i], checked.HoldingKeys[i]}] = int(checked.HoldingCounts[i])
+	}
+	decisions, err := decide(held, holding)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -436,9 +463,10 @@ func (s *Store) DecideBatch(ctx context.Context, eventIDs []string, wanted []Sho
 }
 
 // decideBatchCheck records a batch's event ids in the inbox ($1) and reads which of the wanted
-// seats ($2 shows, $3 labels) are held: how many ids were new, and the held seats as two arrays
-// in step.
-const decideBatchCheck = `WITH recorded AS (
+// seats ($2 shows, $3 labels) are held, and what the bookings sharing each buyer key ($4 shows,
+// $5 kinds, $6 keys: holdingsQuery) hold: how many ids were new, the held seats as two arrays in
+// step, and the holdings as four. Without buyer keys (the caps off) the holdings cost nothing.
+var decideBatchCheck = `WITH recorded AS (
 		INSERT INTO booking.inbox (event_id) SELECT unnest($1::text[]) ON CONFLICT (event_id) DO NOTHING RETURNING 1
 	), held AS (
 		-- Each wanted seat looked up by its key: the plan is made once, maybe on an empty table,
@@ -447,10 +475,14 @@ const decideBatchCheck = `WITH recorded AS (
 		CROSS JOIN LATERAL (
 			SELECT 1 FROM booking.held_seats h WHERE h.show_id = w.show_id AND h.seat_label = w.seat_label LIMIT 1
 		) AS h
-	)
+	), ` + holdingsQuery(4) + `
 	SELECT (SELECT count(*) FROM recorded) AS fresh,
 		ARRAY(SELECT show_id FROM held ORDER BY show_id, seat_label) AS held_shows,
-		ARRAY(SELECT seat_label FROM held ORDER BY show_id, seat_label) AS held_labels`
+		ARRAY(SELECT seat_label FROM held ORDER BY show_id, seat_label) AS held_labels,
+		ARRAY(SELECT show_id FROM holding ORDER BY show_id, kind, key) AS holding_shows,
+		ARRAY(SELECT kind FROM holding ORDER BY show_id, kind, key) AS holding_kinds,
+		ARRAY(SELECT key FROM holding ORDER BY show_id, kind, key) AS holding_keys,
+		ARRAY(SELECT seats FROM holding ORDER BY show_id, kind, key) AS holding_seats`
 
 // decideBatchRecord records a batch's decisions ($1, booking rows as JSON), the seats the
 // confirmed ones hold ($2 shows, $3 labels, $4 bookings) and their outcomes in the outbox ($5
@@ -459,9 +491,9 @@ const decideBatchCheck = `WITH recorded AS (
 // at the end of the statement, where it sees the bookings inserted beside them.
 var decideBatchRecord = `WITH recorded AS (
 		INSERT INTO booking.bookings (id, show_id, seats, customer_name, phone_masked, amount_cents, currency,
-			status, reason_code, reason, outcome_event, hold_expires_at)
+			status, reason_code, reason, outcome_event, hold_expires_at, buyer_session, buyer_address, buyer_phone, buyer_card)
 		SELECT id, show_id, seats, customer_name, phone_masked, amount_cents, currency,
-			status, reason_code, reason, outcome_event, hold_expires_at
+			status, reason_code, reason, outcome_event, hold_expires_at, buyer_session, buyer_address, buyer_phone, buyer_card
 		FROM jsonb_populate_recordset(NULL::booking.bookings, $1::jsonb)
 		ON CONFLICT (id) DO NOTHING RETURNING 1
 	), held AS (

@@ -134,6 +134,19 @@ type Card struct {
 	Brand string `json:"brand"`
 	Last4 string `json:"last4"`
 	Token string `json:"token"`
+	// Fingerprint names the card number the same way for every token of it, as processors'
+	// card fingerprints do (a token is new each time), so the booking service can cap the
+	// seats one card holds. Empty when the processor gives none.
+	Fingerprint string `json:"fingerprint,omitempty"`
+}
+
+// Buyer names who asked for seats, for the booking service's seat caps: opaque keys the web
+// derives from the browser session, the client's address and the phone number (MACs under a
+// secret of its own), which the booking service only compares. An empty key is not compared.
+type Buyer struct {
+	Session string `json:"session,omitempty"`
+	Address string `json:"address,omitempty"`
+	Phone   string `json:"phone,omitempty"`
 }
 
 // BookingRequested is published by the web when a person presses Book.
@@ -144,6 +157,7 @@ type BookingRequested struct {
 	Phone        string    `json:"phone"` // full number: only the notification service keeps it
 	Card         Card      `json:"card"`
 	RequestedAt  time.Time `json:"requested_at"`
+	Buyer        Buyer     `json:"buyer,omitzero"` // absent in requests from before the seat caps
 }
 
 // BookingDetails is everything downstream stages need to charge, notify and print, copied
@@ -225,6 +239,7 @@ const (
 	RejectUnknownSeat = "unknown_seat"
 	RejectSeatTaken   = "seat_taken"
 	RejectInvalid     = "invalid_request"
+	RejectSeatLimit   = "seat_limit" // the buyer already holds as many seats of the show as one may
 )
 
 // PaymentSucceeded says the card was charged.

@@ -75,3 +75,26 @@ func TestInZoneShowsTheTheatresClock(t *testing.T) {
 		}
 	}
 }
+
+// TestBuyerKeysAreOptional: a request from before the seat caps (no buyer, no fingerprint)
+// still decodes, and one without them is written as before.
+func TestBuyerKeysAreOptional(t *testing.T) {
+	old := `{"show_id":"s","seats":["A1"],"customer_name":"Ada","phone":"+447700900123",
+		"card":{"brand":"visa","last4":"4242","token":"tok"},"requested_at":"2026-11-25T12:00:00Z"}`
+	var req BookingRequested
+	if err := json.Unmarshal([]byte(old), &req); err != nil || req.Card.Token != "tok" || req.Buyer != (Buyer{}) || req.Card.Fingerprint != "" {
+		t.Fatalf("an old request: %+v %v", req, err)
+	}
+	raw, err := json.Marshal(req)
+	if err != nil || strings.Contains(string(raw), "buyer") || strings.Contains(string(raw), "fingerprint") {
+		t.Errorf("a request without buyer keys is written as %s (err %v)", raw, err)
+	}
+	req.Buyer.Phone, req.Card.Fingerprint = "k", "fp"
+	var again BookingRequested
+	if raw, err = json.Marshal(req); err == nil {
+		err = json.Unmarshal(raw, &again)
+	}
+	if err != nil || again.Buyer.Phone != "k" || again.Card.Fingerprint != "fp" {
+		t.Errorf("buyer keys round trip: %+v %v", again, err)
+	}
+}

@@ -149,3 +149,35 @@ func TestTokenizeRefusesBadAndRealCards(t *testing.T) {
 		}
 	}
 }
+
+// TestSandboxFingerprintsNameTheCardNotTheToken: tokens are new at every tokenisation, but a
+// card's fingerprint is the same each time (the seat cap by card counts on it), differs between
+// cards and shows nothing of the number.
+func TestSandboxFingerprintsNameTheCardNotTheToken(t *testing.T) {
+	sandbox := gateway.NewSandbox(nil)
+	ctx := context.Background()
+	first, err := sandbox.Tokenize(ctx, "4242 4242 4242 4242")
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := sandbox.Tokenize(ctx, "4242-4242-4242-4242")
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := sandbox.Tokenize(ctx, "5555 5555 5555 4444")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if first.Token == again.Token {
+		t.Errorf("two tokenisations gave one token %q", first.Token)
+	}
+	if first.Fingerprint == "" || first.Fingerprint != again.Fingerprint {
+		t.Errorf("fingerprints %q and %q of one card, want the same, not empty", first.Fingerprint, again.Fingerprint)
+	}
+	if other.Fingerprint == "" || other.Fingerprint == first.Fingerprint {
+		t.Errorf("another card's fingerprint %q, want its own", other.Fingerprint)
+	}
+	if strings.Contains(first.Fingerprint, "4242") {
+		t.Errorf("fingerprint %q shows the number", first.Fingerprint)
+	}
+}

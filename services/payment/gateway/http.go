@@ -14,13 +14,14 @@ import (
 
 // HTTPGateway talks to a card processor over its JSON API, shaped like the common ones:
 //
-//	POST /v1/tokens   {"number"}                                 → 200 {"token","brand","last4"}
+//	POST /v1/tokens   {"number"}                                 → 200 {"token","brand","last4","fingerprint"}
 //	POST /v1/charges  {"token","amount","currency","description"} → 200 {"id","status","decline_code","decline_message"}
 //	POST /v1/refunds  {"charge","amount","reason"}                → 200 {"id","status"}
 //
 // with "Authorization: Bearer <key>" and, on charges and refunds, an "Idempotency-Key" header. A 4xx with
 // {"error":{"message"}} on a token request is a card the processor refuses; a 5xx, a timeout or
-// an unreadable answer is an error worth retrying.
+// an unreadable answer is an error worth retrying. The fingerprint (the same for every token of
+// one card number) is optional: without it, the seat cap by card does not apply.
 type HTTPGateway struct {
 	base   *url.URL
 	key    string
@@ -43,9 +44,10 @@ func (g *HTTPGateway) Tokenize(ctx context.Context, cardNumber string) (event.Ca
 		return event.Card{}, err
 	}
 	var out struct {
-		Token string `json:"token"`
-		Brand string `json:"brand"`
-		Last4 string `json:"last4"`
+		Token       string `json:"token"`
+		Brand       string `json:"brand"`
+		Last4       string `json:"last4"`
+		Fingerprint string `json:"fingerprint"`
 	}
 	status, problem, err := g.post(ctx, "/v1/tokens", "", map[string]string{"number": number}, &out)
 	switch {
@@ -58,7 +60,7 @@ func (g *HTTPGateway) Tokenize(ctx context.Context, cardNumber string) (event.Ca
 	case out.Token == "" || len(out.Last4) != 4:
 		return event.Card{}, fmt.Errorf("payment processor: token answer without token or last4")
 	}
-	return event.Card{Brand: strings.ToLower(out.Brand), Last4: out.Last4, Token: out.Token}, nil
+	return event.Card{Brand: strings.ToLower(out.Brand), Last4: out.Last4, Token: out.Token, Fingerprint: out.Fingerprint}, nil
 }
 
 // Charge asks the processor to charge a token once per idempotency key.

@@ -53,7 +53,11 @@ func (f *fakeProcessor) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			_ = json.NewEncoder(w).Encode(map[string]any{"error": map[string]string{"message": "Your card is not supported."}})
 			return
 		}
-		_ = json.NewEncoder(w).Encode(map[string]string{"token": "tok_" + number[12:], "brand": "Visa", "last4": number[12:]})
+		answer := map[string]string{"token": "tok_" + number[12:], "brand": "Visa", "last4": number[12:]}
+		if number == "4242424242424242" { // a fingerprint is optional: only this card has one
+			answer["fingerprint"] = "fp_4242"
+		}
+		_ = json.NewEncoder(w).Encode(answer)
 	case "/v1/charges":
 		f.chargeCalls++
 		if f.unavailable > 0 {
@@ -123,7 +127,7 @@ func TestHTTPGatewayTokenisesAndCharges(t *testing.T) {
 	ctx := context.Background()
 
 	card, err := g.Tokenize(ctx, "4242 4242 4242 4242")
-	if err != nil || card.Token != "tok_4242" || card.Brand != "visa" || card.Last4 != "4242" {
+	if err != nil || card.Token != "tok_4242" || card.Brand != "visa" || card.Last4 != "4242" || card.Fingerprint != "fp_4242" {
 		t.Fatalf("tokenise: %+v %v", card, err)
 	}
 	_, err = g.Tokenize(ctx, "5555 5555 5555 4444")
@@ -143,6 +147,9 @@ func TestHTTPGatewayTokenisesAndCharges(t *testing.T) {
 	}
 
 	declinedCard, _ := g.Tokenize(ctx, "4000000000000002")
+	if declinedCard.Token != "tok_0002" || declinedCard.Fingerprint != "" {
+		t.Errorf("a token answer without a fingerprint: %+v, want the token and no fingerprint", declinedCard)
+	}
 	declined, err := g.Charge(ctx, gateway.ChargeRequest{IdempotencyKey: "b-2", Card: declinedCard, AmountCents: 1950, Currency: "GBP"})
 	if err != nil || declined.Approved || declined.DeclineCode != "card_declined" || declined.DeclineReason != "Do not honour." {
 		t.Errorf("declined charge: %+v %v", declined, err)
