@@ -16,7 +16,7 @@ import (
 // TestOneBuyerCannotTakeAShow reproduces the attack of issue 22: one browser session sends
 // bookings of 10 seats for one show at once, as if to hold the whole screen. With the default
 // caps (SEATS_PER_BUYER, SEATS_PER_ADDRESS) the first is ticketed and the others end rejected,
-// their status saying why; the same buyer's phone and card from another address, without the
+// their status saying why; the same buyer's phone from another address, without the
 // cookie, are refused too; and another buyer still books the seats the rejected requests
 // wanted.
 func TestOneBuyerCannotTakeAShow(t *testing.T) {
@@ -70,18 +70,20 @@ func TestOneBuyerCannotTakeAShow(t *testing.T) {
 		t.Fatalf("%d bookings holding seats (err %v), want 1", len(kept), err)
 	}
 	k := kept[0]
-	if k.Session == "" || k.Address == "" || k.Phone == "" || k.Card == "" ||
+	// The sandbox's test cards are everyone's, so it names no card: the card's cap is a real
+	// processor's (its fingerprint), tested in services/booking.
+	if k.Session == "" || k.Address == "" || k.Phone == "" || k.Card != "" ||
 		strings.Contains(k.Session, attacker.session) || strings.Contains(k.Address, "198.51") || strings.Contains(k.Phone, "900123") {
-		t.Errorf("the booking service keeps the buyer as %+v, want four opaque keys", k)
+		t.Errorf("the booking service keeps the buyer as %+v, want three opaque keys and no card", k)
 	}
 
-	// The same phone and card, without the cookie, from another address.
+	// The same phone, without the cookie, from another address.
 	status, resp, _ := c.bookAs(apiClient{forwarded: "203.0.113.66"}, uuid.NewString(), request(show.ID, []string{"D1"}, cardApproves))
 	if status != http.StatusAccepted {
 		t.Fatalf("the same buyer from elsewhere: %d %+v", status, resp)
 	}
 	if st := c.waitFinal(resp.BookingID); st.Status != "rejected" || !strings.Contains(st.Reason, "already has 10") {
-		t.Errorf("the same phone and card from another address: %q %q, want rejected over the seat limit", st.Status, st.Reason)
+		t.Errorf("the same phone from another address: %q %q, want rejected over the seat limit", st.Status, st.Reason)
 	}
 
 	// Another buyer (session, phone, card), from the attacker's address too, books the seats a

@@ -150,10 +150,10 @@ func TestTokenizeRefusesBadAndRealCards(t *testing.T) {
 	}
 }
 
-// TestSandboxFingerprintsNameTheCardNotTheToken: tokens are new at every tokenisation, but a
-// card's fingerprint is the same each time (the seat cap by card counts on it), differs between
-// cards and shows nothing of the number.
-func TestSandboxFingerprintsNameTheCardNotTheToken(t *testing.T) {
+// TestSandboxTokensAreNewAndNameNoCard: every tokenisation gives a new token, and the sandbox
+// gives no fingerprint: its test cards are everyone's, so a seat cap by card would make
+// strangers share one.
+func TestSandboxTokensAreNewAndNameNoCard(t *testing.T) {
 	sandbox := gateway.NewSandbox(nil)
 	ctx := context.Background()
 	first, err := sandbox.Tokenize(ctx, "4242 4242 4242 4242")
@@ -164,20 +164,10 @@ func TestSandboxFingerprintsNameTheCardNotTheToken(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	other, err := sandbox.Tokenize(ctx, "5555 5555 5555 4444")
-	if err != nil {
-		t.Fatal(err)
-	}
 	if first.Token == again.Token {
 		t.Errorf("two tokenisations gave one token %q", first.Token)
 	}
-	if first.Fingerprint == "" || first.Fingerprint != again.Fingerprint {
-		t.Errorf("fingerprints %q and %q of one card, want the same, not empty", first.Fingerprint, again.Fingerprint)
-	}
-	if other.Fingerprint == "" || other.Fingerprint == first.Fingerprint {
-		t.Errorf("another card's fingerprint %q, want its own", other.Fingerprint)
-	}
-	if strings.Contains(first.Fingerprint, "4242") {
-		t.Errorf("fingerprint %q shows the number", first.Fingerprint)
+	if first.Fingerprint != "" || again.Fingerprint != "" {
+		t.Errorf("fingerprints %q and %q of a shared test card, want none", first.Fingerprint, again.Fingerprint)
 	}
 }
