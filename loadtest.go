@@ -53,7 +53,7 @@ type loadOptions struct {
 func parseLoadOptions(args []string) (loadOptions, error) {
 	fs := flag.NewFlagSet(TargetLoadTest, flag.ContinueOnError)
 	o := loadOptions{}
-	fs.StringVar(&o.BaseURL, "url", "http://127.0.0.1:8080", "the web server to load (BOOKING_RATE_LIMIT=0, SEATS_PER_BUYER=0 and SEATS_PER_ADDRESS=0 there)")
+	fs.StringVar(&o.BaseURL, "url", "http://127.0.0.1:8080", "the web server to load (BOOKING_RATE_LIMIT=0 and SEATS_PER_ADDRESS=0 there: the load comes from one address)")
 	fs.StringVar(&o.MetricsURL, "metrics", "", "idle: the web's metrics on its internal port, like http://127.0.0.1:9100/metrics (OPS_ADDR there)")
 	fs.StringVar(&o.Scenario, "scenario", "steady", "steady, ramp, hot, idle or all")
 	fs.Float64Var(&o.Rate, "rate", 200, "steady: bookings a second")
@@ -109,6 +109,9 @@ type loadTester struct {
 	// hot is the hot show's id, chosen before anything else is booked and kept out of seats.
 	hot     loadShow
 	hotFree []string
+	// buyers numbers the bookings: each is a buyer of its own (its own phone), as the seat cap
+	// per buyer sees them, so the cap's cost is measured with it on.
+	buyers atomic.Int64
 }
 
 type seatSlot struct{ show, seat string }
@@ -289,7 +292,7 @@ func (lt *loadTester) book(ctx context.Context, scheduled time.Time, showID stri
 		return out
 	}
 	body, _ := json.Marshal(map[string]any{"show_id": showID, "seats": seats, "name": "Load Test",
-		"phone": "+44 7700 900123", "card_number": "4242 4242 4242 4242"})
+		"phone": fmt.Sprintf("+44 7700 %06d", lt.buyers.Add(1)%1_000_000), "card_number": "4242 4242 4242 4242"})
 	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, lt.o.BaseURL+"/api/bookings", bytes.NewReader(body))
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := lt.client.Do(req)
