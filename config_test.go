@@ -3,6 +3,7 @@ package main
 import (
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestLoadConfigDefaults(t *testing.T) {
@@ -11,7 +12,8 @@ func TestLoadConfigDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	if cfg.HTTPAddr != "127.0.0.1:8080" || cfg.DatabaseURL != DefaultDatabaseURL || cfg.KafkaPartitions != 6 ||
-		cfg.KafkaDataDir != ".data/kafka" || len(cfg.KafkaBrokers) != 0 {
+		cfg.KafkaDataDir != ".data/kafka" || len(cfg.KafkaBrokers) != 0 ||
+		cfg.RequestBodyTimeout != 10*time.Second {
 		t.Errorf("defaults: %+v", cfg)
 	}
 }
@@ -46,6 +48,8 @@ func TestLoadConfigRejectsWrongValues(t *testing.T) {
 		{"PAYMENT_API_URL", "http://processor.example"}, // card numbers over plain http: only to this machine
 		{"SMS_PROVIDER", "carrier-pigeon"},
 		{"SMS_API_KEY", ""},
+		{"REQUEST_BODY_TIMEOUT", "0"},
+		{"REQUEST_BODY_TIMEOUT", "ten seconds"},
 	} {
 		t.Run(tc.key+"="+tc.value, func(t *testing.T) {
 			vars := map[string]string{tc.key: tc.value}

@@ -193,6 +193,7 @@ func runWith(ctx context.Context, target string, cfg Config, stdout io.Writer, o
 			TrustedProxies:   cfg.TrustedProxies,
 			CapabilityKey:    capabilityKey,
 			Now:              now, Log: log,
+			RequestBodyTimeout: cfg.RequestBodyTimeout,
 		})
 		httpActor, url, err := webActor(cfg, opts.listener, server, log)
 		if err != nil {

@@ -53,6 +53,9 @@ type Deps struct {
 	BookingShedAfter time.Duration
 	Now              func() time.Time
 	Log              *slog.Logger
+
+	// RequestBodyTimeout is how long a request has to send its body (REQUEST_BODY_TIMEOUT).
+	RequestBodyTimeout time.Duration
 }
 
 // Server serves the site and the API.
@@ -173,7 +176,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /api/ops", s.apiOps)
 
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { s.fail(w, r, errNotFound) })
-	return s.recoverPanics(s.secure(s.withSession(mux)))
+	return s.recoverPanics(bodyDeadline(s.deps.RequestBodyTimeout, s.secure(s.withSession(mux))))
 }
 
 func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
@@ -221,6 +224,8 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	case errors.As(err, &limited):
 		status, code, message = http.StatusTooManyRequests, "rate_limited", "Too many booking requests from your address. Please wait a moment and try again."
 		w.Header().Set("Retry-After", retryAfterSeconds(limited.retryAfter))
+	case errors.Is(err, errBodyTimeout):
+		status, code, message = http.StatusRequestTimeout, "request_timeout", "Your request took too long to arrive. Nothing was booked or changed: please try again."
 	case errors.Is(err, errBusy):
 		status, code, message = http.StatusServiceUnavailable, "busy", busyMessage
 		w.Header().Set("Retry-After", "5")
