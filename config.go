@@ -47,6 +47,8 @@ type Config struct {
 	SMS               Provider       // SMS_PROVIDER, SMS_API_URL, SMS_API_KEY
 
 	RequestBodyTimeout time.Duration // REQUEST_BODY_TIMEOUT: how long a request has to send its body
+	StreamsPerAddress  int           // STREAMS_PER_ADDRESS: event streams open at once from one client address; 0 is no cap
+	StreamsMax         int           // STREAMS_MAX: event streams open at once on a web replica; 0 is no cap
 }
 
 // Provider chooses an outside service: the built-in sandbox, or a real one over HTTP.
@@ -133,6 +135,8 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 	cfg.ConsumerReaders = intVar("CONSUMER_READERS", "3", 1, 64)
 	cfg.KafkaReplicas = intVar("KAFKA_REPLICATION_FACTOR", "1", 1, 7)
 	cfg.BookingRateLimit = intVar("BOOKING_RATE_LIMIT", "30", 0, 1_000_000)
+	cfg.StreamsPerAddress = intVar("STREAMS_PER_ADDRESS", "20", 0, 1_000_000)
+	cfg.StreamsMax = intVar("STREAMS_MAX", "20000", 0, 10_000_000)
 	boolVar := func(key string) bool {
 		raw := get(key, "false")
 		b, err := strconv.ParseBool(raw)

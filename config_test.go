@@ -13,7 +13,7 @@ func TestLoadConfigDefaults(t *testing.T) {
 	}
 	if cfg.HTTPAddr != "127.0.0.1:8080" || cfg.DatabaseURL != DefaultDatabaseURL || cfg.KafkaPartitions != 6 ||
 		cfg.KafkaDataDir != ".data/kafka" || len(cfg.KafkaBrokers) != 0 ||
-		cfg.RequestBodyTimeout != 10*time.Second {
+		cfg.RequestBodyTimeout != 10*time.Second || cfg.StreamsPerAddress != 20 || cfg.StreamsMax != 20000 {
 		t.Errorf("defaults: %+v", cfg)
 	}
 }
@@ -50,6 +50,8 @@ func TestLoadConfigRejectsWrongValues(t *testing.T) {
 		{"SMS_API_KEY", ""},
 		{"REQUEST_BODY_TIMEOUT", "0"},
 		{"REQUEST_BODY_TIMEOUT", "ten seconds"},
+		{"STREAMS_PER_ADDRESS", "-1"},
+		{"STREAMS_MAX", "many"},
 	} {
 		t.Run(tc.key+"="+tc.value, func(t *testing.T) {
 			vars := map[string]string{tc.key: tc.value}

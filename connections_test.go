@@ -2,10 +2,12 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"io"
 	"net"
 	"net/http"
 	"net/url"
+	"strings"
 	"testing"
 	"time"
 )
@@ -92,5 +94,77 @@ func TestABodyThatNeverComesIsCutOff(t *testing.T) {
 		case !tc.atOnce && got.after < timeout*3/4:
 			t.Errorf("%s: answered %d after %v, before the body was due", tc.name, got.status, got.after.Round(time.Millisecond))
 		}
+	}
+}
+
+// TestEventStreamsAreCappedPerAddressAndInTotal: one address may hold STREAMS_PER_ADDRESS event
+// streams (seat maps and bookings together), and the next is refused with 429, Retry-After and
+// a reason naming streams; closing one frees its place; beyond STREAMS_MAX everyone is refused
+// with 503 and Retry-After.
+func TestEventStreamsAreCappedPerAddressAndInTotal(t *testing.T) {
+	c := newCluster(t)
+	// Behind a trusted proxy (this test), each X-Forwarded-For address is a client of its own.
+	c.startWith(TargetWeb, map[string]string{"STREAMS_PER_ADDRESS": "3", "STREAMS_MAX": "4", "TRUSTED_PROXIES": "127.0.0.1"})
+	show := c.futureShow()
+	seats := "/shows/" + show.ID + "/seats/events"
+	type stream struct {
+		status           int
+		retryAfter, body string
+		close            func()
+	}
+	open := func(from, path string) stream {
+		t.Helper()
+		ctx, cancel := context.WithCancel(context.Background())
+		t.Cleanup(cancel)
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, c.web.url+path, nil)
+		req.Header.Set("X-Forwarded-For", from)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := stream{status: resp.StatusCode, retryAfter: resp.Header.Get("Retry-After"), close: cancel}
+		if resp.StatusCode != http.StatusOK {
+			s.body = readBody(resp)
+			cancel()
+		}
+		return s
+	}
+	const a, b, third = "198.51.100.1", "198.51.100.2", "198.51.100.3"
+	var held []stream
+	for i := range 3 {
+		if s := open(a, seats); s.status != http.StatusOK {
+			t.Fatalf("seat map stream %d of 3 from one address: %d %s", i+1, s.status, s.body)
+		} else {
+			held = append(held, s)
+		}
+	}
+	if s := open(a, seats); s.status != http.StatusTooManyRequests || s.retryAfter == "" || !strings.Contains(s.body, "streams are open from your address") {
+		t.Errorf("a fourth seat map stream from one address: %d, Retry-After %q, %q; want 429 with Retry-After, naming streams", s.status, s.retryAfter, s.body)
+	}
+	// The cap counts every kind: a booking's stream is refused before the booking is even looked up.
+	if s := open(a, "/api/bookings/00000000-0000-0000-0000-000000000001/events"); s.status != http.StatusTooManyRequests || s.retryAfter == "" || !strings.Contains(s.body, `"too_many_streams"`) {
+		t.Errorf("a booking stream from an address at its cap: %d, Retry-After %q, %s; want 429 too_many_streams", s.status, s.retryAfter, s.body)
+	}
+	if s := open(b, seats); s.status != http.StatusOK {
+		t.Fatalf("another address's seat map stream, the fourth in all: %d %s", s.status, s.body)
+	}
+	if s := open(third, seats); s.status != http.StatusServiceUnavailable || s.retryAfter == "" {
+		t.Errorf("a fifth stream in all, from a third address: %d, Retry-After %q, %q; want 503 with Retry-After", s.status, s.retryAfter, s.body)
+	}
+	// Closing a stream gives its place back, once the server has seen it go.
+	held[0].close()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		s := open(a, seats)
+		if s.status == http.StatusOK {
+			break
+		}
+		if s.status != http.StatusTooManyRequests || time.Now().After(deadline) {
+			t.Fatalf("after closing one of its streams, the address opens another: %d %s, want 200", s.status, s.body)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if s := open(third, seats); s.status != http.StatusServiceUnavailable {
+		t.Errorf("with four streams open again, a third address: %d, want 503", s.status)
 	}
 }

@@ -130,8 +130,10 @@ func (c *cluster) start(target string) *process {
 // startWith runs one target with extra environment, such as another WEB_INSTANCE.
 func (c *cluster) startWith(target string, extra map[string]string) *process {
 	c.t.Helper()
-	// Tests book far faster than a person: the rate limit has a test of its own.
-	env := map[string]string{"HTTP_ADDR": "127.0.0.1:0", "DATABASE_URL": c.dbURL, "LOG_LEVEL": "debug", "BOOKING_RATE_LIMIT": "0"}
+	// Tests book far faster than a person, and follow more bookings at once: the rate limit and
+	// the cap on streams have tests of their own.
+	env := map[string]string{"HTTP_ADDR": "127.0.0.1:0", "DATABASE_URL": c.dbURL, "LOG_LEVEL": "debug", "BOOKING_RATE_LIMIT": "0",
+		"STREAMS_PER_ADDRESS": "0"}
 	for k, v := range c.kafkaEnv() {
 		env[k] = v
 	}

@@ -52,7 +52,7 @@ type loadOptions struct {
 func parseLoadOptions(args []string) (loadOptions, error) {
 	fs := flag.NewFlagSet(TargetLoadTest, flag.ContinueOnError)
 	o := loadOptions{}
-	fs.StringVar(&o.BaseURL, "url", "http://127.0.0.1:8080", "the web server to load (BOOKING_RATE_LIMIT=0 there)")
+	fs.StringVar(&o.BaseURL, "url", "http://127.0.0.1:8080", "the web server to load (BOOKING_RATE_LIMIT=0 and STREAMS_PER_ADDRESS=0 there)")
 	fs.StringVar(&o.Scenario, "scenario", "steady", "steady, ramp, hot, idle or all")
 	fs.Float64Var(&o.Rate, "rate", 200, "steady: bookings a second")
 	fs.DurationVar(&o.Duration, "duration", 20*time.Second, "steady: how long; ramp: each step")

@@ -1,7 +1,8 @@
 # Sourced by scripts/bench.sh and scripts/hops.sh: starts a fresh Boxoffice for a measurement —
 # its own database (boxoffice_bench, made again), a fresh embedded broker log, durable PostgreSQL,
 # the Load Lab theatre scheduled (LOADTEST_CATALOG) so there are seats enough, booking rate limits
-# off — answering on 127.0.0.1:$http_port, and waits until it is ready. Set before sourcing:
+# and the per-address cap on event streams off (the load tool is one address holding thousands of
+# streams) — answering on 127.0.0.1:$http_port, and waits until it is ready. Set before sourcing:
 # bin, log_level. Sets: http_port, pid, work (its log is $work/boxoffice.log), started and
 # ready (times), and a trap that stops it and removes $work at exit. Run from the repository's
 # top. make bench and make hops share the database and the port: one at a time.
@@ -19,7 +20,7 @@ PGPASSWORD=boxoffice "$pg_bin/psql" -h 127.0.0.1 -p "$pg_port" -U boxoffice -d p
 work="$(mktemp -d)"
 DATABASE_URL="postgres://boxoffice:boxoffice@127.0.0.1:${pg_port}/boxoffice_bench?sslmode=disable" \
 HTTP_ADDR="127.0.0.1:${http_port}" KAFKA_DATA_DIR="$work/kafka" LOADTEST_CATALOG=true \
-BOOKING_RATE_LIMIT=0 LOG_LEVEL="$log_level" PPROF_ADDR="${BOXOFFICE_PPROF_ADDR:-}" \
+BOOKING_RATE_LIMIT=0 STREAMS_PER_ADDRESS=0 LOG_LEVEL="$log_level" PPROF_ADDR="${BOXOFFICE_PPROF_ADDR:-}" \
 GODEBUG="${RUNTIME_GODEBUG:-adaptivestackstart=0}${GODEBUG:+,$GODEBUG}" "$bin" >"$work/boxoffice.log" 2>&1 &
 pid=$!
 stop() {

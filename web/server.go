@@ -56,6 +56,9 @@ type Deps struct {
 
 	// RequestBodyTimeout is how long a request has to send its body (REQUEST_BODY_TIMEOUT).
 	RequestBodyTimeout time.Duration
+	// StreamsPerAddress and StreamsMax cap the event streams open at once from one client
+	// address and in all (STREAMS_PER_ADDRESS, STREAMS_MAX); 0 is no cap.
+	StreamsPerAddress, StreamsMax int
 }
 
 // Server serves the site and the API.
@@ -72,6 +75,7 @@ type Server struct {
 	snapshot      func(context.Context) ops.Snapshot // shared and cached; nil without Deps.Ops
 	limiter       *rateLimiter
 	doorGuesses   doorGuessLimits
+	streams       *streamLimits
 	capabilityKey []byte
 	deps          Deps
 	log           *slog.Logger
@@ -99,7 +103,8 @@ func NewServer(d Deps) *Server {
 		snapshot = (&snapshots{read: d.Ops}).get
 		s.snapshot = snapshot
 	}
-	s.metrics = newMetrics(s.hub, snapshot)
+	s.streams = newStreamLimits(d.StreamsPerAddress, d.StreamsMax)
+	s.metrics = newMetrics(s.streams, snapshot)
 	s.limiter = newRateLimiter(d.BookingRateLimit, d.Now)
 	s.doorGuesses = newDoorGuessLimits(d.Now)
 	s.capabilityKey = d.CapabilityKey
@@ -137,12 +142,12 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /{$}", s.moviesPage)
 	mux.HandleFunc("GET /movies/{id}", s.moviePage)
 	mux.HandleFunc("GET /shows/{id}", s.showPage)
-	mux.HandleFunc("GET /shows/{id}/seats/events", s.seatEvents)
+	mux.HandleFunc("GET /shows/{id}/seats/events", s.limitStreams(streamsOfSeats, s.seatEvents))
 	mux.HandleFunc("POST /shows/{id}/summary", s.requireCSRF(s.showSummary))
 	mux.HandleFunc("POST /bookings", s.limitBookings(s.requireCSRF(s.bookingFormSubmit)))
 	mux.HandleFunc("GET /bookings", s.myBookingsPage)
 	mux.HandleFunc("GET /bookings/{id}", s.bookingPage)
-	mux.HandleFunc("GET /bookings/{id}/events", s.bookingEvents(StreamHTML))
+	mux.HandleFunc("GET /bookings/{id}/events", s.limitStreams(streamsOfBookings, s.bookingEvents(StreamHTML)))
 	mux.HandleFunc("GET /bookings/{id}/hold", s.holdCountdown)
 	mux.HandleFunc("GET /tickets/verify", s.verifyPage)
 	mux.HandleFunc("POST /tickets/verify", s.requireCSRF(s.verifySubmit))
@@ -161,7 +166,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /api/shows/{id}/seats", s.apiSeats)
 	mux.HandleFunc("POST /api/bookings", s.limitBookings(s.apiCreateBooking))
 	mux.HandleFunc("GET /api/bookings/{id}", s.apiBooking)
-	mux.HandleFunc("GET /api/bookings/{id}/events", s.bookingEvents(StreamJSON))
+	mux.HandleFunc("GET /api/bookings/{id}/events", s.limitStreams(streamsOfBookings, s.bookingEvents(StreamJSON)))
 	mux.HandleFunc("GET /api/tickets/verify", s.apiVerifyTicket)
 	mux.HandleFunc("POST /api/tickets/admit", s.apiAdmitTicket)
 	mux.HandleFunc("GET /api/tickets/{id}", s.apiTicket)
@@ -172,7 +177,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /readyz", s.readyz)
 	mux.Handle("GET /metrics", s.metrics.handler())
 	mux.HandleFunc("GET /ops", s.opsPage)
-	mux.HandleFunc("GET /ops/events", s.opsEvents)
+	mux.HandleFunc("GET /ops/events", s.limitStreams(streamsOfOps, s.opsEvents))
 	mux.HandleFunc("GET /api/ops", s.apiOps)
 
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { s.fail(w, r, errNotFound) })
@@ -209,6 +214,7 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	var validation *ValidationError
 	var bad *badRequestError
 	var limited *rateLimitedError
+	var streams *tooManyStreamsError
 	switch {
 	case errors.As(err, &validation):
 		status, code = http.StatusUnprocessableEntity, "invalid_"+firstField(validation)
@@ -224,6 +230,12 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	case errors.As(err, &limited):
 		status, code, message = http.StatusTooManyRequests, "rate_limited", "Too many booking requests from your address. Please wait a moment and try again."
 		w.Header().Set("Retry-After", retryAfterSeconds(limited.retryAfter))
+	case errors.As(err, &streams) && streams.perAddress:
+		status, code, message = http.StatusTooManyRequests, "too_many_streams", "Too many live-update streams are open from your address. Close some of this site's tabs, then reload this page."
+		w.Header().Set("Retry-After", "10")
+	case errors.As(err, &streams):
+		status, code, message = http.StatusServiceUnavailable, "streams_full", "The site is sending live updates to as many pages as it can. Please reload this page in a moment."
+		w.Header().Set("Retry-After", "5")
 	case errors.Is(err, errBodyTimeout):
 		status, code, message = http.StatusRequestTimeout, "request_timeout", "Your request took too long to arrive. Nothing was booked or changed: please try again."
 	case errors.Is(err, errBusy):
@@ -233,7 +245,7 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 		status, code, message = http.StatusServiceUnavailable, "unavailable", "Booking is briefly unavailable. Nothing was booked or charged: please try again in a moment."
 		w.Header().Set("Retry-After", "5")
 	}
-	if status >= 500 {
+	if status >= 500 && code != "streams_full" { // a full house is no failure of ours
 		s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "status", status, "err", err)
 	}
 	if isAPI(r) {

@@ -4,11 +4,21 @@ import (
 	"errors"
 	"net/http"
 	"os"
+	"sync"
 	"time"
 )
 
 // Connections that never finish: a body that is never sent, more event streams than a person
 // opens, a stream nobody reads. Each would hold a goroutine and a connection for good.
+
+// The kinds of event stream, as the boxoffice_sse_streams_open metric labels them.
+const (
+	streamsOfBookings = "booking" // /bookings/{id}/events and /api/bookings/{id}/events
+	streamsOfSeats    = "seats"   // /shows/{id}/seats/events
+	streamsOfOps      = "ops"     // /ops/events
+)
+
+var streamKinds = []string{streamsOfBookings, streamsOfSeats, streamsOfOps}
 
 // errBodyTimeout is a request whose body did not arrive within REQUEST_BODY_TIMEOUT.
 var errBodyTimeout = errors.New("request body not sent in time")
@@ -36,4 +46,76 @@ func bodyDeadline(timeout time.Duration, next http.Handler) http.Handler {
 		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// tooManyStreamsError refuses an event stream beyond STREAMS_PER_ADDRESS (perAddress) or
+// beyond STREAMS_MAX.
+type tooManyStreamsError struct{ perAddress bool }
+
+func (e *tooManyStreamsError) Error() string {
+	if e.perAddress {
+		return "too many event streams from one address"
+	}
+	return "too many event streams open"
+}
+
+// streamLimits counts the event streams open, per kind and per client address, and caps them.
+type streamLimits struct {
+	perAddress, total int // 0: no cap
+	mu                sync.Mutex
+	open              int
+	byKind            map[string]int
+	byAddress         map[string]int
+}
+
+func newStreamLimits(perAddress, total int) *streamLimits {
+	return &streamLimits{perAddress: perAddress, total: total, byKind: map[string]int{}, byAddress: map[string]int{}}
+}
+
+// take counts a stream of kind from addr as open, or refuses it beyond a cap; release gives
+// the slot back.
+func (l *streamLimits) take(kind, addr string) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.perAddress > 0 && l.byAddress[addr] >= l.perAddress {
+		return &tooManyStreamsError{perAddress: true}
+	}
+	if l.total > 0 && l.open >= l.total {
+		return &tooManyStreamsError{}
+	}
+	l.open++
+	l.byKind[kind]++
+	l.byAddress[addr]++
+	return nil
+}
+
+func (l *streamLimits) release(kind, addr string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.open--
+	l.byKind[kind]--
+	if l.byAddress[addr]--; l.byAddress[addr] <= 0 {
+		delete(l.byAddress, addr)
+	}
+}
+
+// count is how many streams of kind are open.
+func (l *streamLimits) count(kind string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.byKind[kind]
+}
+
+// limitStreams counts a stream of kind as open from when it is accepted until its handler
+// returns, refusing it beyond the caps: 429 beyond the client address's, 503 beyond the total.
+func (s *Server) limitStreams(kind string, next http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		addr := clientAddress(r, s.deps.TrustedProxies)
+		if err := s.streams.take(kind, addr); err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		defer s.streams.release(kind, addr)
+		next(w, r)
+	}
 }
