@@ -20,6 +20,10 @@ const (
 
 var streamKinds = []string{streamsOfBookings, streamsOfSeats, streamsOfOps}
 
+// streamWriteTimeout is how long a client has to take each write of an event stream: one that
+// stops reading is dropped, and its handler freed, once the connection's buffers are full.
+const streamWriteTimeout = 10 * time.Second
+
 // errBodyTimeout is a request whose body did not arrive within REQUEST_BODY_TIMEOUT.
 var errBodyTimeout = errors.New("request body not sent in time")
 
@@ -119,3 +123,30 @@ func (s *Server) limitStreams(kind string, next http.HandlerFunc) http.HandlerFu
 		next(w, r)
 	}
 }
+
+// deadlineWriter gives every write of an event stream a deadline (timeout from the write), so
+// a client that stops reading ends its stream instead of holding it: net/http cancels the
+// request's context when a write fails, and the stream ends with it. Used for the streams whose
+// writes r3labs/sse makes.
+type deadlineWriter struct {
+	http.ResponseWriter
+	rc      *http.ResponseController
+	timeout time.Duration
+}
+
+func newDeadlineWriter(w http.ResponseWriter, timeout time.Duration) *deadlineWriter {
+	return &deadlineWriter{ResponseWriter: w, rc: http.NewResponseController(w), timeout: timeout}
+}
+
+func (d *deadlineWriter) Write(p []byte) (int, error) {
+	_ = d.rc.SetWriteDeadline(time.Now().Add(d.timeout))
+	return d.ResponseWriter.Write(p)
+}
+
+func (d *deadlineWriter) Flush() {
+	_ = d.rc.SetWriteDeadline(time.Now().Add(d.timeout))
+	_ = d.rc.Flush()
+}
+
+// Unwrap lets http.ResponseController reach the connection through the wrapper.
+func (d *deadlineWriter) Unwrap() http.ResponseWriter { return d.ResponseWriter }
