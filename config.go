@@ -48,6 +48,10 @@ type Config struct {
 	OutboxDrainOnly   bool           // OUTBOX_DRAIN_ONLY: relays publish only what they take from their tables, no fast lane
 	Payment           Provider       // PAYMENT_PROVIDER, PAYMENT_API_URL, PAYMENT_API_KEY
 	SMS               Provider       // SMS_PROVIDER, SMS_API_URL, SMS_API_KEY
+
+	RequestBodyTimeout time.Duration // REQUEST_BODY_TIMEOUT: how long a request has to send its body
+	StreamsPerAddress  int           // STREAMS_PER_ADDRESS: event streams open at once from one client address; 0 is no cap
+	StreamsMax         int           // STREAMS_MAX: event streams open at once on a web replica; 0 is no cap
 }
 
 // Provider chooses an outside service: the built-in sandbox, or a real one over HTTP.
@@ -136,6 +140,8 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 	cfg.BookingRateLimit = intVar("BOOKING_RATE_LIMIT", "30", 0, 1_000_000)
 	cfg.SeatsPerBuyer = intVar("SEATS_PER_BUYER", strconv.Itoa(booking.DefaultSeatsPerBuyer), 0, 100_000)
 	cfg.SeatsPerAddress = intVar("SEATS_PER_ADDRESS", strconv.Itoa(booking.DefaultSeatsPerAddress), 0, 100_000)
+	cfg.StreamsPerAddress = intVar("STREAMS_PER_ADDRESS", "20", 0, 1_000_000)
+	cfg.StreamsMax = intVar("STREAMS_MAX", "20000", 0, 10_000_000)
 	boolVar := func(key string) bool {
 		raw := get(key, "false")
 		b, err := strconv.ParseBool(raw)
@@ -165,6 +171,7 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 	cfg.HoldDuration = durationVar("HOLD_DURATION", "10m", time.Second, 2*time.Hour)
 	cfg.ConsumerMaxStall = durationVar("CONSUMER_MAX_STALL", "10m", time.Second, 24*time.Hour)
 	cfg.BookingShedAfter = durationVar("BOOKING_SHED_AFTER", web.DefaultShedAfter.String(), 0, time.Hour)
+	cfg.RequestBodyTimeout = durationVar("REQUEST_BODY_TIMEOUT", "10s", time.Second, 10*time.Minute)
 
 	if _, _, err := net.SplitHostPort(cfg.OpsAddr); cfg.OpsAddr != "" && err != nil {
 		errs = append(errs, fmt.Errorf("OPS_ADDR=%q: want host:port, like 127.0.0.1:9100", cfg.OpsAddr))

@@ -3,6 +3,7 @@ package main
 import (
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestLoadConfigDefaults(t *testing.T) {
@@ -11,7 +12,8 @@ func TestLoadConfigDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	if cfg.HTTPAddr != "127.0.0.1:8080" || cfg.DatabaseURL != DefaultDatabaseURL || cfg.KafkaPartitions != 6 ||
-		cfg.KafkaDataDir != ".data/kafka" || len(cfg.KafkaBrokers) != 0 {
+		cfg.KafkaDataDir != ".data/kafka" || len(cfg.KafkaBrokers) != 0 ||
+		cfg.RequestBodyTimeout != 10*time.Second || cfg.StreamsPerAddress != 20 || cfg.StreamsMax != 20000 {
 		t.Errorf("defaults: %+v", cfg)
 	}
 	if cfg.SeatsPerBuyer != 10 || cfg.SeatsPerAddress != 20 {
@@ -51,6 +53,10 @@ func TestLoadConfigRejectsWrongValues(t *testing.T) {
 		{"PAYMENT_API_URL", "http://processor.example"}, // card numbers over plain http: only to this machine
 		{"SMS_PROVIDER", "carrier-pigeon"},
 		{"SMS_API_KEY", ""},
+		{"REQUEST_BODY_TIMEOUT", "0"},
+		{"REQUEST_BODY_TIMEOUT", "ten seconds"},
+		{"STREAMS_PER_ADDRESS", "-1"},
+		{"STREAMS_MAX", "many"},
 	} {
 		t.Run(tc.key+"="+tc.value, func(t *testing.T) {
 			vars := map[string]string{tc.key: tc.value}

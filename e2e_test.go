@@ -130,10 +130,11 @@ func (c *cluster) start(target string) *process {
 // startWith runs one target with extra environment, such as another WEB_INSTANCE.
 func (c *cluster) startWith(target string, extra map[string]string) *process {
 	c.t.Helper()
-	// Tests book far faster and far more than a person, as one buyer from one address: the rate
-	// limit and the seat caps have tests of their own.
+	// Tests book far faster and far more than a person, as one buyer from one address, and follow
+	// more bookings at once: the rate limit, the seat caps and the cap on streams have tests of
+	// their own.
 	env := map[string]string{"HTTP_ADDR": "127.0.0.1:0", "DATABASE_URL": c.dbURL, "LOG_LEVEL": "debug", "BOOKING_RATE_LIMIT": "0",
-		"SEATS_PER_BUYER": "0", "SEATS_PER_ADDRESS": "0"}
+		"SEATS_PER_BUYER": "0", "SEATS_PER_ADDRESS": "0", "STREAMS_PER_ADDRESS": "0"}
 	for k, v := range c.kafkaEnv() {
 		env[k] = v
 	}

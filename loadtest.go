@@ -53,7 +53,7 @@ type loadOptions struct {
 func parseLoadOptions(args []string) (loadOptions, error) {
 	fs := flag.NewFlagSet(TargetLoadTest, flag.ContinueOnError)
 	o := loadOptions{}
-	fs.StringVar(&o.BaseURL, "url", "http://127.0.0.1:8080", "the web server to load (BOOKING_RATE_LIMIT=0 and SEATS_PER_ADDRESS=0 there: the load comes from one address)")
+	fs.StringVar(&o.BaseURL, "url", "http://127.0.0.1:8080", "the web server to load (BOOKING_RATE_LIMIT=0, SEATS_PER_ADDRESS=0 and STREAMS_PER_ADDRESS=0 there: the load comes from one address)")
 	fs.StringVar(&o.MetricsURL, "metrics", "", "idle: the web's metrics on its internal port, like http://127.0.0.1:9100/metrics (OPS_ADDR there)")
 	fs.StringVar(&o.Scenario, "scenario", "steady", "steady, ramp, hot, idle or all")
 	fs.Float64Var(&o.Rate, "rate", 200, "steady: bookings a second")

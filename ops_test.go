@@ -57,7 +57,7 @@ func TestOpsAndMetricsShowLiveFigures(t *testing.T) {
 		`boxoffice_booking_outcomes_total{outcome="rejected",reason="seat_taken"}`:  1,
 		`boxoffice_booking_stage_seconds_count{stage="ticketed"}`:                   2,
 		`boxoffice_booking_stage_seconds_count{stage="confirmed"}`:                  3,
-		`boxoffice_sse_streams_open`:                                                0,
+		`boxoffice_sse_streams_open{kind="booking"}`:                                0,
 		`boxoffice_outbox_pending{table="web.outbox"}`:                              0,
 		`boxoffice_dead_letters{topic="booking-movie.dlt"}`:                         0,
 	} {

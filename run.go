@@ -194,6 +194,9 @@ func runWith(ctx context.Context, target string, cfg Config, stdout io.Writer, o
 			TrustedProxies:   cfg.TrustedProxies,
 			CapabilityKey:    capabilityKey,
 			Now:              now, Log: log,
+			RequestBodyTimeout: cfg.RequestBodyTimeout,
+			StreamsPerAddress:  cfg.StreamsPerAddress,
+			StreamsMax:         cfg.StreamsMax,
 		})
 		httpActor, url, err := webActor(cfg, opts.listener, server, log)
 		if err != nil {

@@ -6,7 +6,7 @@
 #
 # Each run gets a fresh Boxoffice (scripts/fresh-boxoffice.sh): a database of its own, a fresh
 # broker log, the Load Lab theatre scheduled so there are seats enough, and booking rate limits
-# off. The web answers on 127.0.0.1:${BOXOFFICE_BENCH_PORT:-18080}.
+# and the per-address stream cap off. The web answers on 127.0.0.1:${BOXOFFICE_BENCH_PORT:-18080}.
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo"

@@ -1,9 +1,9 @@
 # Sourced by scripts/bench.sh and scripts/hops.sh: starts a fresh Boxoffice for a measurement —
 # its own database (boxoffice_bench, made again), a fresh embedded broker log, durable PostgreSQL,
 # the Load Lab theatre scheduled (LOADTEST_CATALOG) so there are seats enough, booking rate limits
-# and the seat cap per address off (the load comes from one address; each booking is a buyer of its
-# own, so the cap per buyer stays on) — answering on 127.0.0.1:$http_port, and waits until it is
-# ready. Set before sourcing:
+# and the per-address caps off (the load comes from one address, holding thousands of streams;
+# each booking is a buyer of its own, so the cap per buyer stays on) — answering on
+# 127.0.0.1:$http_port, and waits until it is ready. Set before sourcing:
 # bin, log_level. Sets: http_port, ops_port, pid, work (its log is $work/boxoffice.log), started and
 # ready (times), and a trap that stops it and removes $work at exit. Run from the repository's
 # top. make bench and make hops share the database and the port: one at a time.
@@ -23,7 +23,7 @@ work="$(mktemp -d)"
 DATABASE_URL="postgres://boxoffice:boxoffice@127.0.0.1:${pg_port}/boxoffice_bench?sslmode=disable" \
 OPS_ADDR="127.0.0.1:${ops_port}" \
 HTTP_ADDR="127.0.0.1:${http_port}" KAFKA_DATA_DIR="$work/kafka" LOADTEST_CATALOG=true \
-BOOKING_RATE_LIMIT=0 SEATS_PER_ADDRESS=0 LOG_LEVEL="$log_level" PPROF_ADDR="${BOXOFFICE_PPROF_ADDR:-}" \
+BOOKING_RATE_LIMIT=0 SEATS_PER_ADDRESS=0 STREAMS_PER_ADDRESS=0 LOG_LEVEL="$log_level" PPROF_ADDR="${BOXOFFICE_PPROF_ADDR:-}" \
 GODEBUG="${RUNTIME_GODEBUG:-adaptivestackstart=0}${GODEBUG:+,$GODEBUG}" "$bin" >"$work/boxoffice.log" 2>&1 &
 pid=$!
 stop() {

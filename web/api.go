@@ -139,7 +139,7 @@ func decodeBookingRequest(body io.Reader) (BookingRequest, error) {
 	dec.DisallowUnknownFields()
 	var req BookingRequest
 	if err := dec.Decode(&req); err != nil {
-		return BookingRequest{}, &badRequestError{jsonProblem(err)}
+		return BookingRequest{}, bodyReadFailed(err, &badRequestError{jsonProblem(err)})
 	}
 	if dec.More() {
 		return BookingRequest{}, &badRequestError{"The body must hold one JSON object."}

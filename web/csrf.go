@@ -1,6 +1,7 @@
 package web
 
 import (
+	"context"
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
@@ -46,7 +47,7 @@ func (s *Server) withSession(next http.Handler) http.Handler {
 			next.ServeHTTP(w, r)
 			return
 		}
-		session := ""
+		session, ctx := "", r.Context()
 		if c, err := r.Cookie(sessionCookie); err == nil && sessionPattern.MatchString(c.Value) {
 			session = c.Value
 		} else {
@@ -56,25 +57,39 @@ func (s *Server) withSession(next http.Handler) http.Handler {
 			http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: session, Path: "/", HttpOnly: true,
 				Secure: s.secureCookies(r), SameSite: http.SameSiteLaxMode})
 			r.AddCookie(&http.Cookie{Name: sessionCookie, Value: session}) // for a POST on the very first visit
+			ctx = context.WithValue(ctx, newSessionKey{}, true)
 		}
-		next.ServeHTTP(w, r.WithContext(templates.WithCSRF(r.Context(), s.csrfFor(session))))
+		next.ServeHTTP(w, r.WithContext(templates.WithCSRF(ctx, s.csrfFor(session))))
 	})
 }
 
-// requireCSRF refuses a form or htmx POST whose token does not match the session's.
+// newSessionKey marks a request whose session withSession has just made: it came without one.
+type newSessionKey struct{}
+
+// requireCSRF refuses a form or htmx POST whose token does not match the session's. A request
+// that cannot pass (it brought no session, or a wrong htmx header) is refused before its body
+// is read: nobody is kept waiting for a body that would be refused anyway.
 func (s *Server) requireCSRF(next http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
-		if err := r.ParseForm(); err != nil {
-			s.fail(w, r, &badRequestError{"The form could not be read: it may be too large."})
+		c, err := r.Cookie(sessionCookie)
+		given := r.Header.Get(csrfHeader)
+		if err != nil || !sessionPattern.MatchString(c.Value) || r.Context().Value(newSessionKey{}) != nil ||
+			(given != "" && !hmac.Equal([]byte(given), []byte(s.csrfFor(c.Value)))) {
+			// Closing the connection after the answer: net/http would otherwise read the unread
+			// body before sending it.
+			w.Header().Set("Connection", "close")
+			s.fail(w, r, errCSRF)
 			return
 		}
-		given := r.Header.Get(csrfHeader)
+		r.Body = http.MaxBytesReader(w, r.Body, maxFormBytes)
+		if err := r.ParseForm(); err != nil {
+			s.fail(w, r, bodyReadFailed(err, &badRequestError{"The form could not be read: it may be too large."}))
+			return
+		}
 		if given == "" {
 			given = r.PostForm.Get(csrfField)
 		}
-		c, err := r.Cookie(sessionCookie)
-		if err != nil || !sessionPattern.MatchString(c.Value) || given == "" || !hmac.Equal([]byte(given), []byte(s.csrfFor(c.Value))) {
+		if given == "" || !hmac.Equal([]byte(given), []byte(s.csrfFor(c.Value))) {
 			s.fail(w, r, errCSRF)
 			return
 		}

@@ -62,6 +62,8 @@ type Hub struct {
 	loads     chan struct{}                 // bounds the database reads of catching up at once
 	closing   bool
 	closed    chan struct{} // closed by Close: streams outside the hub (/ops) end too
+	// writeTimeout is how long a connection has to take each write (streamWriteTimeout).
+	writeTimeout time.Duration
 }
 
 type stream struct {
@@ -85,7 +87,7 @@ func NewHub(load func(ctx context.Context, bookingID string) (BookingStatus, err
 	h := &Hub{load: load, render: render, log: log, byBooking: map[string]map[string]*stream{},
 		known: map[string]*BookingStatus{}, stale: map[string]bool{},
 		notifying: map[string]bool{}, renotify: map[string]bool{}, loads: make(chan struct{}, maxConcurrentLoads),
-		closed: make(chan struct{})}
+		closed: make(chan struct{}), writeTimeout: streamWriteTimeout}
 	server := sse.New()
 	server.AutoReplay = false
 	server.AutoStream = true
@@ -142,7 +144,7 @@ func (h *Hub) Serve(w http.ResponseWriter, r *http.Request, kind StreamKind, boo
 	r2 := r.Clone(ctx)
 	r2.URL.RawQuery = "stream=" + streamID
 	r2.Header.Del("Last-Event-ID")
-	h.server.ServeHTTP(&closingWriter{ResponseWriter: w, cancel: cancel}, r2)
+	h.server.ServeHTTP(&closingWriter{ResponseWriter: newDeadlineWriter(w, h.writeTimeout), cancel: cancel}, r2)
 	return nil
 }
 

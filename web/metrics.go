@@ -49,7 +49,7 @@ type metrics struct {
 // for minutes, and both must be readable.
 var latencyBuckets = prometheus.ExponentialBuckets(0.0025, 2.5, 12)
 
-func newMetrics(hub *Hub, snapshot func(context.Context) ops.Snapshot) *metrics {
+func newMetrics(streams *streamLimits, snapshot func(context.Context) ops.Snapshot) *metrics {
 	m := &metrics{
 		registry: prometheus.NewRegistry(),
 		stage: prometheus.NewHistogramVec(prometheus.HistogramOpts{
@@ -67,11 +67,14 @@ func newMetrics(hub *Hub, snapshot func(context.Context) ops.Snapshot) *metrics 
 		}),
 	}
 	m.registry.MustRegister(m.stage, m.outcomes, m.busy,
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name: "boxoffice_sse_streams_open",
-			Help: "Server-sent event streams open on this web replica.",
-		}, func() float64 { return float64(hub.OpenStreams()) }),
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	for _, kind := range streamKinds {
+		m.registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name:        "boxoffice_sse_streams_open",
+			Help:        "Server-sent event streams open on this web replica, by kind: booking, seats (seat maps) or ops.",
+			ConstLabels: prometheus.Labels{"kind": kind},
+		}, func() float64 { return float64(streams.count(kind)) }))
+	}
 	if snapshot != nil {
 		m.registry.MustRegister(opsCollector{snapshot: snapshot})
 	}

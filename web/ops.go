@@ -103,7 +103,7 @@ func (s *Server) opsEvents(w http.ResponseWriter, r *http.Request) {
 		}
 		ev.WriteString("\n")
 		// A browser that stops reading must not hold the handler (and shutdown) forever.
-		_ = rc.SetWriteDeadline(time.Now().Add(10 * time.Second))
+		_ = rc.SetWriteDeadline(time.Now().Add(streamWriteTimeout))
 		if _, err := w.Write([]byte(ev.String())); err != nil {
 			return
 		}

@@ -41,6 +41,8 @@ type SeatHub struct {
 	dirty   map[string]bool                   // shows notified while a round is running
 	running map[string]bool                   // shows with a round running
 	closing bool
+	// writeTimeout is how long a connection has to take each write (streamWriteTimeout).
+	writeTimeout time.Duration
 }
 
 type seatStream struct {
@@ -65,7 +67,8 @@ const seatReadTimeout = 5 * time.Second
 func NewSeatHub(seats func(context.Context, string) (SeatMap, error), since func(context.Context, string, int64, time.Time) ([]string, error),
 	render func(context.Context, string, map[string]SeatState) ([]byte, error), log *slog.Logger) *SeatHub {
 	h := &SeatHub{seats: seats, since: since, render: render, log: log,
-		byShow: map[string]map[string]*seatStream{}, streams: map[string]*seatStream{}, dirty: map[string]bool{}, running: map[string]bool{}}
+		byShow: map[string]map[string]*seatStream{}, streams: map[string]*seatStream{}, dirty: map[string]bool{}, running: map[string]bool{},
+		writeTimeout: streamWriteTimeout}
 	server := sse.New()
 	server.AutoReplay = false
 	server.AutoStream = true
@@ -110,7 +113,7 @@ func (h *SeatHub) Serve(w http.ResponseWriter, r *http.Request, showID string, v
 	r2 := r.Clone(ctx)
 	r2.URL.RawQuery = "stream=" + streamID
 	r2.Header.Del("Last-Event-ID")
-	h.server.ServeHTTP(w, r2)
+	h.server.ServeHTTP(newDeadlineWriter(w, h.writeTimeout), r2)
 }
 
 // Notify is called after a booking of the show changed status.

@@ -53,6 +53,12 @@ type Deps struct {
 	BookingShedAfter time.Duration
 	Now              func() time.Time
 	Log              *slog.Logger
+
+	// RequestBodyTimeout is how long a request has to send its body (REQUEST_BODY_TIMEOUT).
+	RequestBodyTimeout time.Duration
+	// StreamsPerAddress and StreamsMax cap the event streams open at once from one client
+	// address and in all (STREAMS_PER_ADDRESS, STREAMS_MAX); 0 is no cap.
+	StreamsPerAddress, StreamsMax int
 }
 
 // Server serves the site and the API.
@@ -69,6 +75,7 @@ type Server struct {
 	snapshot      func(context.Context) ops.Snapshot // shared and cached; nil without Deps.Ops
 	limiter       *rateLimiter
 	doorGuesses   doorGuessLimits
+	streams       *streamLimits
 	capabilityKey []byte
 	deps          Deps
 	log           *slog.Logger
@@ -96,7 +103,8 @@ func NewServer(d Deps) *Server {
 		snapshot = (&snapshots{read: d.Ops}).get
 		s.snapshot = snapshot
 	}
-	s.metrics = newMetrics(s.hub, snapshot)
+	s.streams = newStreamLimits(d.StreamsPerAddress, d.StreamsMax)
+	s.metrics = newMetrics(s.streams, snapshot)
 	s.limiter = newRateLimiter(d.BookingRateLimit, d.Now)
 	s.doorGuesses = newDoorGuessLimits(d.Now)
 	s.capabilityKey = d.CapabilityKey
@@ -134,12 +142,12 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /{$}", s.moviesPage)
 	mux.HandleFunc("GET /movies/{id}", s.moviePage)
 	mux.HandleFunc("GET /shows/{id}", s.showPage)
-	mux.HandleFunc("GET /shows/{id}/seats/events", s.seatEvents)
+	mux.HandleFunc("GET /shows/{id}/seats/events", s.limitStreams(streamsOfSeats, s.seatEvents))
 	mux.HandleFunc("POST /shows/{id}/summary", s.requireCSRF(s.showSummary))
 	mux.HandleFunc("POST /bookings", s.limitBookings(s.requireCSRF(s.bookingFormSubmit)))
 	mux.HandleFunc("GET /bookings", s.myBookingsPage)
 	mux.HandleFunc("GET /bookings/{id}", s.bookingPage)
-	mux.HandleFunc("GET /bookings/{id}/events", s.bookingEvents(StreamHTML))
+	mux.HandleFunc("GET /bookings/{id}/events", s.limitStreams(streamsOfBookings, s.bookingEvents(StreamHTML)))
 	mux.HandleFunc("GET /bookings/{id}/hold", s.holdCountdown)
 	mux.HandleFunc("GET /tickets/verify", s.verifyPage)
 	mux.HandleFunc("POST /tickets/verify", s.requireCSRF(s.verifySubmit))
@@ -158,7 +166,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /api/shows/{id}/seats", s.apiSeats)
 	mux.HandleFunc("POST /api/bookings", s.limitBookings(s.apiCreateBooking))
 	mux.HandleFunc("GET /api/bookings/{id}", s.apiBooking)
-	mux.HandleFunc("GET /api/bookings/{id}/events", s.bookingEvents(StreamJSON))
+	mux.HandleFunc("GET /api/bookings/{id}/events", s.limitStreams(streamsOfBookings, s.bookingEvents(StreamJSON)))
 	mux.HandleFunc("GET /api/tickets/verify", s.apiVerifyTicket)
 	mux.HandleFunc("POST /api/tickets/admit", s.apiAdmitTicket)
 	mux.HandleFunc("GET /api/tickets/{id}", s.apiTicket)
@@ -167,7 +175,7 @@ func (s *Server) Handler() http.Handler {
 	s.operations(mux, s.staffOnly, s.staffKnown)
 
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { s.fail(w, r, errNotFound) })
-	return s.recoverPanics(s.secure(s.textOnly(s.withSession(mux))))
+	return s.recoverPanics(bodyDeadline(s.deps.RequestBodyTimeout, s.secure(s.textOnly(s.withSession(mux)))))
 }
 
 // OpsHandler serves health, operations and metrics on the internal port (OPS_ADDR), where
@@ -192,7 +200,7 @@ func (s *Server) operations(mux *http.ServeMux, staff, known func(http.HandlerFu
 	mux.HandleFunc("GET /readyz", known(s.readyz))
 	mux.HandleFunc("GET /metrics", staff(s.metrics.handler().ServeHTTP))
 	mux.HandleFunc("GET /ops", staff(s.opsPage))
-	mux.HandleFunc("GET /ops/events", staff(s.opsEvents))
+	mux.HandleFunc("GET /ops/events", staff(s.limitStreams(streamsOfOps, s.opsEvents)))
 	mux.HandleFunc("GET /api/ops", staff(s.apiOps))
 }
 
@@ -244,6 +252,7 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	var bad *badRequestError
 	var limited *rateLimitedError
 	var doorLimited *doorLimitedError
+	var streams *tooManyStreamsError
 	switch {
 	case errors.As(err, &validation):
 		status, code = http.StatusUnprocessableEntity, "invalid_"+firstField(validation)
@@ -264,6 +273,14 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	case errors.As(err, &doorLimited):
 		status, code, message = http.StatusTooManyRequests, "door_rate_limited", "Too many wrong door keys from your address. Wait a minute, then sign in to the door again with the right key."
 		w.Header().Set("Retry-After", retryAfterSeconds(doorLimited.retryAfter))
+	case errors.As(err, &streams) && streams.perAddress:
+		status, code, message = http.StatusTooManyRequests, "too_many_streams", "Too many live-update streams are open from your address. Close some of this site's tabs, then reload this page."
+		w.Header().Set("Retry-After", "10")
+	case errors.As(err, &streams):
+		status, code, message = http.StatusServiceUnavailable, "streams_full", "The site is sending live updates to as many pages as it can. Please reload this page in a moment."
+		w.Header().Set("Retry-After", "5")
+	case errors.Is(err, errBodyTimeout):
+		status, code, message = http.StatusRequestTimeout, "request_timeout", "Your request took too long to arrive. Nothing was booked or changed: please try again."
 	case errors.Is(err, errBusy):
 		status, code, message = http.StatusServiceUnavailable, "busy", busyMessage
 		w.Header().Set("Retry-After", "5")
@@ -271,7 +288,7 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 		status, code, message = http.StatusServiceUnavailable, "unavailable", "Booking is briefly unavailable. Nothing was booked or charged: please try again in a moment."
 		w.Header().Set("Retry-After", "5")
 	}
-	if status >= 500 {
+	if status >= 500 && code != "streams_full" { // a full house is no failure of ours
 		s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "status", status, "err", err)
 	}
 	if isAPI(r) {
