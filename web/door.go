@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/boxoffice/boxoffice/templates"
@@ -21,10 +22,10 @@ import (
 // made and printed once at start-up, and by `boxoffice door-key`), which opens a session on the
 // server for a working day; signing out ends it there. Scripts send the key as a bearer token.
 //
-// Only wrong keys count against the limits, and the right key is always compared, so strangers
-// guessing cannot lock the staff out: an address gets a few wrong keys a minute, and while the
-// whole site sees more wrong keys than a door ever would, an address that has guessed wrong
-// once must wait before guessing again.
+// Only wrong keys count against the limits, so strangers guessing cannot lock the staff out: an
+// address gets five wrong keys a minute, and while the whole site sees more than sixty a minute,
+// an address that guessed wrong in the last ten minutes is not heard at all; an address that
+// has not guessed wrong is always heard.
 
 const doorCookie = "boxoffice_door"
 
@@ -39,46 +40,70 @@ type doorLimitedError struct{ retryAfter time.Duration }
 func (e *doorLimitedError) Error() string { return "too many wrong door keys" }
 
 // doorGuessLimits bound wrong door keys: a few a minute from one address, and a level for the
-// whole site above which an address with a wrong key this minute may not try again. They hold
-// even with BOOKING_RATE_LIMIT=0.
+// whole site above which an address that guessed wrong lately is not heard. They hold even with
+// BOOKING_RATE_LIMIT=0.
 type doorGuessLimits struct {
 	perAddress, site *rateLimiter
+	now              func() time.Time
+	mu               sync.Mutex
+	lastWrong        map[string]time.Time // address → its last wrong key, for doorAttackWait
 }
 
-func newDoorGuessLimits(now func() time.Time) doorGuessLimits {
-	return doorGuessLimits{perAddress: newRateLimiter(5, now), site: newRateLimiter(60, now)}
+// doorAttackWait is how long an address that guessed wrong is not heard while the site is over
+// its level: across a dozen addresses, five guesses a minute each would still be sixty.
+const doorAttackWait = 10 * time.Minute
+
+func newDoorGuessLimits(now func() time.Time) *doorGuessLimits {
+	return &doorGuessLimits{perAddress: newRateLimiter(5, now), site: newRateLimiter(60, now), now: now,
+		lastWrong: map[string]time.Time{}}
 }
 
-// mayTry says whether a key from addr is compared at all, or how long the address must wait.
-func (d doorGuessLimits) mayTry(addr string) (bool, time.Duration) {
-	tokens, wait := d.perAddress.peek(addr)
-	if tokens < 1 {
-		return false, wait
+// try takes a guess's place from addr's allowance before the key is compared (so guesses sent
+// at once are counted at once), or says how long the address must wait.
+func (d *doorGuessLimits) try(addr string) (bool, time.Duration) {
+	if tokens, _ := d.site.peek("site"); tokens < 1 {
+		d.mu.Lock()
+		last, guessed := d.lastWrong[addr]
+		d.mu.Unlock()
+		if wait := doorAttackWait - d.now().Sub(last); guessed && wait > 0 {
+			return false, wait
+		}
 	}
-	if siteTokens, siteWait := d.site.peek("site"); siteTokens < 1 && tokens < float64(d.perAddress.perMinute) {
-		return false, max(siteWait, time.Second)
-	}
-	return true, 0
+	return d.perAddress.allow(addr)
 }
 
-// failed counts a wrong key from addr.
-func (d doorGuessLimits) failed(addr string) {
-	d.perAddress.allow(addr)
+// right gives back the place a right key took: only wrong keys count.
+func (d *doorGuessLimits) right(addr string) { d.perAddress.refund(addr) }
+
+// wrong counts a wrong key from addr for the whole site too.
+func (d *doorGuessLimits) wrong(addr string) {
 	d.site.allow("site")
+	now := d.now()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if len(d.lastWrong) >= 10_000 { // addresses that guessed long ago carry no information
+		for a, at := range d.lastWrong {
+			if now.Sub(at) > doorAttackWait {
+				delete(d.lastWrong, a)
+			}
+		}
+	}
+	d.lastWrong[addr] = now
 }
 
 // doorKeyMatches compares a given key with the door key by their SHA-256 digests, so the
 // comparison takes the same time whatever the given key's length.
 func (s *Server) doorKeyMatches(r *http.Request, given string) (ok bool, limited error) {
 	addr := clientAddress(r, s.deps.TrustedProxies)
-	if allowed, wait := s.doorGuesses.mayTry(addr); !allowed {
+	if allowed, wait := s.doorGuesses.try(addr); !allowed {
 		return false, &doorLimitedError{retryAfter: wait}
 	}
 	want, got := sha256.Sum256([]byte(s.deps.DoorKey)), sha256.Sum256([]byte(given))
 	if s.deps.DoorKey != "" && hmac.Equal(want[:], got[:]) {
+		s.doorGuesses.right(addr)
 		return true, nil
 	}
-	s.doorGuesses.failed(addr)
+	s.doorGuesses.wrong(addr)
 	return false, nil
 }
 

@@ -154,6 +154,20 @@ func (l *rateLimiter) peek(key string) (float64, time.Duration) {
 	return tokens, time.Duration((1 - tokens) / rate * float64(time.Second))
 }
 
+// refund gives back the token allow took from each key: an attempt that turned out not to count.
+func (l *rateLimiter) refund(keys ...string) {
+	if l == nil || l.perMinute <= 0 {
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, key := range keys {
+		if b, ok := l.buckets[key]; ok {
+			b.tokens = math.Min(float64(l.perMinute), b.tokens+1)
+		}
+	}
+}
+
 // limitBookings answers 429 with Retry-After when the client is over its booking rate: per
 // address, and per browser session when there is one (a phone that changes networks keeps its
 // session, and its limit).
@@ -238,24 +252,38 @@ var errNotText = &badRequestError{"The address holds bytes that are not text (a 
 // query values go to PostgreSQL, which stores neither NUL nor invalid UTF-8.
 func (s *Server) textOnly(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !isText(r.URL.Path) || !isText(r.URL.RawQuery) {
+		if !textRequest(r) {
 			s.fail(w, r, errNotText)
 			return
 		}
-		for k, vs := range r.URL.Query() {
-			if !isText(k) {
-				s.fail(w, r, errNotText)
-				return
-			}
-			for _, v := range vs {
-				if !isText(v) {
-					s.fail(w, r, errNotText)
-					return
-				}
-			}
-		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// textRequest: the request's path and decoded query are text. A query is decoded only when it
+// holds an escape: otherwise its values are pieces of the raw query. Never inlined: an event
+// stream's goroutine waits, for hours maybe, under every middleware's frame, and a lean stack
+// is what lets it shrink (see seatEvents).
+//
+//go:noinline
+func textRequest(r *http.Request) bool {
+	if !isText(r.URL.Path) || !isText(r.URL.RawQuery) {
+		return false
+	}
+	if !strings.Contains(r.URL.RawQuery, "%") {
+		return true
+	}
+	for k, vs := range r.URL.Query() {
+		if !isText(k) {
+			return false
+		}
+		for _, v := range vs {
+			if !isText(v) {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // isText: valid UTF-8 without NUL.

@@ -74,7 +74,7 @@ type Server struct {
 	metrics       *metrics
 	snapshot      func(context.Context) ops.Snapshot // shared and cached; nil without Deps.Ops
 	limiter       *rateLimiter
-	doorGuesses   doorGuessLimits
+	doorGuesses   *doorGuessLimits
 	streams       *streamLimits
 	capabilityKey []byte
 	deps          Deps
