@@ -168,3 +168,50 @@ func TestEventStreamsAreCappedPerAddressAndInTotal(t *testing.T) {
 		t.Errorf("with four streams open again, a third address: %d, want 503", s.status)
 	}
 }
+
+// TestAStreamAskedForWithABodyHoldsNoPlace: a stream asked for with a body, which the client then
+// leaves without sending, or by HEAD, whose answer net/http throws away, would hold its place for
+// good (the server notices a client leave only once a body is read, and a HEAD's writes never
+// fail): both are refused with 400 before they take a place. A stream's connection is closed
+// after it, so a write deadline of the stream's cannot cut off a later answer on it.
+func TestAStreamAskedForWithABodyHoldsNoPlace(t *testing.T) {
+	c := newCluster(t)
+	c.startWith(TargetWeb, map[string]string{"STREAMS_PER_ADDRESS": "2"})
+	show := c.futureShow()
+	path := "/shows/" + show.ID + "/seats/events"
+	addr := strings.TrimPrefix(c.web.url, "http://")
+	for _, request := range []string{
+		"GET " + path + " HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\n",
+		"GET " + path + " HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n",
+		"HEAD " + path + " HTTP/1.1\r\nHost: x\r\n\r\n",
+	} {
+		for range 3 { // past the address's cap of 2, were they counted
+			conn, err := net.Dial("tcp", addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+			if _, err := conn.Write([]byte(request)); err != nil {
+				t.Fatal(err)
+			}
+			status, _ := bufio.NewReader(conn).ReadString('\n')
+			conn.Close()
+			if !strings.Contains(status, " 400 ") {
+				t.Fatalf("%q: %q, want 400", strings.SplitN(request, "\r\n", 2)[0]+" "+strings.SplitN(request, "\r\n", 4)[2], status)
+			}
+		}
+	}
+	// The address's places are all free: two streams open, each on a connection closed after it.
+	for i := range 2 {
+		ctx, cancel := context.WithCancel(context.Background())
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, c.web.url+path, nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.StatusCode != http.StatusOK || !resp.Close {
+			t.Errorf("stream %d after the refused ones: %d, connection closed after it %v; want 200 and closed (%v)", i+1, resp.StatusCode, resp.Close, resp.Header)
+		}
+		defer cancel()
+	}
+}

@@ -47,20 +47,28 @@ func (s *Server) withSession(next http.Handler) http.Handler {
 			next.ServeHTTP(w, r)
 			return
 		}
-		session, ctx := "", r.Context()
-		if c, err := r.Cookie(sessionCookie); err == nil && sessionPattern.MatchString(c.Value) {
-			session = c.Value
-		} else {
-			b := make([]byte, 16)
-			_, _ = rand.Read(b)
-			session = base64.RawURLEncoding.EncodeToString(b)
-			http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: session, Path: "/", HttpOnly: true,
-				Secure: s.secureCookies(r), SameSite: http.SameSiteLaxMode})
-			r.AddCookie(&http.Cookie{Name: sessionCookie, Value: session}) // for a POST on the very first visit
-			ctx = context.WithValue(ctx, newSessionKey{}, true)
-		}
-		next.ServeHTTP(w, r.WithContext(templates.WithCSRF(ctx, s.csrfFor(session))))
+		next.ServeHTTP(w, s.sessionOf(w, r))
 	})
+}
+
+// sessionOf is r with its session's form token, creating the session's cookie on the first
+// visit. Out of line, so the frame an event stream waits under stays small (see textRequest).
+//
+//go:noinline
+func (s *Server) sessionOf(w http.ResponseWriter, r *http.Request) *http.Request {
+	session, ctx := "", r.Context()
+	if c, err := r.Cookie(sessionCookie); err == nil && sessionPattern.MatchString(c.Value) {
+		session = c.Value
+	} else {
+		b := make([]byte, 16)
+		_, _ = rand.Read(b)
+		session = base64.RawURLEncoding.EncodeToString(b)
+		http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: session, Path: "/", HttpOnly: true,
+			Secure: s.secureCookies(r), SameSite: http.SameSiteLaxMode})
+		r.AddCookie(&http.Cookie{Name: sessionCookie, Value: session}) // for a POST on the very first visit
+		ctx = context.WithValue(ctx, newSessionKey{}, true)
+	}
+	return r.WithContext(templates.WithCSRF(ctx, s.csrfFor(session)))
 }
 
 // newSessionKey marks a request whose session withSession has just made: it came without one.

@@ -46,10 +46,17 @@ func bodyDeadline(timeout time.Duration, next http.Handler) http.Handler {
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.ContentLength != 0 { // -1: chunked, or a length not known in advance
-			_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(timeout))
+			setReadDeadline(w, timeout)
 		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// setReadDeadline is out of line to keep the frames under an event stream lean (see textRequest).
+//
+//go:noinline
+func setReadDeadline(w http.ResponseWriter, timeout time.Duration) {
+	_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(timeout))
 }
 
 // tooManyStreamsError refuses an event stream beyond STREAMS_PER_ADDRESS (perAddress) or
@@ -78,7 +85,8 @@ func newStreamLimits(perAddress, total int) *streamLimits {
 
 // take counts a stream of kind from addr as open, or refuses it beyond a cap; release gives
 // the slot back.
-func (l *streamLimits) take(kind, addr string) error {
+func (l *streamLimits) take(slot streamSlot) error {
+	kind, addr := slot.kind, slot.addr
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.perAddress > 0 && l.byAddress[addr] >= l.perAddress {
@@ -93,7 +101,8 @@ func (l *streamLimits) take(kind, addr string) error {
 	return nil
 }
 
-func (l *streamLimits) release(kind, addr string) {
+func (l *streamLimits) release(slot streamSlot) {
+	kind, addr := slot.kind, slot.addr
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.open--
@@ -114,14 +123,38 @@ func (l *streamLimits) count(kind string) int {
 // returns, refusing it beyond the caps: 429 beyond the client address's, 503 beyond the total.
 func (s *Server) limitStreams(kind string, next http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		addr := clientAddress(r, s.deps.TrustedProxies)
-		if err := s.streams.take(kind, addr); err != nil {
+		slot, err := s.takeStream(kind, w, r)
+		if err != nil {
 			s.fail(w, r, err)
 			return
 		}
-		defer s.streams.release(kind, addr)
+		defer s.streams.release(slot)
 		next(w, r)
 	}
+}
+
+// errStreamNotGET is a stream asked for with a body or by HEAD. net/http notices a client that
+// leaves only once the request's body has been read, and throws away what a HEAD answer writes:
+// either would keep a stream, and its slot, open for good after its client left.
+var errStreamNotGET = &badRequestError{"An event stream is read with a GET and no body."}
+
+// streamSlot is one open stream, as streamLimits counts it.
+type streamSlot struct{ kind, addr string }
+
+// takeStream opens a slot for a stream of kind, or says why not. The stream's connection is
+// closed after it: a write deadline of the stream's would otherwise cut off a later answer on
+// the same connection. Out of line, to keep the frames an event stream waits under lean (see
+// textRequest).
+//
+//go:noinline
+func (s *Server) takeStream(kind string, w http.ResponseWriter, r *http.Request) (streamSlot, error) {
+	// A refusal closes it too: net/http would otherwise wait for the unread body before answering.
+	w.Header().Set("Connection", "close")
+	if r.Method != http.MethodGet || r.ContentLength != 0 {
+		return streamSlot{}, errStreamNotGET
+	}
+	slot := streamSlot{kind: kind, addr: clientAddress(r, s.deps.TrustedProxies)}
+	return slot, s.streams.take(slot)
 }
 
 // deadlineWriter gives every write of an event stream a deadline (timeout from the write), so
@@ -132,6 +165,7 @@ type deadlineWriter struct {
 	http.ResponseWriter
 	rc      *http.ResponseController
 	timeout time.Duration
+	armed   bool // a deadline is set for the event being written: one per event, not per field
 }
 
 func newDeadlineWriter(w http.ResponseWriter, timeout time.Duration) *deadlineWriter {
@@ -139,13 +173,20 @@ func newDeadlineWriter(w http.ResponseWriter, timeout time.Duration) *deadlineWr
 }
 
 func (d *deadlineWriter) Write(p []byte) (int, error) {
-	_ = d.rc.SetWriteDeadline(time.Now().Add(d.timeout))
+	if !d.armed {
+		_ = d.rc.SetWriteDeadline(time.Now().Add(d.timeout))
+		d.armed = true
+	}
 	return d.ResponseWriter.Write(p)
 }
 
+// Flush ends an event: the next write sets a deadline of its own.
 func (d *deadlineWriter) Flush() {
-	_ = d.rc.SetWriteDeadline(time.Now().Add(d.timeout))
+	if !d.armed {
+		_ = d.rc.SetWriteDeadline(time.Now().Add(d.timeout))
+	}
 	_ = d.rc.Flush()
+	d.armed = false
 }
 
 // Unwrap lets http.ResponseController reach the connection through the wrapper.
