@@ -225,7 +225,7 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	status := http.StatusOK
 	for part, check := range map[string]func(context.Context) error{"database": s.deps.DB.PingContext, "kafka": s.deps.KafkaReady} {
 		if err := check(ctx); err != nil {
-			s.log.Warn("not ready", "part", part, "err", err)
+			s.log.Debug("not ready", "part", part, "err", err) // anyone may ask, as often as they like
 			checks[part], status = "unavailable", http.StatusServiceUnavailable
 			if isStaff(r.Context()) {
 				checks[part] = err.Error()
@@ -271,7 +271,7 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 		status, code, message = http.StatusTooManyRequests, "rate_limited", "Too many booking requests from your address. Please wait a moment and try again."
 		w.Header().Set("Retry-After", retryAfterSeconds(limited.retryAfter))
 	case errors.As(err, &doorLimited):
-		status, code, message = http.StatusTooManyRequests, "door_rate_limited", "Too many wrong door keys from your address. Wait a minute, then sign in to the door again with the right key."
+		status, code, message = http.StatusTooManyRequests, "door_rate_limited", "Too many wrong door keys from your address. Wait a few minutes, then sign in to the door again with the right key."
 		w.Header().Set("Retry-After", retryAfterSeconds(doorLimited.retryAfter))
 	case errors.As(err, &streams) && streams.perAddress:
 		status, code, message = http.StatusTooManyRequests, "too_many_streams", "Too many live-update streams are open from your address. Close some of this site's tabs, then reload this page."
@@ -287,6 +287,12 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	case errors.Is(err, errUnavailable):
 		status, code, message = http.StatusServiceUnavailable, "unavailable", "Booking is briefly unavailable. Nothing was booked or charged: please try again in a moment."
 		w.Header().Set("Retry-After", "5")
+	}
+	if status == http.StatusInternalServerError && r.Context().Err() != nil {
+		// The client left mid-request (its statement was cancelled with it): nobody reads the
+		// answer, and nothing of ours failed.
+		status, code, message = 499, "client_closed_request", "The request was cancelled."
+		s.log.Debug("request cancelled by its client", "method", r.Method, "path", r.URL.Path, "err", err)
 	}
 	if status >= 500 && code != "streams_full" { // a full house is no failure of ours
 		s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "status", status, "err", err)

@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -115,6 +116,23 @@ func TestReadinessSaysWhyOnlyToStaff(t *testing.T) {
 	} {
 		if w.Code != http.StatusServiceUnavailable || !strings.Contains(w.Body.String(), "10.0.4.7") {
 			t.Errorf("/readyz for %s: %d %s, want 503 with the error", name, w.Code, w.Body)
+		}
+	}
+}
+
+// TestAClientThatLeavesIsNoFailureOfOurs: a request whose client has gone while its statement
+// ran is answered without a 5xx and logs no error: nothing of ours failed.
+func TestAClientThatLeavesIsNoFailureOfOurs(t *testing.T) {
+	var logged atomic.Int64
+	clock := &testClock{at: time.Now()}
+	s, _ := newTestServer(t, clock, func(d *Deps) { d.Log = slog.New(errorsLogged{Handler: slog.DiscardHandler, n: &logged}) })
+	for _, path := range []string{"/", "/movies/orbital-decay", "/api/movies", "/bookings"} {
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		w := httptest.NewRecorder()
+		s.Handler().ServeHTTP(w, httptest.NewRequestWithContext(ctx, http.MethodGet, path, nil))
+		if w.Code >= 500 || logged.Load() != 0 {
+			t.Errorf("GET %s from a client that left: %d, %d errors logged; want no 5xx and no error", path, w.Code, logged.Load())
 		}
 	}
 }

@@ -190,7 +190,7 @@ func (s *Server) apiAdmitTicket(w http.ResponseWriter, r *http.Request) {
 		Code string `json:"code"`
 	}
 	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4<<10)).Decode(&body); err != nil {
-		s.fail(w, r, &badRequestError{`Send {"code": "…"}: the ticket code as scanned.`})
+		s.fail(w, r, bodyReadFailed(err, &badRequestError{`Send {"code": "…"}: the ticket code as scanned.`}))
 		return
 	}
 	s.answerTicket(w, r, body.Code, true)
