@@ -230,15 +230,15 @@ func normalize(req BookingRequest) (BookingRequest, map[string]string) {
 // hiddenCharacter finds a format character (Unicode Cf: direction overrides and isolates,
 // zero-width spaces, soft hyphens) or a line or paragraph separator, with which a name reads
 // differently on the ticket than it was typed. The zero-width joiner and non-joiner are kept
-// between two letters, where Persian, Indic scripts and emoji need them to spell a name, as
-// IDNA's contextual rules for them allow.
+// between two letters of the scripts that spell with them (Arabic, as Persian writes it, the
+// Indic scripts, and emoji sequences), much as IDNA's contextual rules allow them.
 func hiddenCharacter(name string) bool {
 	runes := []rune(name)
 	for i, r := range runes {
 		if !unicode.In(r, unicode.Cf, unicode.Zl, unicode.Zp) {
 			continue
 		}
-		if (r == '\u200c' || r == '\u200d') && i > 0 && i < len(runes)-1 && isLetter(runes[i-1]) && isLetter(runes[i+1]) {
+		if (r == '\u200c' || r == '\u200d') && i > 0 && i < len(runes)-1 && joins(runes[i-1]) && joins(runes[i+1]) {
 			continue
 		}
 		return true
@@ -246,7 +246,14 @@ func hiddenCharacter(name string) bool {
 	return false
 }
 
-func isLetter(r rune) bool { return unicode.In(r, unicode.L, unicode.M, unicode.So) }
+// joiningScripts spell with the zero-width joiner and non-joiner.
+var joiningScripts = []*unicode.RangeTable{
+	unicode.Arabic, unicode.Syriac, unicode.Nko, unicode.Mongolian, unicode.Devanagari, unicode.Bengali,
+	unicode.Gurmukhi, unicode.Gujarati, unicode.Oriya, unicode.Tamil, unicode.Telugu, unicode.Kannada,
+	unicode.Malayalam, unicode.Sinhala, unicode.Myanmar, unicode.Khmer, unicode.Tibetan, unicode.So,
+}
+
+func joins(r rune) bool { return unicode.In(r, joiningScripts...) }
 
 // normalizePhone accepts what people type (spaces, dashes, brackets, a leading +) and keeps
 // a + and the digits.
