@@ -29,6 +29,7 @@ func (s *Service) HandleRequestedBatch(ctx context.Context, batch []kafka.Delive
 		req      event.BookingRequested
 		show     catalog.Show
 		rej      *rejection
+		capped   []BuyerKey // the buyer's keys a seat cap applies to
 	}
 	// The batch's own work (its reads, its transaction, a warning from it) is logged in the trace
 	// of its first request; each outcome continues its own request's trace.
@@ -69,7 +70,8 @@ func (s *Service) HandleRequestedBatch(ctx context.Context, batch []kafka.Delive
 			for _, seat := range r.req.Seats {
 				wanted = append(wanted, ShowSeat{show.ID, seat})
 			}
-			buyers = append(buyers, s.limits.keys(show.ID, buyerOf(r.req))...)
+			r.capped = s.limits.keys(show.ID, buyerOf(r.req))
+			buyers = append(buyers, r.capped...)
 		}
 	}
 
@@ -79,10 +81,9 @@ func (s *Service) HandleRequestedBatch(ctx context.Context, batch []kafka.Delive
 		decisions = decisions[:0]
 		for _, r := range requests {
 			env := r.delivery.Envelope
-			capped := s.limits.keys(r.show.ID, buyerOf(r.req))
 			if r.rej == nil {
 				// As one at a time: the cap first, then the seats.
-				r.rej = s.limits.over(capped, len(r.req.Seats), holding)
+				r.rej = s.limits.over(r.capped, len(r.req.Seats), holding)
 			}
 			if r.rej == nil {
 				var taken []string
@@ -105,7 +106,7 @@ func (s *Service) HandleRequestedBatch(ctx context.Context, batch []kafka.Delive
 				for _, seat := range r.req.Seats {
 					held[ShowSeat{r.show.ID, seat}] = true // for the requests after this one
 				}
-				for _, k := range capped {
+				for _, k := range r.capped {
 					holding[k] += len(r.req.Seats) // and what its buyer now holds
 				}
 				d, err = s.holdDecision(env, r.req, r.show, expires)
