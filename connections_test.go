@@ -172,8 +172,7 @@ func TestEventStreamsAreCappedPerAddressAndInTotal(t *testing.T) {
 // TestAStreamAskedForWithABodyHoldsNoPlace: a stream asked for with a body, which the client then
 // leaves without sending, or by HEAD, whose answer net/http throws away, would hold its place for
 // good (the server notices a client leave only once a body is read, and a HEAD's writes never
-// fail): both are refused with 400 before they take a place. A stream's connection is closed
-// after it, so a write deadline of the stream's cannot cut off a later answer on it.
+// fail): both are refused with 400 before they take a place.
 func TestAStreamAskedForWithABodyHoldsNoPlace(t *testing.T) {
 	c := newCluster(t)
 	c.startWith(TargetWeb, map[string]string{"STREAMS_PER_ADDRESS": "2"})
@@ -201,7 +200,7 @@ func TestAStreamAskedForWithABodyHoldsNoPlace(t *testing.T) {
 			}
 		}
 	}
-	// The address's places are all free: two streams open, each on a connection closed after it.
+	// The address's places are all free: two streams open.
 	for i := range 2 {
 		ctx, cancel := context.WithCancel(context.Background())
 		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, c.web.url+path, nil)
@@ -209,8 +208,8 @@ func TestAStreamAskedForWithABodyHoldsNoPlace(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if resp.StatusCode != http.StatusOK || !resp.Close {
-			t.Errorf("stream %d after the refused ones: %d, connection closed after it %v; want 200 and closed (%v)", i+1, resp.StatusCode, resp.Close, resp.Header)
+		if resp.StatusCode != http.StatusOK {
+			t.Errorf("stream %d after the refused ones: %d, want 200", i+1, resp.StatusCode)
 		}
 		defer cancel()
 	}

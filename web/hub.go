@@ -93,9 +93,7 @@ func NewHub(load func(ctx context.Context, bookingID string) (BookingStatus, err
 	server.AutoStream = true
 	server.SplitData = true
 	server.BufferSize = 64
-	// nginx: don't buffer the stream. The connection ends with the stream: its last write
-	// deadline would otherwise cut off the next answer on it (see takeStream).
-	server.Headers = map[string]string{"X-Accel-Buffering": "no", "Connection": "close"}
+	server.Headers = map[string]string{"X-Accel-Buffering": "no"} // nginx: don't buffer the stream
 	server.OnSubscribe = h.onSubscribe
 	server.OnUnsubscribe = h.onUnsubscribe
 	h.server = server

@@ -74,7 +74,7 @@ func NewSeatHub(seats func(context.Context, string) (SeatMap, error), since func
 	server.AutoStream = true
 	server.SplitData = true
 	server.BufferSize = 64
-	server.Headers = map[string]string{"X-Accel-Buffering": "no", "Connection": "close"} // as the Hub's
+	server.Headers = map[string]string{"X-Accel-Buffering": "no"}
 	server.OnSubscribe = h.onSubscribe
 	server.OnUnsubscribe = func(streamID string, _ *sse.Subscriber) { h.forget(streamID) }
 	h.server = server

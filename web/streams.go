@@ -141,16 +141,15 @@ var errStreamNotGET = &badRequestError{"An event stream is read with a GET and n
 // streamSlot is one open stream, as streamLimits counts it.
 type streamSlot struct{ kind, addr string }
 
-// takeStream opens a slot for a stream of kind, or says why not. The stream's connection is
-// closed after it: a write deadline of the stream's would otherwise cut off a later answer on
-// the same connection. Out of line, to keep the frames an event stream waits under lean (see
-// textRequest).
+// takeStream opens a slot for a stream of kind, or says why not. Out of line, to keep the frames
+// an event stream waits under lean (see textRequest).
 //
 //go:noinline
 func (s *Server) takeStream(kind string, w http.ResponseWriter, r *http.Request) (streamSlot, error) {
-	// A refusal closes it too: net/http would otherwise wait for the unread body before answering.
-	w.Header().Set("Connection", "close")
 	if r.Method != http.MethodGet || r.ContentLength != 0 {
+		// Closing the connection after the answer: net/http would otherwise wait for the unread
+		// body before sending it.
+		w.Header().Set("Connection", "close")
 		return streamSlot{}, errStreamNotGET
 	}
 	slot := streamSlot{kind: kind, addr: clientAddress(r, s.deps.TrustedProxies)}
