@@ -43,12 +43,16 @@ func (s *Server) secureCookies(r *http.Request) bool { return r.TLS != nil || s.
 // session's form token where templates render it.
 func (s *Server) withSession(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if isAPI(r) || strings.HasPrefix(r.URL.Path, "/static/") || strings.HasSuffix(r.URL.Path, "/events") {
-			next.ServeHTTP(w, r)
-			return
+		if wantsSession(r) {
+			r = s.sessionOf(w, r)
 		}
-		next.ServeHTTP(w, s.sessionOf(w, r))
+		next.ServeHTTP(w, r)
 	})
+}
+
+// wantsSession: a page, which may hold a form; not the API, the static files or a stream.
+func wantsSession(r *http.Request) bool {
+	return !isAPI(r) && !strings.HasPrefix(r.URL.Path, "/static/") && !strings.HasSuffix(r.URL.Path, "/events")
 }
 
 // sessionOf is r with its session's form token, creating the session's cookie on the first

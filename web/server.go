@@ -175,7 +175,34 @@ func (s *Server) Handler() http.Handler {
 	s.operations(mux, s.staffOnly, s.staffKnown)
 
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { s.fail(w, r, errNotFound) })
-	return s.recoverPanics(bodyDeadline(s.deps.RequestBodyTimeout, s.secure(s.textOnly(s.withSession(mux)))))
+	return s.recoverPanics(s.secure(s.admit(mux)))
+}
+
+// admit is what every request of the public port passes after the security headers, in one
+// frame: a deadline for its body, no bytes that are not text, a session for a page. An event
+// stream's goroutine waits, for hours maybe, under every middleware's frame, and only a lean
+// stack shrinks (see seatEvents): one more frame here cost 8 KB a stream.
+func (s *Server) admit(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r = s.admitted(w, r); r != nil {
+			next.ServeHTTP(w, r)
+		}
+	})
+}
+
+// admitted is admit's work out of line: r as the routes get it, or nil when it was answered.
+//
+//go:noinline
+func (s *Server) admitted(w http.ResponseWriter, r *http.Request) *http.Request {
+	setReadDeadline(w, r, s.deps.RequestBodyTimeout)
+	if !textRequest(r) {
+		s.fail(w, r, errNotText)
+		return nil
+	}
+	if wantsSession(r) {
+		return s.sessionOf(w, r)
+	}
+	return r
 }
 
 // OpsHandler serves health, operations and metrics on the internal port (OPS_ADDR), where

@@ -36,27 +36,17 @@ func bodyReadFailed(err error, bad *badRequestError) error {
 	return bad
 }
 
-// bodyDeadline gives a request with a body timeout to send all of it; after that its reads fail
-// and its handler answers at once. Not http.Server.ReadTimeout: net/http would cancel every
-// long-lived stream's context when it passed. Once the body has been read to its end, net/http
-// clears the deadline itself (its background read starts), so a slow handler is not cut off.
-func bodyDeadline(timeout time.Duration, next http.Handler) http.Handler {
-	if timeout <= 0 {
-		return next
-	}
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.ContentLength != 0 { // -1: chunked, or a length not known in advance
-			setReadDeadline(w, timeout)
-		}
-		next.ServeHTTP(w, r)
-	})
-}
-
-// setReadDeadline is out of line to keep the frames under an event stream lean (see textRequest).
+// setReadDeadline gives a request with a body (ContentLength -1: chunked, or not known in
+// advance) timeout to send all of it; after that its reads fail and its handler answers at once.
+// Not http.Server.ReadTimeout: net/http would cancel every long-lived stream's context when it
+// passed. Once the body has been read to its end, net/http clears the deadline itself (its
+// background read starts), so a slow handler is not cut off.
 //
 //go:noinline
-func setReadDeadline(w http.ResponseWriter, timeout time.Duration) {
-	_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(timeout))
+func setReadDeadline(w http.ResponseWriter, r *http.Request, timeout time.Duration) {
+	if timeout > 0 && r.ContentLength != 0 {
+		_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(timeout))
+	}
 }
 
 // tooManyStreamsError refuses an event stream beyond STREAMS_PER_ADDRESS (perAddress) or
