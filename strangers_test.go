@@ -136,3 +136,43 @@ func TestBytesThatAreNotTextAreRefused(t *testing.T) {
 		t.Errorf("refusing bytes that are not text logged an error:\n%s", logs)
 	}
 }
+
+// TestNamesThatLieAboutThemselvesAreRefused: a name with a right-to-left override, a zero-width
+// space or a line separator is refused with a message saying so, at the API and in the form,
+// and nothing is booked; a name in any real script books.
+func TestNamesThatLieAboutThemselvesAreRefused(t *testing.T) {
+	c := startAll(t)
+	show := c.futureShow()
+	for _, name := range []string{"Ada \u202eecalevoL", "A\u200bda Lovelace", "Ada\u2028Lovelace"} {
+		req := request(show.ID, []string{"L1"}, cardApproves)
+		req["name"] = name
+		status, resp := c.book(req)
+		if status != http.StatusUnprocessableEntity || resp.Field != "name" || !strings.Contains(resp.Message, "invisible characters") {
+			t.Errorf("booking as %+q: %d %+v, want 422 naming the invisible characters in the name", name, status, resp)
+		}
+	}
+	browser, page := c.formSession(show.ID)
+	resp, err := browser.PostForm(c.web.url+"/bookings", url.Values{"show_id": {show.ID}, "seats": {"L1"}, "name": {"Ada \u202eecalevoL"},
+		"phone": {customerPhone}, "card_number": {cardApproves}, "csrf_token": {csrfOf(t, page)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnprocessableEntity || !strings.Contains(string(body), "invisible characters") {
+		t.Errorf("the form with an overridden name: %d, want 422 with the name's message beside it", resp.StatusCode)
+	}
+	var recorded int
+	if err := c.db().Get(&recorded, `SELECT count(*) FROM web.bookings`); err != nil || recorded != 0 {
+		t.Errorf("%d bookings recorded (%v), want none", recorded, err)
+	}
+	req := request(show.ID, []string{"L2"}, cardApproves)
+	req["name"] = "محمد\u200cرضا Ångström"
+	status, booked2 := c.book(req)
+	if status != http.StatusAccepted {
+		t.Fatalf("a Persian name with its non-joiner: %d %+v, want 202", status, booked2)
+	}
+	if st := c.waitFinal(booked2.BookingID); st.Status != "ticketed" {
+		t.Errorf("a Persian name with its non-joiner: %q, want ticketed", st.Status)
+	}
+}
