@@ -12,21 +12,11 @@ import (
 	"github.com/boxoffice/boxoffice/services/event"
 )
 
-// bookWithKey posts a booking request with an Idempotency-Key header.
+// bookWithKey posts a booking request with an Idempotency-Key header, as a script without a
+// session.
 func (c *cluster) bookWithKey(key string, body map[string]any) (int, bookingResponse, http.Header) {
 	c.t.Helper()
-	raw, _ := json.Marshal(body)
-	req, _ := http.NewRequest(http.MethodPost, c.web.url+"/api/bookings", strings.NewReader(string(raw)))
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Idempotency-Key", key)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var out bookingResponse
-	_ = json.NewDecoder(resp.Body).Decode(&out)
-	return resp.StatusCode, out, resp.Header
+	return c.bookAs(apiClient{}, key, body)
 }
 
 // TestIdempotencyKeyBooksOnce: the same key and body, sent again or many times at once, answer
